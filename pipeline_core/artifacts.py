@@ -1,0 +1,132 @@
+"""Run folders, atomic writes and the manifest.
+
+A file in a run folder is either complete or absent: every write goes to a temporary file in the same
+folder, is flushed and fsynced, and is renamed over the target, so a crash or a full disk never leaves
+a half-written artifact and never destroys the previous good copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from pipeline_core.errors import PipelineError
+
+MANIFEST = "manifest.json"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Have ``write`` fill a temporary file next to ``path``, fsync it, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temp_path = Path(temporary)
+    try:
+        write(temp_path)
+        with open(temp_path, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temp_path, path)
+    except OSError as error:
+        temp_path.unlink(missing_ok=True)
+        raise PipelineError(f"could not write {path}: {error.strerror or error}; the previous file is untouched") from error
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    return atomic_write(path, lambda temp: temp.write_bytes(data))
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, value: Any) -> Path:
+    return write_text(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows with possibly different keys; columns are the union, in first-seen order."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buffer.getvalue())
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_run_dir(artifacts_root: Path, pipeline_name: str, out: Path | None) -> Path:
+    """``--out DIR`` (which must be empty or absent), else ``<root>/<name>/<UTC timestamp>``."""
+    if out is not None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise PipelineError(f"--out {out}: the folder already holds files; choose a new folder or empty it")
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = artifacts_root / pipeline_name
+    candidate, counter = base / stamp, 1
+    while candidate.exists():
+        counter += 1
+        candidate = base / f"{stamp}-{counter}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def point_latest(run_dir: Path) -> None:
+    """Make ``<name>/latest`` a symlink to ``run_dir`` (replaced atomically) when it sits in such a folder."""
+    link = run_dir.parent / "latest"
+    temporary = run_dir.parent / f".latest.{os.getpid()}"
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(temporary, link)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # symlinks may be unavailable (some Windows setups)
+
+
+def versions(packages: Iterable[str] = ("pipeline-core", "torch", "onnx", "onnxruntime-gpu", "onnxruntime", "numpy", "scikit-learn")) -> dict[str, str]:
+    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def write_manifest(run_dir: Path, extra: dict[str, Any]) -> Path:
+    """``manifest.json``: versions, ``extra`` (seed, config hash, ...), and sha256 of every file."""
+    files = {}
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        relative = path.relative_to(run_dir).as_posix()
+        if relative != MANIFEST:
+            files[relative] = {"sha256": sha256(path), "bytes": path.stat().st_size}
+    manifest = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        **extra,
+        "files": files,
+    }
+    return write_json(run_dir / MANIFEST, manifest)

@@ -1,0 +1,88 @@
+"""The ``pipeline`` command line: a click group, one module per command group.
+
+Errors the framework raises on purpose (:class:`PipelineError`) become a message and an exit code at
+this boundary (0 success, 1 the run failed, 2 bad usage or config); the traceback is shown only with
+``--verbose``. Plugins add commands through the ``register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from pipeline_core.errors import ConfigError, PipelineError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def report_error(error: BaseException, verbose: bool) -> int:
+    """Print ``error`` for a person and return the exit code it maps to."""
+    if verbose:
+        traceback.print_exception(error)
+    if isinstance(error, ConfigError) and len(error.problems) > 1:
+        click.secho(f"error: {len(error.problems)} problems:", fg="red", err=True)
+        for problem in error.problems:
+            click.echo(f"  - {problem}", err=True)
+    elif isinstance(error, PipelineError):
+        click.secho(f"error: {error}", fg="red", err=True)
+    else:
+        click.secho(f"internal error: {type(error).__name__}: {error}", fg="red", err=True)
+        if not verbose:
+            click.echo("(run with --verbose for the traceback)", err=True)
+    return error.exit_code if isinstance(error, PipelineError) else 1
+
+
+class PipelineGroup(click.Group):
+    """A group that turns framework errors into clean messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as error:
+            ctx.exit(report_error(error, bool(ctx.obj and ctx.obj.get("verbose"))))
+
+
+@click.group(cls=PipelineGroup, context_settings=CONTEXT)
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="pipeline-core")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Declarative, plugin-based training pipelines for PyTorch."""
+    ctx.ensure_object(dict)["verbose"] = verbose
+
+
+def _add_builtin_commands() -> None:
+    from pipeline_core.cli import plugins, run, validate
+
+    for module in (run, validate, plugins):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+def _add_plugin_commands() -> None:
+    from pipeline_core.plugins import build_host
+
+    build_host().hook.register_commands(cli=cli)
+
+
+_add_builtin_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        _add_plugin_commands()
+    except PipelineError as error:
+        # A broken plugin must not hide the built-in commands that help diagnose it.
+        report_error(error, "--verbose" in sys.argv or "-v" in sys.argv)
+        if not {"plugins", "--help", "-h"} & set(sys.argv[1:]) and len(sys.argv) > 1:
+            sys.exit(error.exit_code)
+    cli(prog_name="pipeline")

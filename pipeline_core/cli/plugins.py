@@ -1,0 +1,53 @@
+"""``pipeline plugins``: every loaded plugin, its version, its hooks and its components."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pipeline_core.config import plugin_references, read_toml
+from pipeline_core.plugins import Host, build_host
+
+
+def describe(host: Host) -> list[dict[str, Any]]:
+    """One entry per plugin: name, source, version, hooks implemented, components by kind."""
+    entries = []
+    for name, info in host.plugins.items():
+        plugin = host.manager.get_plugin(name)
+        hooks = sorted(caller.name for caller in host.manager.get_hookcallers(plugin) or [])
+        components: dict[str, list[str]] = {}
+        for component in host.registry.by_plugin(name):
+            components.setdefault(component.kind, []).append(component.name)
+        entries.append({
+            "name": name, "source": info.source, "version": info.version,
+            "distribution": info.distribution, "hooks": hooks, "components": components,
+        })
+    return entries
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--pipeline", "pipeline_file", type=click.Path(path_type=Path, dir_okay=False), help="Also load the plugins this pipeline file names.")
+def plugins(as_json: bool, pipeline_file: Path | None) -> None:
+    """List plugins, their versions, hooks and registered components."""
+    local: list[str] = []
+    if pipeline_file is not None:
+        raw, _ = read_toml(pipeline_file)
+        local = plugin_references(raw, pipeline_file)
+    entries = describe(build_host(local, base_dir=pipeline_file.parent if pipeline_file else None))
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    table = Table("plugin", "source", "version", "hooks", "components")
+    for entry in entries:
+        components = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in entry["components"].items())
+        table.add_row(entry["name"], entry["source"], entry["version"], "\n".join(entry["hooks"]), components)
+    Console().print(table)
+
+
+COMMANDS = [plugins]

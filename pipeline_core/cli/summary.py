@@ -1,0 +1,28 @@
+"""The short summary ``pipeline run`` prints at the end: metrics, export checks, where files are."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline_core.context import RunContext
+
+
+def print_summary(run: RunContext, seconds: float) -> None:
+    console = Console()
+    if run.metrics:
+        names = sorted({name for values in run.metrics.values() for name in values})
+        table = Table("split", *names, title=f"{run.config.name}: metrics")
+        for split, values in run.metrics.items():
+            table.add_row(split, *(f"{values[name]:.4f}" if name in values else "" for name in names))
+        console.print(table)
+    if run.export_report:
+        table = Table("export", "check", "max abs diff", "max rel diff", "ran on", title="export checks")
+        for name, report in run.export_report.items():
+            providers = ", ".join(p.replace("ExecutionProvider", "") for p in report["providers"])
+            table.add_row(
+                report["file"], "passed" if report["passed"] else "FAILED",
+                f"{report['max_abs_diff']:.1e}", f"{report['max_rel_diff']:.1e}", providers,
+            )
+        console.print(table)
+    console.print(f"run folder: {run.run_dir}   ({seconds:.1f} s)", highlight=False)

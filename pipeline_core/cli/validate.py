@@ -1,0 +1,23 @@
+"""``pipeline validate``: check a pipeline file without running it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline_core.cli.options import overrides, pipeline_file
+from pipeline_core.runner import load_pipeline
+
+
+@click.command()
+@pipeline_file
+@overrides
+def validate(pipeline_file: Path, overrides: tuple[str, ...]) -> None:
+    """Check PIPELINE_FILE (sections, component names, options) without loading data."""
+    config, _ = load_pipeline(pipeline_file, overrides)
+    stages = " → ".join(config.pipeline.stages)
+    click.echo(f"{pipeline_file}: valid ({stages})")
+
+
+COMMANDS = [validate]

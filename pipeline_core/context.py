@@ -1,0 +1,53 @@
+"""The state a run carries from stage to stage, and what lifecycle hooks observe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline_core.config import ComponentConfig, PipelineConfig
+from pipeline_core.data import DataBundle
+from pipeline_core.errors import PipelineError
+from pipeline_core.plugins import Host
+
+
+@dataclass
+class RunContext:
+    """One pipeline run. Stages read and write it; plugins may keep their own state in ``state``."""
+
+    config: PipelineConfig
+    host: Host
+    run_dir: Path
+    device: torch.device
+    quiet: bool = False
+    data: DataBundle | None = None
+    model: nn.Module | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    export_report: dict[str, dict[str, Any]] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def create(self, component: ComponentConfig, *context: Any) -> Any:
+        """Call a configured component with the host's context arguments and its validated options."""
+        factory = self.host.registry.get(component.kind, component.name).factory
+        return factory(*context, **component.options)
+
+    def require_data(self, stage: str) -> DataBundle:
+        if self.data is None:
+            raise PipelineError(f"stage {stage!r} needs data: put 'load_data' before it in pipeline.stages")
+        return self.data
+
+    def require_model(self, stage: str) -> nn.Module:
+        if self.model is None:
+            raise PipelineError(f"stage {stage!r} needs a model: put 'build_model' before it in pipeline.stages")
+        return self.model
+
+    def path(self, name: str) -> Path:
+        """A file in the run folder (parents created)."""
+        target = self.run_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target

@@ -1,0 +1,100 @@
+"""What a dataset plugin hands the host, and what flows from it to models and metrics.
+
+Shapes flow forward: a model gets :class:`DataSpec` (input shape, number of outputs, task), so a TOML
+file never repeats ``in_features = 4``. Preprocessing (feature standardization, image scaling) is a
+module that travels with the data and becomes the first layer of the model, so the exported file
+takes raw inputs and the statistics are saved with the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+
+Task = Literal["multiclass", "binary", "regression"]
+TASKS: tuple[str, ...] = ("multiclass", "binary", "regression")
+
+
+@dataclass(frozen=True)
+class DatasetContext:
+    """What the host tells a dataset loader: the run's seed (for splits) and where relative paths start."""
+
+    seed: int
+    base_dir: Path = Path(".")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The shape of the problem, handed to model factories.
+
+    Targets follow the task: ``multiclass`` int64 class indices of shape (N,), ``binary`` float32 of
+    shape (N, 1), ``regression`` float32 of shape (N, num_outputs).
+    """
+
+    task: Task
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    classes: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] = ()
+    input_dtype: torch.dtype = torch.float32
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs and targets of one split, as whole tensors (every supported dataset fits in memory)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.targets):
+            raise ValueError(f"split has {len(self.inputs)} inputs but {len(self.targets)} targets")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.inputs.to(device), self.targets.to(device))
+
+
+@dataclass
+class DataBundle:
+    """A loaded dataset: the spec, the splits by name (``train``, ``test``, optional ``validation``)
+    and the preprocessing module that maps raw inputs to what the network trains on."""
+
+    spec: DataSpec
+    splits: dict[str, Split]
+    preprocess: nn.Module = field(default_factory=nn.Identity)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.spec.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, not {self.spec.task!r}")
+        for required in ("train", "test"):
+            if required not in self.splits:
+                raise ValueError(f"a data bundle needs a {required!r} split; it has {sorted(self.splits)}")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A model's outputs on one split, with the targets: what every metric is computed from."""
+
+    outputs: torch.Tensor
+    targets: torch.Tensor
+    task: Task
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    def predicted_classes(self) -> torch.Tensor:
+        """Class index per row (argmax for multiclass, logit > 0 for binary)."""
+        if self.task == "multiclass":
+            return self.outputs.argmax(dim=1)
+        if self.task == "binary":
+            return (self.outputs > 0).long().view(-1)
+        raise ValueError("a regression model predicts values, not classes")
+
+    def true_classes(self) -> torch.Tensor:
+        return self.targets.long().view(-1)

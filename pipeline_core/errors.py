@@ -1,0 +1,35 @@
+"""One error family for the whole framework.
+
+The CLI turns a :class:`PipelineError` into a message and an exit code (kedro's ``KedroCliError``
+pattern): a user mistake never shows a traceback unless ``--verbose`` asks for one.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error the framework raises on purpose; ``exit_code`` is what the CLI returns."""
+
+    exit_code: int = 1
+
+
+class ConfigError(PipelineError):
+    """The TOML file, an override or a component's options are wrong (exit code 2)."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PluginError(PipelineError):
+    """A plugin failed to load or registered something invalid or conflicting (exit code 2)."""
+
+    exit_code = 2
+
+
+class RunFailed(PipelineError):
+    """The pipeline ran but did not succeed: training diverged, an export check failed (exit code 1)."""
+
+    exit_code = 1

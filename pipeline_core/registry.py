@@ -1,0 +1,139 @@
+"""Every component by kind and name, and the ``register`` callback that checks each one as it arrives.
+
+A ``register_*`` hook receives a :class:`Register` bound to one plugin, so a duplicate name is an
+error that names both plugins and a malformed component is an error that names its plugin (tox's
+register object, not llm's silent suffixes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from pipeline_core.errors import PluginError
+from pipeline_core.options import Schema, suggest
+
+#: Component kinds, the plural used in messages, and how many positional context arguments the host
+#: passes when it calls one (everything else a component takes is a keyword-only option).
+KINDS: dict[str, tuple[str, int]] = {
+    "dataset": ("datasets", 1),  # (context: DatasetContext) -> DataBundle
+    "model": ("models", 1),  # (spec: DataSpec) -> nn.Module
+    "optimizer": ("optimizers", 1),  # (params: iterable of parameters) -> torch.optim.Optimizer
+    "loss": ("losses", 0),  # () -> nn.Module computing loss(outputs, targets)
+    "metric": ("metrics", 1),  # (predictions: Predictions) -> float
+    "exporter": ("exporters", 0),  # () -> Exporter
+    "stage": ("stages", 1),  # (run: RunContext) -> None
+}
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component: what to call, who registered it, and its options schema."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    options: Schema
+    description: str = ""
+    check: Callable[..., None] | None = None
+
+    def problems(self, options: dict[str, Any]) -> list[str]:
+        """Cross-option rules the types cannot express (``check`` raises ValueError to report one)."""
+        if self.check is None:
+            return []
+        try:
+            self.check(**options)
+        except ValueError as error:
+            return [str(error)]
+        return []
+
+
+@dataclass
+class Registry:
+    """Components of every kind, filled by the ``register_*`` hooks of all loaded plugins."""
+
+    components: dict[str, dict[str, Component]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        factory: Callable[..., Any],
+        plugin: str,
+        description: str = "",
+        check: Callable[..., None] | None = None,
+    ) -> None:
+        """Check and store one component; raises :class:`PluginError` naming the plugin at fault."""
+        arity = KINDS[kind][1]
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise PluginError(
+                f"plugin {plugin!r} registered a {kind} named {name!r}: names are lower-case "
+                "letters, digits and underscores, starting with a letter"
+            )
+        if not callable(factory):
+            raise PluginError(f"plugin {plugin!r} registered {kind} {name!r} with a non-callable {factory!r}")
+        existing = self.components[kind].get(name)
+        if existing is not None:
+            raise PluginError(
+                f"{kind} {name!r} is registered twice: by plugin {existing.plugin!r} and by plugin "
+                f"{plugin!r}; rename one, or block one plugin with PIPELINE_CORE_BLOCK_PLUGINS"
+            )
+        try:
+            schema = Schema.from_signature(factory, arity, owner=f"{kind} {name!r} of plugin {plugin!r}")
+        except TypeError as error:
+            raise PluginError(str(error)) from error
+        text = description or next(iter((factory.__doc__ or "").strip().splitlines()), "")
+        if check is not None and not callable(check):
+            raise PluginError(f"plugin {plugin!r} gave {kind} {name!r} a non-callable check {check!r}")
+        self.components[kind][name] = Component(kind, name, factory, plugin, schema, text, check)
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component, or a :class:`KeyError` whose message lists the names that do exist."""
+        try:
+            return self.components[kind][name]
+        except KeyError:
+            raise KeyError(self.unknown_message(kind, name)) from None
+
+    def unknown_message(self, kind: str, name: str) -> str:
+        plural = KINDS[kind][0]
+        available = sorted(self.components[kind])
+        hint = suggest(str(name), available)
+        listing = ", ".join(available) if available else "none are registered"
+        return f"unknown {kind} {name!r}{'; ' + hint if hint else ''} (available {plural}: {listing})"
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def by_plugin(self, plugin: str) -> Iterator[Component]:
+        for kind in KINDS:
+            for component in self.components[kind].values():
+                if component.plugin == plugin:
+                    yield component
+
+
+class Register:
+    """The callable a ``register_*`` hook receives.
+
+    ``register(name, component, description="", check=None)``: ``component`` is called with the
+    host's context arguments and the validated options; ``check(**options)``, if given, runs at
+    validation time and raises ``ValueError`` for a combination of options that cannot work.
+    """
+
+    def __init__(self, registry: Registry, kind: str, plugin: str) -> None:
+        self._registry, self.kind, self.plugin = registry, kind, plugin
+
+    def __call__(
+        self,
+        name: str,
+        component: Callable[..., Any],
+        *,
+        description: str = "",
+        check: Callable[..., None] | None = None,
+    ) -> None:
+        self._registry.add(self.kind, name, component, self.plugin, description, check)

@@ -1,0 +1,14 @@
+"""The built-in plugins. Each module registers its components through the same hooks a third-party
+plugin uses; the host loads them by name from :data:`DEFAULT_PLUGINS` (llm's ``DEFAULT_PLUGINS``)."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.datasets.iris",
+    "plugins.models.mlp",
+    "plugins.optimizers",
+    "plugins.losses",
+    "plugins.metrics",
+    "plugins.exporters.torchscript",
+    "plugins.exporters.onnx",
+    "plugins.stages",
+    "plugins.progress",
+)
