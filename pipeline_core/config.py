@@ -194,8 +194,6 @@ class _Checker:
     ) -> ComponentConfig:
         """A component table ``{name = ..., option = ...}`` checked against the registry."""
         placeholder = ComponentConfig(kind, "?")
-        if isinstance(table, str):
-            table = {"name": table}
         if not isinstance(table, dict):
             self.add(path, f"expected a table with a 'name' and the {kind}'s options, got {table!r}")
             return placeholder
@@ -269,9 +267,12 @@ def validate(
     train = None
     train_raw = _table(raw, "train", check)
     if train_raw is not None:
-        for key, kind in (("optimizer", "optimizer"), ("loss", "loss")):
+        for key in ("optimizer", "loss"):
             if key in train_raw:
-                train_raw[key] = check.component(kind, train_raw[key], ("train", key))
+                train_raw[key] = check.component(key, train_raw[key], ("train", key))
+            else:
+                check.add(("train", key), f"missing table [train.{key}] (name one of: {', '.join(registry.names(key))})")
+                train_raw[key] = ComponentConfig(key, "?")
         train = check.section(Schema(TrainSection), train_raw, ("train",))
     elif "train" in stages:
         check.add(("train",), "missing section [train] (stage 'train' needs epochs, batch_size, optimizer and loss)")
@@ -281,7 +282,10 @@ def validate(
     if not isinstance(metrics, list):
         check.add(("evaluate", "metrics"), f"expected a list of metric names or tables, got {metrics!r}")
         metrics = []
-    evaluate_raw["metrics"] = [check.component("metric", m, ("evaluate", "metrics", i)) for i, m in enumerate(metrics)]
+    evaluate_raw["metrics"] = [  # a bare name is short for {name = ...}
+        check.component("metric", {"name": m} if isinstance(m, str) else m, ("evaluate", "metrics", i))
+        for i, m in enumerate(metrics)
+    ]
     evaluate = check.section(Schema(EvaluateSection), evaluate_raw, ("evaluate",))
 
     export_raw = _table(raw, "export", check) or {}

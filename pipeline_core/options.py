@@ -49,6 +49,12 @@ def describe_type(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def _is_union(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
     """``did you mean 'x'?`` when a close match exists, else an empty string."""
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -108,7 +114,12 @@ class Schema:
                 return self.model.model_validate_json(json.dumps(values, default=str), strict=True), []
             return self.model.model_validate(values, strict=True), []
         except pydantic.ValidationError as error:
-            return None, [self._problem(item) for item in error.errors(include_url=False)]
+            problems: list[Problem] = []
+            for item in error.errors(include_url=False):
+                problem = self._problem(item)
+                if problem not in problems:  # a union reports once per member; say it once
+                    problems.append(problem)
+            return None, problems
 
     def validate(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
         """Checked values with defaults filled in, or the problems found (never both)."""
@@ -123,11 +134,15 @@ class Schema:
         kind = item["type"]
         if kind == "extra_forbidden":
             hint = suggest(key, self.names)
-            valid = ", ".join(self.names) or "none"
-            return Problem(loc, f"unknown key{'; ' + hint if hint else ''} (valid keys: {valid})")
+            if not self.names:
+                return Problem(loc, "unknown key (this takes no options)")
+            return Problem(loc, f"unknown key{'; ' + hint if hint else ''} (valid keys: {', '.join(self.names)})")
         if kind == "missing":
             return Problem(loc, f"missing required value (expected {describe_type(self.annotations[key])})")
         got = f"got {item.get('input')!r} ({type(item.get('input')).__name__})"
+        if len(loc) > 1 and isinstance(loc[1], str) and _is_union(self.annotations.get(key)):
+            # pydantic tags each failed member of a union in the path; report the field as a whole
+            return Problem(loc[:1], f"expected {describe_type(self.annotations[key])}, {got}")
         if kind == "value_error":
             return Problem(loc, f"{item['ctx']['error']}, {got}")
         if len(loc) == 1 and kind not in _BOUNDS:

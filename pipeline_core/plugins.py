@@ -136,8 +136,11 @@ def _fill_registry(host: Host) -> None:
                 ) from error
 
 
-def build_host(local_plugins: Iterable[str] = (), base_dir: Path | None = None) -> Host:
-    """A fresh plugin manager with built-ins, entry points and ``local_plugins``, and its registry."""
+def build_host(local_plugins: Iterable[str] = (), base_dir: Path | None = None, origin: str = "") -> Host:
+    """A fresh plugin manager with built-ins, entry points and ``local_plugins``, and its registry.
+
+    ``local_plugins`` are ``.py`` paths (relative to ``base_dir``) or module names; ``origin`` prefixes
+    their errors (e.g. ``"pipeline.toml: pipeline.plugins: "``)."""
     from plugins import DEFAULT_PLUGINS
 
     manager = pluggy.PluginManager(hookspecs.PROJECT)
@@ -176,7 +179,10 @@ def build_host(local_plugins: Iterable[str] = (), base_dir: Path | None = None) 
     for reference in local_plugins:
         if reference in blocked:
             continue
-        module = _load_local(reference, base_dir or Path.cwd())
+        try:
+            module = _load_local(reference, base_dir or Path.cwd())
+        except PluginError as error:
+            raise PluginError(f"{origin}{error}") from error
         _register(manager, module, PluginInfo(reference, "pipeline file", "local"), host)
 
     _fill_registry(host)

@@ -24,7 +24,7 @@ def load_pipeline(path: Path, overrides: tuple[str, ...] = ()) -> tuple[Pipeline
     """Read ``path``, apply ``--set`` overrides, load the plugins it names, and validate it."""
     raw, text = read_toml(path)
     apply_overrides(raw, overrides)
-    host = build_host(plugin_references(raw, path), base_dir=path.parent)
+    host = build_host(plugin_references(raw, path), base_dir=path.parent, origin=f"{path}: pipeline.plugins: ")
     return validate(raw, host.registry, path, text, overrides), host
 
 

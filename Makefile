@@ -1,0 +1,28 @@
+# `make run` and `make test` set everything up on a fresh machine: a virtual environment in .venv with
+# the project and its dependencies (torch and torchvision resolved together from the registry).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/pipeline run pipelines/iris.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/iris_train.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

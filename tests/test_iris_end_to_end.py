@@ -1,0 +1,87 @@
+"""An end-to-end iris run with few epochs: the run folder contract, export checks, reproducibility."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from pathlib import Path
+
+import torch
+
+from pipeline_core.artifacts import sha256
+from pipeline_core.runner import load_pipeline, run_pipeline
+
+REQUIRED_FILES = {
+    "config.toml", "metrics.json", "history.csv", "weights.pt", "model.torchscript.pt",
+    "model.onnx", "export_report.json", "manifest.json",
+}
+
+
+def _run(path: Path, out: Path, *overrides: str):
+    config, host = load_pipeline(path, tuple(overrides))
+    return run_pipeline(config, host, out=out, quiet=True)
+
+
+def test_run_folder_holds_the_contract(write_pipeline, tmp_path):
+    run = _run(write_pipeline(), tmp_path / "run")
+    folder = run.run_dir
+    assert REQUIRED_FILES <= {p.name for p in folder.iterdir()}
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"loss", "accuracy"}
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert metrics["test"]["accuracy"] > 1 / 3  # three epochs of Adam beat chance on iris
+
+    with open(folder / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
+    assert {"train_loss", "train_accuracy", "lr", "seconds"} <= set(rows[0])
+
+    report = json.loads((folder / "export_report.json").read_text())
+    assert set(report) == {"torchscript", "onnx"}
+    for entry in report.values():
+        assert entry["passed"] is True
+        assert entry["max_abs_diff"] <= 1e-4
+        assert entry["class_agreement"] == 1.0
+        assert {b["batch_size"] for b in entry["batches"]} == {1, 2, 7, 38}
+    assert report["onnx"]["providers"] == ["CPUExecutionProvider"]
+    assert report["onnx"]["exporter"] in {"dynamo", "torchscript"}
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["seed"] == 3
+    assert "torch" in manifest["versions"]
+    listed = set(manifest["files"])
+    assert REQUIRED_FILES - {"manifest.json"} <= listed
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == sha256(folder / name)
+
+    resolved = tomllib.loads((folder / "config.toml").read_text())
+    assert resolved["train"]["optimizer"] == {
+        "name": "adam", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False,
+    }
+    assert resolved["data"]["test_size"] == 0.25  # defaults are written out
+
+
+def test_weights_reload_safely_and_reproduce_the_metrics(write_pipeline, tmp_path):
+    run = _run(write_pipeline(), tmp_path / "run")
+    state = torch.load(run.run_dir / "weights.pt", weights_only=True)
+    assert state.keys() == run.model.state_dict().keys()
+    assert "preprocess.mean" in state  # standardization statistics travel with the weights
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(write_pipeline, tmp_path):
+    path = write_pipeline()
+    first = _run(path, tmp_path / "a").metrics
+    second = _run(path, tmp_path / "b").metrics
+    other = _run(path, tmp_path / "c", "pipeline.seed=4").metrics
+    assert first == second
+    assert other != first
+
+
+def test_default_run_folder_and_latest_link(write_pipeline, tmp_path):
+    config, host = load_pipeline(write_pipeline())
+    run = run_pipeline(config, host, artifacts_root=tmp_path / "artifacts", quiet=True)
+    assert run.run_dir.parent == tmp_path / "artifacts" / "iris_fast"
+    latest = tmp_path / "artifacts" / "iris_fast" / "latest"
+    assert latest.resolve() == run.run_dir.resolve()
