@@ -79,11 +79,11 @@ def import_plugin(name: str, what: str) -> ModuleType:
         raise PluginError(f"{what} {name!r} failed to import: {type(error).__name__}: {error}") from error
 
 
-def _import_file(path: Path) -> ModuleType:
+def _import_file(path: Path, reference: str) -> ModuleType:
     module_name = f"pipeline_core_local_{path.stem}_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise PluginError(f"plugin file {str(path)!r} cannot be loaded as a Python module")
+        raise PluginError(f"plugin file {reference!r} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
@@ -91,7 +91,7 @@ def _import_file(path: Path) -> ModuleType:
     except Exception as error:
         del sys.modules[module_name]
         raise PluginError(
-            f"plugin file {str(path)!r} failed to import: {type(error).__name__}: {error}"
+            f"plugin file {reference!r} failed to import: {type(error).__name__}: {error}"
         ) from error
     return module
 
@@ -103,7 +103,7 @@ def _load_local(reference: str, base_dir: Path) -> ModuleType:
         path = path if path.is_absolute() else base_dir / path
         if not path.is_file():
             raise PluginError(f"plugin file {reference!r} not found (looked for {path})")
-        return _import_file(path)
+        return _import_file(path, reference)
     sys.path.insert(0, str(base_dir))
     try:
         return import_plugin(reference, "plugin module")

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from pipeline_core.config import plugin_references, read_toml
 from pipeline_core.plugins import Host, build_host
@@ -43,11 +41,12 @@ def plugins(as_json: bool, pipeline_file: Path | None) -> None:
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
-    table = Table("plugin", "source", "version", "hooks", "components")
     for entry in entries:
-        components = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in entry["components"].items())
-        table.add_row(entry["name"], entry["source"], entry["version"], "\n".join(entry["hooks"]), components)
-    Console().print(table)
+        origin = entry["distribution"] if entry["source"] == "entry point" else entry["source"]
+        click.echo(f"{entry['name']}  ({origin} {entry['version']})")
+        for kind, names in entry["components"].items():
+            click.echo(f"  {kind}: {', '.join(names)}")
+        click.echo(f"  hooks: {', '.join(entry['hooks'])}")
 
 
 COMMANDS = [plugins]
