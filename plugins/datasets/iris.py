@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field
-from sklearn.datasets import load_iris
-
 from pipeline_core import DataBundle, DatasetContext, Register, hookimpl
 from plugins.datasets.tabular import check_fractions, split_tabular
 
@@ -22,6 +20,8 @@ def iris(
     stratify: bool = True,
 ) -> DataBundle:
     """Iris flowers: 4 features, 3 classes, split with the run's seed."""
+    from sklearn.datasets import load_iris  # imported when used: keeps `pipeline --help` fast
+
     raw = load_iris()
     return split_tabular(
         raw.data,

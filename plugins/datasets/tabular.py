@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from pipeline_core import DataBundle, DataSpec, Split, Task
@@ -52,6 +51,8 @@ def split_tabular(
 
     ``val_size`` is a fraction of the whole dataset, carved out of what remains after the test split.
     """
+    from sklearn.model_selection import train_test_split  # imported when used: keeps the CLI fast
+
     x = np.asarray(x, dtype=np.float32)
     by_class = stratify and task != "regression"
     x_rest, x_test, y_rest, y_test = train_test_split(
