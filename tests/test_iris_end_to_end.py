@@ -85,3 +85,21 @@ def test_default_run_folder_and_latest_link(write_pipeline, tmp_path):
     assert run.run_dir.parent == tmp_path / "artifacts" / "iris_fast"
     latest = tmp_path / "artifacts" / "iris_fast" / "latest"
     assert latest.resolve() == run.run_dir.resolve()
+
+
+def test_validation_split_is_scored_every_epoch(write_pipeline, tmp_path):
+    run = _run(write_pipeline(), tmp_path / "run", "data.val_size=0.2")
+    sizes = {name: len(split) for name, split in run.data.splits.items()}
+    assert sizes == {"train": 82, "validation": 30, "test": 38}
+    assert all({"val_loss", "val_accuracy"} <= set(row) for row in run.history)
+    assert set(run.metrics) == {"test", "train", "validation"}
+    # the test split is scored once, at evaluate: it never appears in the history
+    assert not any(key.startswith("test") for row in run.history for key in row)
+
+
+def test_standardization_uses_training_statistics_only(write_pipeline, tmp_path):
+    run = _run(write_pipeline(), tmp_path / "run")
+    train_inputs = run.data.splits["train"].inputs
+    assert torch.allclose(run.model.preprocess.mean, train_inputs.mean(dim=0))
+    standardized = run.model.preprocess(train_inputs)
+    assert torch.allclose(standardized.mean(dim=0), torch.zeros(4), atol=1e-5)
