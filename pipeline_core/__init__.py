@@ -16,38 +16,63 @@ and implement any hook from :mod:`pipeline_core.hookspecs` in that module::
 
     def tiny(spec: DataSpec, *, hidden: int = 16) -> nn.Module:
         \"\"\"A one-hidden-layer MLP; ``hidden`` is validated from the annotation.\"\"\"
-        return nn.Sequential(nn.Flatten(), nn.LazyLinear(hidden), nn.ReLU(), nn.Linear(hidden, spec.num_outputs))
+        return nn.Sequential(nn.Linear(spec.input_shape[0], hidden), nn.ReLU(), nn.Linear(hidden, spec.num_outputs))
 
 A pipeline file then uses it as ``[model] name = "tiny"  hidden = 32``.
+
+The names below are imported on first use, so ``pipeline_core.deploy`` (onnxruntime only) can be
+imported on a machine without torch.
 """
 
-from pipeline_core.config import ComponentConfig, PipelineConfig
-from pipeline_core.context import RunContext
-from pipeline_core.data import DataBundle, DatasetContext, DataSpec, Predictions, Split, Task
-from pipeline_core.errors import ConfigError, PipelineError, PluginError, RunFailed
-from pipeline_core.export import Exporter, LoadedModel
-from pipeline_core.hookspecs import hookimpl
-from pipeline_core.registry import Register
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ComponentConfig",
-    "ConfigError",
-    "DataBundle",
-    "DataSpec",
-    "DatasetContext",
-    "Exporter",
-    "LoadedModel",
-    "PipelineConfig",
-    "PipelineError",
-    "PluginError",
-    "Predictions",
-    "Register",
-    "RunContext",
-    "RunFailed",
-    "Split",
-    "Task",
-    "__version__",
-    "hookimpl",
-]
+#: public name → the module that defines it
+_EXPORTS = {
+    "ComponentConfig": "pipeline_core.config",
+    "PipelineConfig": "pipeline_core.config",
+    "RunContext": "pipeline_core.context",
+    "DataBundle": "pipeline_core.data",
+    "DatasetContext": "pipeline_core.data",
+    "DataSpec": "pipeline_core.data",
+    "Predictions": "pipeline_core.data",
+    "Split": "pipeline_core.data",
+    "Task": "pipeline_core.data",
+    "ConfigError": "pipeline_core.errors",
+    "PipelineError": "pipeline_core.errors",
+    "PluginError": "pipeline_core.errors",
+    "RunFailed": "pipeline_core.errors",
+    "ExportInfo": "pipeline_core.export",
+    "Exporter": "pipeline_core.export",
+    "LoadedModel": "pipeline_core.export",
+    "hookimpl": "pipeline_core.hookspecs",
+    "Register": "pipeline_core.registry",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pipeline_core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from pipeline_core.config import ComponentConfig, PipelineConfig
+    from pipeline_core.context import RunContext
+    from pipeline_core.data import DataBundle, DatasetContext, DataSpec, Predictions, Split, Task
+    from pipeline_core.errors import ConfigError, PipelineError, PluginError, RunFailed
+    from pipeline_core.export import ExportInfo, Exporter, LoadedModel
+    from pipeline_core.hookspecs import hookimpl
+    from pipeline_core.registry import Register

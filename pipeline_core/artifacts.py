@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable
 from pipeline_core.errors import PipelineError
 
 MANIFEST = "manifest.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -31,6 +33,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temp_path = Path(temporary)
+    os.chmod(temp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; artifacts are ordinary files
     try:
         write(temp_path)
         with open(temp_path, "rb+") as stream:

@@ -8,6 +8,8 @@ possible, the dotted key path, what was expected, and the closest valid name.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,12 +75,20 @@ class EvaluateSection(pydantic.BaseModel):
     metrics: list[ComponentConfig]
 
 
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")]
+DEFAULT_FORMATS = ("onnx", "torchscript", "torch_export")
+
+
 class ExportSection(pydantic.BaseModel):
     model_config = STRICT
     formats: list[ComponentConfig]
     atol: Annotated[float, Field(ge=0)] = 1e-5
     rtol: Annotated[float, Field(ge=0)] = 1e-4
     check_batch_sizes: list[Annotated[int, Field(ge=1)]] = [1, 2, 7]
+    dynamic_batch: bool = True
+    probabilities: bool = True
+    input_name: Name = "input"
+    output_name: Name | Literal[""] = ""  # empty: "logits" for classifiers, "prediction" for regression
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,11 @@ class PipelineConfig:
     @property
     def name(self) -> str:
         return self.pipeline.name
+
+    def sha256(self) -> str:
+        """A hash of the resolved config: two runs with the same hash were configured identically."""
+        canonical = json.dumps(self.resolved(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def resolved(self) -> dict[str, Any]:
         """The whole config with every default filled in: what ``config.toml`` in a run folder holds."""
@@ -293,7 +308,7 @@ def validate(
     for name in exporter_options:
         if name not in registry.components["exporter"]:
             check.add(("export", name), registry.unknown_message("exporter", name))
-    formats = export_raw.get("formats", ["torchscript", "onnx"])
+    formats = export_raw.get("formats", list(DEFAULT_FORMATS))
     if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
         check.add(("export", "formats"), f"expected a list of exporter names, got {formats!r}")
         formats = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from pipeline_core.context import RunContext
 from pipeline_core.errors import ConfigError
 from pipeline_core.plugins import Host, build_host
 
-DEFAULT_ARTIFACTS = Path("artifacts")
+DEFAULT_ARTIFACTS = Path("artifacts")  # also the CLI default (kept in step by a test)
 
 
 def load_pipeline(path: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineConfig, Host]:
@@ -53,11 +51,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def config_hash(config: PipelineConfig) -> str:
-    canonical = json.dumps(config.resolved(), sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def run_pipeline(
     config: PipelineConfig,
     host: Host,
@@ -90,7 +83,7 @@ def run_pipeline(
         {
             "pipeline": config.name,
             "seed": config.pipeline.seed,
-            "config_sha256": config_hash(config),
+            "config_sha256": config.sha256(),
             "device": str(device),
             "stages": list(config.pipeline.stages),
             "overrides": list(config.overrides),

@@ -9,6 +9,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.metrics",
     "plugins.exporters.torchscript",
     "plugins.exporters.onnx",
+    "plugins.exporters.torch_export",
     "plugins.stages",
+    "plugins.export_stage",
     "plugins.progress",
 )

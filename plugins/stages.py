@@ -1,4 +1,4 @@
-"""The default stages: load_data → build_model → train → evaluate → export.
+"""The default stages load_data → build_model → train → evaluate (export: :mod:`plugins.export_stage`).
 
 They are ordinary plugins on ``register_stages``; a pipeline file may reorder them, drop them, or add
 stages of its own between them.
@@ -6,18 +6,16 @@ stages of its own between them.
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from typing import Any
 
 import torch
 from torch import nn
 
-from pipeline_core import DataBundle, DatasetContext, PipelineError, Register, RunContext, RunFailed, hookimpl
-from pipeline_core.artifacts import write_csv, write_json
+from pipeline_core import DataBundle, DatasetContext, PipelineError, Register, RunContext, hookimpl
+from pipeline_core.artifacts import atomic_write, write_csv, write_json
 from pipeline_core.config import ComponentConfig
 from pipeline_core.evaluation import compute_metrics
-from pipeline_core.export import ExportInfo, Exporter, verify
 from pipeline_core.training import LoopSettings, choose_threads, fit
 
 DEFAULT_METRICS = {
@@ -93,7 +91,7 @@ def train(run: RunContext) -> None:
     finally:
         if run.history:
             write_csv(run.path("history.csv"), run.history)
-    torch.save(model.state_dict(), run.path(WEIGHTS))
+    atomic_write(run.path(WEIGHTS), lambda temp: torch.save(model.state_dict(), temp))
 
 
 def evaluate(run: RunContext) -> None:
@@ -110,37 +108,9 @@ def evaluate(run: RunContext) -> None:
     write_json(run.path("metrics.json"), run.metrics)
 
 
-def export(run: RunContext) -> None:
-    """Write each configured format, reload it from disk, and check it against the eager model."""
-    data, model = run.require_data("export"), run.require_model("export")
-    settings = run.config.export
-    reference = copy.deepcopy(model).cpu().eval()
-    inputs = data.splits[run.config.evaluate.split if run.config.evaluate.split in data.splits else "test"].inputs.cpu()
-    info = ExportInfo(data.spec, run.config.name, {"pipeline": run.config.name})
-    failures = []
-    for component in settings.formats:
-        exporter: Exporter = run.create(component)
-        path = run.path(exporter.filename)
-        details = exporter.export(reference, inputs[:2], path, info)
-        loaded = exporter.load(path, run.device)
-        report = verify(loaded, reference, inputs, settings.check_batch_sizes, settings.atol, settings.rtol, data.spec.task)
-        run.export_report[component.name] = {
-            "file": exporter.filename,
-            **report,
-            "providers": list(loaded.providers),
-            **details,
-        }
-        if not report["passed"]:
-            failures.append(f"{component.name}: " + "; ".join(report["problems"]))
-    write_json(run.path("export_report.json"), run.export_report)
-    if failures:
-        raise RunFailed("export check failed: " + " | ".join(failures))
-
-
 @hookimpl
 def register_stages(register: Register) -> None:
     register("load_data", load_data)
     register("build_model", build_model)
     register("train", train)
     register("evaluate", evaluate)
-    register("export", export)

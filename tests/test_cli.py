@@ -27,7 +27,8 @@ def test_run_prints_progress_and_a_summary(invoke, write_pipeline, tmp_path):
     assert result.exit_code == 0, result.output
     assert "epoch 4/4" in result.output
     assert "iris_fast: metrics" in result.output
-    assert "model.onnx" in result.output and "passed" in result.output
+    assert "export checks (bundle/)" in result.output
+    assert result.output.count("passed") == 3
     assert f"run folder: {tmp_path / 'run'}" in result.output.replace("\n", "")
     assert len(open(tmp_path / "run" / "history.csv").read().splitlines()) == 5
 
@@ -115,11 +116,12 @@ def test_export_that_disagrees_with_eager_fails_the_run(invoke, write_pipeline, 
     ) + '\n[export]\nformats = ["torchscript"]\n\n[export.torchscript]\nmethod = "trace"\n'
     result = invoke("run", write_pipeline(text), "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 1
-    assert "export check failed: torchscript: batch 1: max abs diff 1 exceeds atol" in result.output
+    assert "export check failed: torchscript: batch 1: 'logits' max abs diff 1 exceeds atol" in result.output
     report = json.loads((tmp_path / "run" / "export_report.json").read_text())
     assert report["torchscript"]["passed"] is False
     assert report["torchscript"]["max_abs_diff"] == pytest.approx(1.0)
     assert not (tmp_path / "run" / "manifest.json").exists()
+    assert not (tmp_path / "run" / "bundle" / "manifest.json").exists()  # the bundle is never sealed
 
 
 def test_plugins_lists_builtins_with_hooks_and_components(invoke):

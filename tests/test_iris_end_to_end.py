@@ -13,8 +13,9 @@ from pipeline_core.artifacts import sha256
 from pipeline_core.runner import load_pipeline, run_pipeline
 
 REQUIRED_FILES = {
-    "config.toml", "metrics.json", "history.csv", "weights.pt", "model.torchscript.pt",
-    "model.onnx", "export_report.json", "manifest.json",
+    "config.toml", "metrics.json", "history.csv", "weights.pt", "export_report.json", "manifest.json",
+    "bundle/model.onnx", "bundle/model.torchscript.pt", "bundle/model.pt2", "bundle/metadata.json",
+    "bundle/MODEL_CARD.md", "bundle/predict.py", "bundle/manifest.json",
 }
 
 
@@ -26,7 +27,7 @@ def _run(path: Path, out: Path, *overrides: str):
 def test_run_folder_holds_the_contract(write_pipeline, tmp_path):
     run = _run(write_pipeline(), tmp_path / "run")
     folder = run.run_dir
-    assert REQUIRED_FILES <= {p.name for p in folder.iterdir()}
+    assert REQUIRED_FILES <= {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
 
     metrics = json.loads((folder / "metrics.json").read_text())
     assert set(metrics["test"]) == {"loss", "accuracy"}
@@ -39,7 +40,7 @@ def test_run_folder_holds_the_contract(write_pipeline, tmp_path):
     assert {"train_loss", "train_accuracy", "lr", "seconds"} <= set(rows[0])
 
     report = json.loads((folder / "export_report.json").read_text())
-    assert set(report) == {"torchscript", "onnx"}
+    assert set(report) == {"onnx", "torchscript", "torch_export"}
     for entry in report.values():
         assert entry["passed"] is True
         assert entry["max_abs_diff"] <= 1e-4

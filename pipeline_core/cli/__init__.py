@@ -7,7 +7,6 @@ this boundary (0 success, 1 the run failed, 2 bad usage or config); the tracebac
 
 from __future__ import annotations
 
-import sys
 import traceback
 from typing import Any
 
@@ -36,7 +35,34 @@ def report_error(error: BaseException, verbose: bool) -> int:
 
 
 class PipelineGroup(click.Group):
-    """A group that turns framework errors into clean messages and exit codes."""
+    """A group that turns framework errors into clean messages and exit codes, and loads plugin
+    commands (``register_commands``) only when a command is not built in, so built-in commands such
+    as ``predict`` never pay for importing every plugin (and torch)."""
+
+    plugins_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self.plugins_loaded:
+            return
+        self.plugins_loaded = True
+        from pipeline_core.plugins import build_host
+
+        try:
+            build_host().hook.register_commands(cli=self)
+        except PipelineError as error:
+            # a broken plugin must not hide the built-in commands that help diagnose it
+            click.secho(f"warning: plugin commands unavailable: {error}", fg="yellow", err=True)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -60,17 +86,11 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _add_builtin_commands() -> None:
-    from pipeline_core.cli import plugins, run, validate
+    from pipeline_core.cli import plugins, predict, run, validate
 
-    for module in (run, validate, plugins):
+    for module in (run, validate, predict, plugins):
         for command in module.COMMANDS:
             cli.add_command(command)
-
-
-def _add_plugin_commands() -> None:
-    from pipeline_core.plugins import build_host
-
-    build_host().hook.register_commands(cli=cli)
 
 
 _add_builtin_commands()
@@ -78,11 +98,4 @@ _add_builtin_commands()
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        _add_plugin_commands()
-    except PipelineError as error:
-        # A broken plugin must not hide the built-in commands that help diagnose it.
-        report_error(error, "--verbose" in sys.argv or "-v" in sys.argv)
-        if not {"plugins", "--help", "-h"} & set(sys.argv[1:]) and len(sys.argv) > 1:
-            sys.exit(error.exit_code)
     cli(prog_name="pipeline")

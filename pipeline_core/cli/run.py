@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from pipeline_core.cli.options import overrides, pipeline_file
-from pipeline_core.cli.summary import print_summary
-from pipeline_core.runner import DEFAULT_ARTIFACTS, load_pipeline, run_pipeline
+
+DEFAULT_ARTIFACTS = Path("artifacts")
 
 
 @click.command()
@@ -20,6 +20,9 @@ from pipeline_core.runner import DEFAULT_ARTIFACTS, load_pipeline, run_pipeline
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary.")
 def run(pipeline_file: Path, overrides: tuple[str, ...], out: Path | None, artifacts_root: Path, quiet: bool) -> None:
     """Run PIPELINE_FILE: load data, build the model, train, evaluate, export."""
+    from pipeline_core.cli.summary import print_summary
+    from pipeline_core.runner import load_pipeline, run_pipeline
+
     started = time.perf_counter()
     config, host = load_pipeline(pipeline_file, overrides)
     result = run_pipeline(config, host, out=out, artifacts_root=artifacts_root, quiet=quiet)

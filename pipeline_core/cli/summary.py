@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from pipeline_core.context import RunContext
+if TYPE_CHECKING:
+    from pipeline_core.context import RunContext
 
 
-def print_summary(run: RunContext, seconds: float) -> None:
+def print_summary(run: "RunContext", seconds: float) -> None:
     console = Console()
     if run.metrics:
         names = sorted({name for values in run.metrics.values() for name in values})
@@ -17,11 +20,11 @@ def print_summary(run: RunContext, seconds: float) -> None:
             table.add_row(split, *(f"{values[name]:.4f}" if name in values else "" for name in names))
         console.print(table)
     if run.export_report:
-        table = Table("export", "check", "max abs diff", "max rel diff", "ran on", title="export checks")
+        table = Table("format", "check", "max abs diff", "max rel diff", "ran on", title="export checks (bundle/)")
         for name, report in run.export_report.items():
             providers = ", ".join(p.replace("ExecutionProvider", "") for p in report["providers"])
             table.add_row(
-                report["file"], "passed" if report["passed"] else "FAILED",
+                name, "passed" if report["passed"] else "FAILED",
                 f"{report['max_abs_diff']:.1e}", f"{report['max_rel_diff']:.1e}", providers,
             )
         console.print(table)

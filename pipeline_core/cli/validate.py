@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from pipeline_core.cli.options import overrides, pipeline_file
-from pipeline_core.runner import load_pipeline
 
 
 @click.command()
@@ -15,6 +14,8 @@ from pipeline_core.runner import load_pipeline
 @overrides
 def validate(pipeline_file: Path, overrides: tuple[str, ...]) -> None:
     """Check PIPELINE_FILE (sections, component names, options) without loading data."""
+    from pipeline_core.runner import load_pipeline
+
     config, _ = load_pipeline(pipeline_file, overrides)
     stages = " → ".join(config.pipeline.stages)
     click.echo(f"{pipeline_file}: valid ({stages})")

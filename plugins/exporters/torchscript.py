@@ -1,4 +1,8 @@
-"""TorchScript export: ``torch.jit.script`` (keeps control flow), falling back to tracing."""
+"""TorchScript export: ``torch.jit.script`` (keeps control flow), falling back to tracing.
+
+TorchScript is deprecated upstream (``torch_export`` is where users are heading) but still what many
+C++ deployments load; its deprecation warnings are silenced here because the user chose the format.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
-from pipeline_core import Register, hookimpl
+from pipeline_core import ExportInfo, Register, hookimpl
 from pipeline_core.artifacts import atomic_write
-from pipeline_core.export import ExportInfo
-
-
-@dataclass
-class LoadedTorchScript:
-    module: torch.jit.ScriptModule
-    device: torch.device
-    providers: list[str]
-
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.module(torch.from_numpy(inputs).to(self.device)).cpu().numpy()
+from pipeline_core.export import METADATA_FILE, LoadedTorchModule, output_names_from
 
 
 @dataclass
@@ -33,25 +25,32 @@ class TorchScriptExporter:
     filename: str = "model.torchscript.pt"
 
     def export(self, model: nn.Module, example: torch.Tensor, path: Path, info: ExportInfo) -> dict[str, Any]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream
-            used, scripted = self.method, None
-            if self.method in ("auto", "script"):
-                try:
-                    scripted, used = torch.jit.script(model), "script"
-                except Exception:
-                    if self.method == "script":
-                        raise
-            if scripted is None:
-                scripted, used = torch.jit.trace(model, example), "trace"
-            atomic_write(path, lambda temp: torch.jit.save(scripted, str(temp)))
-        return {"method": used}
-
-    def load(self, path: Path, device: torch.device) -> LoadedTorchScript:
+        details: dict[str, Any] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(path), map_location=device).eval()
-        return LoadedTorchScript(module, device, [f"torch.jit ({device.type})"])
+            scripted = None
+            if self.method in ("auto", "script"):
+                try:
+                    scripted = torch.jit.script(model)
+                    details["method"] = "script"
+                except Exception as error:
+                    if self.method == "script":
+                        raise
+                    details["script_error"] = f"{type(error).__name__}: {error}"[:300]
+            if scripted is None:
+                scripted = torch.jit.trace(model, example)
+                details["method"] = "trace"
+            extra = {METADATA_FILE: info.metadata_json()}
+            atomic_write(path, lambda temp: torch.jit.save(scripted, str(temp), _extra_files=extra))
+        return details
+
+    def load(self, path: Path, device: torch.device) -> LoadedTorchModule:
+        extra = {METADATA_FILE: ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
+        names = output_names_from(extra[METADATA_FILE])
+        return LoadedTorchModule(module, device, names, [f"torch.jit ({device.type})"])
 
 
 def torchscript(*, method: Literal["auto", "script", "trace"] = "auto") -> TorchScriptExporter:

@@ -1,0 +1,112 @@
+"""The deploy bundle: what a run hands to the people who ship its model.
+
+``bundle/`` holds the exported files, ``metadata.json`` (what the model takes and returns, its
+classes, metrics and provenance), a generated ``MODEL_CARD.md``, ``predict.py`` (a copy of
+:mod:`pipeline_core.deploy`, which needs only NumPy and onnxruntime) and ``manifest.json`` with the
+sha256 of every file, which :func:`pipeline_core.deploy.open_bundle` checks before loading anything.
+A bundle is sealed (its manifest written) only after every export check passed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline_core import deploy
+from pipeline_core.artifacts import sha256, write_json, write_text
+
+FORMAT = {"name": "pipeline-core-bundle", "version": 1}
+
+
+def _metrics_table(metrics: dict[str, float]) -> str:
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items())
+    return f"| metric | value |\n|---|---|\n{rows}"
+
+
+def _checks_table(report: dict[str, dict[str, Any]]) -> str:
+    rows = "\n".join(
+        f"| {Path(entry['file']).name} | {'passed' if entry['passed'] else 'FAILED'} | {entry['max_abs_diff']:.2e} | "
+        f"{', '.join(entry['providers'])} |"
+        for entry in report.values()
+    )
+    return f"| file | check | max abs diff vs eager PyTorch | ran on |\n|---|---|---|---|\n{rows}"
+
+
+def model_card(metadata: dict[str, Any], export_report: dict[str, dict[str, Any]], training: dict[str, Any]) -> str:
+    """A Markdown model card generated from the run: data, training, metrics, inputs, outputs, usage."""
+    features = metadata.get("feature_names") or []
+    classes = metadata.get("classes") or []
+    outputs = "\n".join(f"- `{o['name']}`: shape {o['shape']}, float32" for o in metadata["outputs"])
+    first_row = ", ".join("…" for _ in features[:4]) if features else "…"
+    return f"""# Model card: {metadata['pipeline']}
+
+{metadata.get('description') or 'A model trained with pipeline-core.'}
+
+## Training
+
+- Task: {metadata['task']}{f" ({len(classes)} classes: {', '.join(classes)})" if classes else ''}
+- Data: {training.get('data', 'unknown')}
+- Model: {training.get('model', 'unknown')}
+- Optimizer: {training.get('optimizer', 'unknown')}; loss: {training.get('loss', 'unknown')}; epochs: {training.get('epochs', 'unknown')}
+- Seed: {training.get('seed', 'unknown')}; config sha256: `{metadata.get('config_sha256', '')}`
+
+## Test metrics
+
+{_metrics_table(metadata.get('metrics', {}))}
+
+## Inputs
+
+`{metadata['input']['name']}`: shape {metadata['input']['shape']}, {metadata['input']['dtype']}, **raw** values (the
+model applies its own preprocessing).{f" Features, in order: {', '.join(features)}." if features else ''}
+
+## Outputs
+
+{outputs}
+
+## Export checks
+
+Each file was reloaded from disk and compared with the eager PyTorch model on the test split.
+
+{_checks_table(export_report)}
+
+## How to call it
+
+With only NumPy and onnxruntime installed (`pip install numpy onnxruntime`):
+
+```sh
+python predict.py . --input rows.csv --output predictions.csv     # .csv, .npy or .json in
+```
+
+or from Python:
+
+```python
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+outputs = session.run(None, {{"{metadata['input']['name']}": np.array([[{first_row}]], dtype=np.{metadata['input']['dtype']})}})
+```
+
+Versions that made it: {', '.join(f"{k} {v}" for k, v in metadata.get('versions', {}).items())}.
+"""
+
+
+def write_bundle(
+    folder: Path, metadata: dict[str, Any], export_report: dict[str, dict[str, Any]], training: dict[str, Any]
+) -> Path:
+    """Complete ``folder`` (which already holds the exported files) and seal it with its manifest."""
+    write_json(folder / deploy.METADATA, {**metadata, "format": FORMAT, "export_checks": {
+        name: {key: entry[key] for key in ("file", "passed", "max_abs_diff", "max_rel_diff", "providers")}
+        for name, entry in export_report.items()
+    }})
+    write_text(folder / "MODEL_CARD.md", model_card(metadata, export_report, training))
+    write_text(folder / "predict.py", Path(deploy.__file__).read_text(encoding="utf-8"))
+    files = {
+        path.name: {"sha256": sha256(path), "bytes": path.stat().st_size}
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != deploy.MANIFEST and not path.name.startswith(".")
+    }
+    return write_json(folder / deploy.MANIFEST, {"format": FORMAT, "files": files})
+
+
+def read_metadata(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / deploy.METADATA).read_text(encoding="utf-8"))
