@@ -94,10 +94,11 @@ def write_bundle(
     folder: Path, metadata: dict[str, Any], export_report: dict[str, dict[str, Any]], training: dict[str, Any]
 ) -> Path:
     """Complete ``folder`` (which already holds the exported files) and seal it with its manifest."""
-    write_json(folder / deploy.METADATA, {**metadata, "format": FORMAT, "export_checks": {
+    checks = {
         name: {key: entry[key] for key in ("file", "passed", "max_abs_diff", "max_rel_diff", "providers")}
         for name, entry in export_report.items()
-    }})
+    }
+    write_json(folder / deploy.METADATA, {**metadata, "format": FORMAT, "export_checks": checks})
     write_text(folder / "MODEL_CARD.md", model_card(metadata, export_report, training))
     write_text(folder / "predict.py", Path(deploy.__file__).read_text(encoding="utf-8"))
     files = {

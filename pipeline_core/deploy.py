@@ -204,7 +204,7 @@ def _read_csv(path: Path, bundle: Bundle) -> np.ndarray:
     if not rows:
         raise DeployError(f"{path} is empty: expected rows of {bundle.describe_input()}")
     header: list[str] | None = None
-    if not all(_is_number(cell) for cell in rows[0]):
+    if not any(_is_number(cell) for cell in rows[0]):  # a header has no numbers; a bad data row has some
         header = [cell.strip() for cell in rows[0]]
         rows = rows[1:]
         if not rows:

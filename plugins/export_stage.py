@@ -65,7 +65,13 @@ def export(run: RunContext) -> None:
     for component in settings.formats:
         exporter: Exporter = run.create(component)
         path: Path = folder / exporter.filename
-        details = exporter.export(reference, example, path, info)
+        try:
+            details = exporter.export(reference, example, path, info)
+        except Exception as error:  # the model cannot be expressed in this format
+            message = f"export failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+            run.export_report[component.name] = {"file": f"{BUNDLE_DIR}/{exporter.filename}", "passed": False, "problems": [message]}
+            failures.append(f"{component.name}: {message}")
+            continue
         loaded = exporter.load(path, run.device)
         report = verify(loaded, reference, checked, info, sizes, settings.atol, settings.rtol)
         run.export_report[component.name] = {

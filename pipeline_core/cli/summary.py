@@ -22,7 +22,10 @@ def print_summary(run: "RunContext", seconds: float) -> None:
     if run.export_report:
         table = Table("format", "check", "max abs diff", "max rel diff", "ran on", title="export checks (bundle/)")
         for name, report in run.export_report.items():
-            providers = ", ".join(p.replace("ExecutionProvider", "") for p in report["providers"])
+            providers = ", ".join(p.replace("ExecutionProvider", "") for p in report.get("providers", []))
+            if "max_abs_diff" not in report:  # the export itself failed
+                table.add_row(name, "FAILED", "", "", "")
+                continue
             table.add_row(
                 name, "passed" if report["passed"] else "FAILED",
                 f"{report['max_abs_diff']:.1e}", f"{report['max_rel_diff']:.1e}", providers,
