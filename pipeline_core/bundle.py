@@ -19,8 +19,8 @@ from pipeline_core.artifacts import sha256, write_json, write_text
 FORMAT = {"name": "pipeline-core-bundle", "version": 1}
 
 
-def _metrics_table(metrics: dict[str, float]) -> str:
-    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items())
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, float))
     return f"| metric | value |\n|---|---|\n{rows}"
 
 

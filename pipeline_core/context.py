@@ -27,7 +27,7 @@ class RunContext:
     data: DataBundle | None = None
     model: nn.Module | None = None
     history: list[dict[str, float]] = field(default_factory=list)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → metric → number or matrix
     export_report: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
 

@@ -270,7 +270,7 @@ def read_inputs(path: Path, bundle: Bundle) -> np.ndarray:
     shape, width = bundle.input_shape, math.prod(bundle.input_shape)
     if array.ndim == 1 and array.size == width:
         array = array.reshape(1, width)
-    if array.shape[1:] != shape and (array.ndim != 2 or array.shape[1] != width):
+    if math.prod(array.shape[1:]) != width:  # any row layout with the right count: (N, 784), (N, 28, 28), ...
         raise DeployError(f"{path}: rows have shape {list(array.shape[1:])}; the bundle expects {bundle.describe_input()}")
     array = array.reshape(len(array), *shape)
     if not np.isfinite(array).all():

@@ -9,7 +9,11 @@ from torch import nn
 
 from pipeline_core.config import ComponentConfig
 from pipeline_core.data import Predictions, Split, Task
+from pipeline_core.errors import RunFailed
 from pipeline_core.registry import Registry
+
+#: A metric is a number, or a matrix such as a confusion matrix.
+MetricValue = float | list[list[int]] | list[list[float]]
 
 #: Rows per forward pass when predicting a whole split (bounds memory on large splits).
 PREDICT_CHUNK = 8192
@@ -33,11 +37,22 @@ def compute_metrics(
     split: Split,
     task: Task,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-) -> dict[str, float]:
+) -> dict[str, MetricValue]:
     """``{metric name: value}`` for ``model`` on ``split``."""
     predictions = Predictions(predict(model, split.inputs), split.targets, task, loss_fn)
-    values: dict[str, float] = {}
+    values: dict[str, MetricValue] = {}
     for metric in metrics:
         fn: Any = registry.get("metric", metric.name).factory
-        values[metric.name] = float(fn(predictions, **metric.options))
+        value = fn(predictions, **metric.options)
+        if isinstance(value, list):
+            values[metric.name] = value
+        elif isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1):
+            values[metric.name] = float(value)
+        else:
+            raise RunFailed(f"metric {metric.name!r} returned {type(value).__name__}; a metric returns a number or a matrix (list of lists)")
     return values
+
+
+def scalars(values: dict[str, MetricValue]) -> dict[str, float]:
+    """The single-number metrics (what goes into history rows and summary tables)."""
+    return {name: value for name, value in values.items() if isinstance(value, float)}

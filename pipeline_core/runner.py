@@ -15,6 +15,7 @@ from pipeline_core.context import RunContext
 from pipeline_core.errors import ConfigError
 from pipeline_core.plugins import Host, build_host
 
+STATUS = "status.json"  # why a run folder without a manifest stopped, or that the run succeeded
 DEFAULT_ARTIFACTS = Path("artifacts")  # also the CLI default (kept in step by a test)
 
 
@@ -73,10 +74,12 @@ def run_pipeline(
             stage_fn = host.registry.get("stage", stage).factory
             stage_fn(run, **config.stage_options.get(stage, {}))
         except BaseException as error:
+            artifacts.write_json(run.path(STATUS), {"status": "failed", "stage": stage, "error": f"{type(error).__name__}: {error}"})
             host.hook.on_stage_error(run=run, stage=stage, error=error)
             raise
         host.hook.after_stage(run=run, stage=stage)
     host.hook.after_pipeline(run=run)
+    artifacts.write_json(run.path(STATUS), {"status": "succeeded", "stages": list(config.pipeline.stages)})
 
     artifacts.write_manifest(
         run_dir,

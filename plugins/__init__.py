@@ -3,6 +3,10 @@ plugin uses; the host loads them by name from :data:`DEFAULT_PLUGINS` (llm's ``D
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.datasets.iris",
+    "plugins.datasets.synthetic",
+    "plugins.datasets.digits",
+    "plugins.datasets.mnist",
+    "plugins.datasets.csv_file",
     "plugins.models.mlp",
     "plugins.optimizers",
     "plugins.losses",

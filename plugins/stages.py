@@ -15,13 +15,13 @@ from torch import nn
 from pipeline_core import DataBundle, DatasetContext, PipelineError, Register, RunContext, hookimpl
 from pipeline_core.artifacts import atomic_write, write_csv, write_json
 from pipeline_core.config import ComponentConfig
-from pipeline_core.evaluation import compute_metrics
+from pipeline_core.evaluation import compute_metrics, scalars
 from pipeline_core.training import LoopSettings, choose_threads, fit
 
 DEFAULT_METRICS = {
-    "multiclass": ("loss", "accuracy"),
-    "binary": ("loss", "accuracy"),
-    "regression": ("loss",),
+    "multiclass": ("loss", "accuracy", "f1", "confusion_matrix"),
+    "binary": ("loss", "accuracy", "f1", "confusion_matrix"),
+    "regression": ("loss", "mse", "mae", "r2"),
 }
 WEIGHTS = "weights.pt"
 
@@ -75,7 +75,7 @@ def train(run: RunContext) -> None:
         registry = run.host.registry
 
         def validate(current: nn.Module) -> dict[str, float]:
-            return compute_metrics(registry, metrics, current, validation, data.spec.task, loss_fn)
+            return scalars(compute_metrics(registry, metrics, current, validation, data.spec.task, loss_fn))
 
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
         run.history.append(row)

@@ -30,7 +30,7 @@ def test_run_folder_holds_the_contract(write_pipeline, tmp_path):
     assert REQUIRED_FILES <= {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
 
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert set(metrics["test"]) == {"loss", "accuracy"}
+    assert set(metrics["test"]) == {"loss", "accuracy", "f1", "confusion_matrix"}  # the classification defaults
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
     assert metrics["test"]["accuracy"] > 1 / 3  # three epochs of Adam beat chance on iris
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def print_summary(run: "RunContext", seconds: float) -> None:
     console = Console()
     if run.metrics:
-        names = sorted({name for values in run.metrics.values() for name in values})
+        names = sorted({name for values in run.metrics.values() for name, v in values.items() if isinstance(v, float)})
         table = Table("split", *names, title=f"{run.config.name}: metrics")
         for split, values in run.metrics.items():
             table.add_row(split, *(f"{values[name]:.4f}" if name in values else "" for name in names))

@@ -1,0 +1,122 @@
+"""Your own tabular data from a CSV file: a header row, one column as the target.
+
+Class labels are read from the file (strings or integers) and kept in the bundle, so predictions come
+back as your labels. Every cell is checked: a non-numeric feature names its row and column.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field
+
+from pipeline_core import ConfigError, DataBundle, DatasetContext, Register, hookimpl
+from plugins.datasets.tabular import check_fractions, split_tabular
+
+#: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
+MAX_AUTO_CLASSES = 20
+
+
+def _read(path: Path, delimiter: str) -> tuple[list[str], list[list[str]]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
+            rows = [row for row in csv.reader(stream, delimiter=delimiter) if any(cell.strip() for cell in row)]
+    except FileNotFoundError:
+        raise ConfigError(f"[data] path: CSV file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"[data] path: cannot read {path}: {error}") from None
+    if len(rows) < 2:
+        raise ConfigError(f"{path}: expected a header row and at least one data row")
+    header = [cell.strip() for cell in rows[0]]
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ConfigError(f"{path}: line {number} has {len(row)} cells, the header has {len(header)}")
+    return header, rows[1:]
+
+
+def _as_float(cell: str, path: Path, line: int, column: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        raise ConfigError(f"{path}: line {line}, column {column!r}: {cell!r} is not a number") from None
+
+
+def _task_of(values: list[str], task: str) -> str:
+    numbers = []
+    for value in values:
+        try:
+            numbers.append(float(value))
+        except ValueError:
+            break
+    if task != "auto":
+        return task
+    if len(numbers) < len(values):
+        return "binary" if len(set(values)) == 2 else "multiclass"
+    if all(n.is_integer() for n in numbers) and len(set(numbers)) <= MAX_AUTO_CLASSES:
+        return "binary" if len(set(numbers)) == 2 else "multiclass"
+    return "regression"
+
+
+def _label_order(values: list[str]) -> list[str]:
+    distinct = set(values)
+    try:
+        return sorted(distinct, key=float)  # numeric labels in numeric order: "2" before "10"
+    except ValueError:
+        return sorted(distinct)
+
+
+def csv_dataset(
+    context: DatasetContext,
+    *,
+    path: str,
+    target: str,
+    features: list[str] | None = None,
+    task: Literal["auto", "multiclass", "binary", "regression"] = "auto",
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ",",
+    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2,
+    val_size: Annotated[float, Field(ge=0, lt=1)] = 0.0,
+    standardize: bool = True,
+    stratify: bool = True,
+) -> DataBundle:
+    """A CSV file with a header; ``target`` is the label column, ``features`` the inputs (default: the rest).
+
+    ``path`` is relative to the pipeline file. ``task = "auto"`` treats text labels and whole numbers
+    with at most 20 distinct values as classes, anything else as regression.
+    """
+    file = Path(path) if Path(path).is_absolute() else context.base_dir / path
+    header, rows = _read(file, delimiter)
+    if target not in header:
+        raise ConfigError(f"{file}: no target column {target!r}; the columns are {header}")
+    chosen = features if features is not None else [name for name in header if name != target]
+    unknown = [name for name in chosen if name not in header]
+    if unknown or target in chosen or not chosen:
+        problem = f"unknown feature column(s) {unknown}" if unknown else "the features must be other columns than the target"
+        raise ConfigError(f"{file}: {problem}; the columns are {header}")
+    columns = [header.index(name) for name in chosen]
+    x = np.array(
+        [[_as_float(row[c], file, line, header[c]) for c in columns] for line, row in enumerate(rows, start=2)],
+        dtype=np.float32,
+    )
+    labels = [row[header.index(target)].strip() for row in rows]
+    kind = _task_of(labels, task)
+    classes: tuple[str, ...] = ()
+    if kind == "regression":
+        y = np.array([_as_float(v, file, line, target) for line, v in enumerate(labels, start=2)], dtype=np.float32)
+    else:
+        classes = tuple(_label_order(labels))
+        if kind == "binary" and len(classes) != 2:
+            raise ConfigError(f"{file}: task 'binary' needs exactly 2 labels in {target!r}, found {len(classes)}: {list(classes)[:10]}")
+        index = {label: i for i, label in enumerate(classes)}
+        y = np.array([index[v] for v in labels], dtype=np.int64)
+    return split_tabular(
+        x, y, task=kind, seed=context.seed, test_size=test_size, val_size=val_size, standardize=standardize,
+        stratify=stratify, classes=classes, feature_names=tuple(chosen), description=f"CSV file {file.name}",
+    )
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    register("csv", csv_dataset, check=check_fractions)
