@@ -64,9 +64,10 @@ def train(run: RunContext) -> None:
     data, model = run.require_data("train"), run.require_model("train")
     loss_fn = _loss(run)
     optimizer = run.create(settings_config.optimizer, model.parameters())
-    threads = choose_threads(model, run.device, run.config.pipeline.threads)
-    run.state["threads"] = threads
     train_split = data.splits["train"].to(run.device)
+    batch = settings_config.batch_size
+    rows_per_step = len(train_split) if batch == "full" else min(batch, len(train_split))
+    run.state["threads"] = choose_threads(model, run.device, run.config.pipeline.threads, rows_per_step)
     validation = data.splits.get("validation")
     metrics = _metrics(run, data)
     validate = None
@@ -81,7 +82,6 @@ def train(run: RunContext) -> None:
         run.history.append(row)
         run.host.hook.on_epoch_end(run=run, epoch=epoch, metrics=row)
 
-    batch = settings_config.batch_size
     settings = LoopSettings(
         settings_config.epochs, None if batch == "full" else batch, settings_config.shuffle, settings_config.drop_last
     )

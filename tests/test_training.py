@@ -8,7 +8,7 @@ from torch import nn
 
 from pipeline_core.data import Split
 from pipeline_core.errors import RunFailed
-from pipeline_core.training import LoopSettings, choose_threads, fit
+from pipeline_core.training import DEFAULT_THREADS, LoopSettings, choose_threads, fit
 
 
 def _problem(rows: int = 10):
@@ -88,7 +88,8 @@ def test_non_finite_loss_stops_with_the_epoch():
         _fit(model, _problem(), LoopSettings(3, 4))
 
 
-def test_small_cpu_models_train_on_one_thread():
-    assert choose_threads(nn.Linear(3, 2), torch.device("cpu"), "auto") == 1
+def test_small_cpu_steps_train_on_one_thread():
+    assert choose_threads(nn.Linear(3, 2), torch.device("cpu"), "auto", rows_per_step=4) == 1
     assert torch.get_num_threads() == 1
-    assert choose_threads(nn.Linear(3, 2), torch.device("cpu"), 2) == 2
+    assert choose_threads(nn.Linear(784, 512), torch.device("cpu"), "auto", rows_per_step=32) == DEFAULT_THREADS
+    assert choose_threads(nn.Linear(3, 2), torch.device("cpu"), 2, rows_per_step=4) == 2

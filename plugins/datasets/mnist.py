@@ -24,15 +24,18 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3
 
 
 class ScaleImages(nn.Module):
-    """uint8 pixels → float in [0, 1], then ``(x - mean) / std``."""
+    """uint8 pixels → ``(x / 255 - mean) / std``, folded into one multiply (and one add when
+    normalizing): this runs on every training batch, so it is kept to the fewest kernels."""
 
     def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean))
-        self.register_buffer("std", torch.tensor(std))
+        self.register_buffer("scale", torch.tensor(1.0 / (255.0 * std)))
+        self.register_buffer("shift", torch.tensor(-mean / std))
+        self.shifted = mean != 0.0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.to(torch.float32) / 255.0 - self.mean) / self.std
+        scaled = images.to(torch.float32) * self.scale
+        return scaled + self.shift if self.shifted else scaled
 
 
 def prepare_raw_files(raw: Path) -> list[str]:
