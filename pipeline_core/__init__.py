@@ -43,6 +43,7 @@ _EXPORTS = {
     "Split": "pipeline_core.data",
     "Task": "pipeline_core.data",
     "ConfigError": "pipeline_core.errors",
+    "Interrupted": "pipeline_core.errors",
     "PipelineError": "pipeline_core.errors",
     "PluginError": "pipeline_core.errors",
     "RunFailed": "pipeline_core.errors",
@@ -50,6 +51,8 @@ _EXPORTS = {
     "Exporter": "pipeline_core.export",
     "LoadedModel": "pipeline_core.export",
     "hookimpl": "pipeline_core.hookspecs",
+    "LRSchedule": "pipeline_core.training",
+    "TrainingPlan": "pipeline_core.training",
     "Register": "pipeline_core.registry",
 }
 
@@ -72,7 +75,8 @@ if TYPE_CHECKING:
     from pipeline_core.config import ComponentConfig, PipelineConfig
     from pipeline_core.context import RunContext
     from pipeline_core.data import DataBundle, DatasetContext, DataSpec, Predictions, Split, Task
-    from pipeline_core.errors import ConfigError, PipelineError, PluginError, RunFailed
+    from pipeline_core.errors import ConfigError, Interrupted, PipelineError, PluginError, RunFailed
     from pipeline_core.export import ExportInfo, Exporter, LoadedModel
     from pipeline_core.hookspecs import hookimpl
     from pipeline_core.registry import Register
+    from pipeline_core.training import LRSchedule, TrainingPlan

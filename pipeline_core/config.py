@@ -59,14 +59,32 @@ class PipelineSection(pydantic.BaseModel):
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
 
 
+class EarlyStoppingSection(pydantic.BaseModel):
+    model_config = STRICT
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"  # auto: max for accuracy, f1, precision, recall, r2
+    patience: Annotated[int, Field(ge=1)] = 10
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    restore_best: bool = True
+
+
 class TrainSection(pydantic.BaseModel):
     model_config = STRICT
     epochs: Annotated[int, Field(ge=1)]
     batch_size: Annotated[int, Field(ge=1)] | Literal["full"]
     shuffle: bool = True
     drop_last: bool = False
+    accumulate_batches: Annotated[int, Field(ge=1)] = 1
+    clip_grad_norm: Annotated[float, Field(gt=0)] | None = None
+    precision: Literal["32", "bf16", "fp16"] = "32"
+    compile: bool = False
+    compile_backend: str = "inductor"
+    checkpoint_every: Annotated[int, Field(ge=0)] = 1  # epochs; 0: only at the end
+    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
     optimizer: ComponentConfig
     loss: ComponentConfig
+    scheduler: ComponentConfig | None = None
+    early_stopping: EarlyStoppingSection | None = None
 
 
 class EvaluateSection(pydantic.BaseModel):
@@ -104,6 +122,12 @@ class PipelineConfig:
     export: ExportSection
     stage_options: dict[str, dict[str, Any]]
     overrides: tuple[str, ...] = ()
+    base_dir: Path | None = None  # where relative paths in the file start; default: the file's folder
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths in this config are resolved from."""
+        return self.base_dir if self.base_dir is not None else self.source.parent
 
     @property
     def name(self) -> str:
@@ -122,8 +146,9 @@ class PipelineConfig:
         if self.model:
             table["model"] = self.model.as_table()
         if self.train:
-            train = to_plain(self.train.model_copy(update={"optimizer": None, "loss": None}))
-            table["train"] = {**train, "optimizer": self.train.optimizer.as_table(), "loss": self.train.loss.as_table()}
+            components = {key: getattr(self.train, key) for key in ("optimizer", "loss", "scheduler")}
+            train = to_plain(self.train.model_copy(update=dict.fromkeys(components)))
+            table["train"] = {**train, **{key: c.as_table() for key, c in components.items() if c is not None}}
         evaluate = to_plain(self.evaluate.model_copy(update={"metrics": None}))
         table["evaluate"] = {**evaluate, "metrics": [m.as_table() for m in self.evaluate.metrics]}
         export = to_plain(self.export.model_copy(update={"formats": None}))
@@ -252,6 +277,7 @@ def validate(
     source: Path,
     text: str = "",
     overrides: tuple[str, ...] = (),
+    base_dir: Path | None = None,
 ) -> PipelineConfig:
     """The typed config, or a :class:`ConfigError` listing every problem with file, line and key."""
     check = _Checker(registry)
@@ -282,10 +308,10 @@ def validate(
     train = None
     train_raw = _table(raw, "train", check)
     if train_raw is not None:
-        for key in ("optimizer", "loss"):
+        for key in ("optimizer", "loss", "scheduler"):
             if key in train_raw:
                 train_raw[key] = check.component(key, train_raw[key], ("train", key))
-            else:
+            elif key != "scheduler":
                 check.add(("train", key), f"missing table [train.{key}] (name one of: {', '.join(registry.names(key))})")
                 train_raw[key] = ComponentConfig(key, "?")
         train = check.section(Schema(TrainSection), train_raw, ("train",))
@@ -336,7 +362,7 @@ def validate(
     if check.problems:
         overridden = {parse_override(item)[0] for item in overrides}
         raise ConfigError(_format(check.problems, source, text, overridden))
-    return PipelineConfig(source, pipeline, data, model, train, evaluate, export, stage_options, overrides)
+    return PipelineConfig(source, pipeline, data, model, train, evaluate, export, stage_options, overrides, base_dir)
 
 
 def dotted(path: tuple[str | int, ...]) -> str:
@@ -359,10 +385,3 @@ def _format(problems: list[Problem], source: Path, text: str, overridden: set[tu
             where = f"{source}:{line}: {dotted(problem.path)}" if line else f"{source}: {dotted(problem.path)}"
         messages.append(f"{where}: {problem.message}")
     return messages
-
-
-def load(path: Path, registry: Registry, overrides: tuple[str, ...] = ()) -> PipelineConfig:
-    """Read, override and validate a pipeline file against ``registry``."""
-    raw, text = read_toml(path)
-    apply_overrides(raw, overrides)
-    return validate(raw, registry, path, text, overrides)

@@ -23,7 +23,8 @@ class RunContext:
     host: Host
     run_dir: Path
     device: torch.device
-    quiet: bool = False
+    progress: str = "auto"  # "auto" (a live bar on a terminal, else quiet), "bar", "lines" or "none"
+    resuming: bool = False  # continuing an earlier run of this folder from its last checkpoint
     data: DataBundle | None = None
     model: nn.Module | None = None
     history: list[dict[str, float]] = field(default_factory=list)

@@ -33,3 +33,11 @@ class RunFailed(PipelineError):
     """The pipeline ran but did not succeed: training diverged, an export check failed (exit code 1)."""
 
     exit_code = 1
+
+
+class Interrupted(PipelineError):
+    """A signal stopped the run after a checkpoint was written; the exit code is 128 + the signal."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

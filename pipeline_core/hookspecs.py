@@ -37,6 +37,11 @@ def register_optimizers(register: Register) -> None:
 
 
 @hookspec
+def register_schedulers(register: Register) -> None:
+    """Add LR schedulers: ``register(name, factory)`` with ``factory(optimizer, plan, **options) -> LRSchedule``."""
+
+
+@hookspec
 def register_losses(register: Register) -> None:
     """Add losses: ``register(name, factory)`` with ``factory(**options) -> loss(outputs, targets)``."""
 

@@ -55,6 +55,15 @@ def _is_union(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
+def _model_class(annotation: Any) -> type[pydantic.BaseModel] | None:
+    """The pydantic model an annotation holds (``Model`` or ``Model | None``), if any."""
+    candidates = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, pydantic.BaseModel):
+            return candidate
+    return None
+
+
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
     """``did you mean 'x'?`` when a close match exists, else an empty string."""
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -132,6 +141,10 @@ class Schema:
         loc = tuple(item["loc"])
         key = str(loc[0]) if loc else ""
         kind = item["type"]
+        nested = _model_class(self.annotations.get(key))
+        if nested is not None and len(loc) > 1:  # a problem inside a sub-table: phrase it from that table's schema
+            inner = Schema(nested, self.json_mode)._problem({**item, "loc": loc[1:]})
+            return Problem(loc[:1] + inner.path, inner.message)
         if kind == "extra_forbidden":
             hint = suggest(key, self.names)
             if not self.names:
@@ -140,7 +153,7 @@ class Schema:
         if kind == "missing":
             return Problem(loc, f"missing required value (expected {describe_type(self.annotations[key])})")
         got = f"got {item.get('input')!r} ({type(item.get('input')).__name__})"
-        if len(loc) > 1 and isinstance(loc[1], str) and _is_union(self.annotations.get(key)):
+        if len(loc) > 1 and isinstance(loc[1], str) and _is_union(self.annotations.get(key)) and nested is None:
             # pydantic tags each failed member of a union in the path; report the field as a whole
             return Problem(loc[:1], f"expected {describe_type(self.annotations[key])}, {got}")
         if kind == "value_error":

@@ -22,6 +22,7 @@ KINDS: dict[str, tuple[str, int]] = {
     "optimizer": ("optimizers", 1),  # (params: iterable of parameters) -> torch.optim.Optimizer
     "loss": ("losses", 0),  # () -> nn.Module computing loss(outputs, targets)
     "metric": ("metrics", 1),  # (predictions: Predictions) -> float
+    "scheduler": ("schedulers", 2),  # (optimizer, plan: TrainingPlan) -> LRSchedule
     "exporter": ("exporters", 0),  # () -> Exporter
     "stage": ("stages", 1),  # (run: RunContext) -> None
 }

@@ -1,9 +1,12 @@
-"""Loads a pipeline file with its plugins, then runs its stage list with lifecycle hooks around each stage."""
+"""Loads a pipeline file with its plugins, then runs its stage list with lifecycle hooks around each
+stage; continues an unfinished run from its last checkpoint."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tomli_w
@@ -12,19 +15,49 @@ import torch
 from pipeline_core import artifacts
 from pipeline_core.config import PipelineConfig, apply_overrides, plugin_references, read_toml, validate
 from pipeline_core.context import RunContext
-from pipeline_core.errors import ConfigError
+from pipeline_core.errors import ConfigError, Interrupted
 from pipeline_core.plugins import Host, build_host
 
 STATUS = "status.json"  # why a run folder without a manifest stopped, or that the run succeeded
-DEFAULT_ARTIFACTS = Path("artifacts")  # also the CLI default (kept in step by a test)
+RUN_RECORD = "run.json"  # where the run came from: the pipeline file, its folder, the config hash
+DEFAULT_ARTIFACTS = Path("artifacts")  # also the CLI default
 
 
-def load_pipeline(path: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineConfig, Host]:
-    """Read ``path``, apply ``--set`` overrides, load the plugins it names, and validate it."""
+def load_pipeline(path: Path, overrides: tuple[str, ...] = (), base_dir: Path | None = None) -> tuple[PipelineConfig, Host]:
+    """Read ``path``, apply ``--set`` overrides, load the plugins it names, and validate it.
+
+    Relative paths in the file (plugins, data) start at ``base_dir``, by default the file's folder."""
     raw, text = read_toml(path)
     apply_overrides(raw, overrides)
-    host = build_host(plugin_references(raw, path), base_dir=path.parent, origin=f"{path}: pipeline.plugins: ")
-    return validate(raw, host.registry, path, text, overrides), host
+    root = base_dir if base_dir is not None else path.parent
+    host = build_host(plugin_references(raw, path), base_dir=root, origin=f"{path}: pipeline.plugins: ")
+    return validate(raw, host.registry, path, text, overrides, base_dir), host
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def load_run(run_dir: Path) -> tuple[PipelineConfig, Host]:
+    """The config of an existing run folder, with relative paths resolved as when it started."""
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(f"{run_dir} is not a run folder: it has no config.toml")
+    record = read_json(run_dir / RUN_RECORD)
+    base = Path(record["base_dir"]) if "base_dir" in record else run_dir
+    return load_pipeline(run_dir / "config.toml", base_dir=base)
+
+
+def find_unfinished(artifacts_root: Path, name: str) -> Path:
+    """The newest run folder of pipeline ``name`` that did not succeed."""
+    folder = artifacts_root / name
+    runs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()), reverse=True) if folder.is_dir() else []
+    for run_dir in runs:
+        if read_json(run_dir / STATUS).get("status") != "succeeded":
+            return run_dir
+    raise ConfigError(f"--resume: no unfinished run of {name!r} under {folder} (every run there succeeded, or there is none)")
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -52,19 +85,49 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _prepare_resume(config: PipelineConfig, run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume: {run_dir} does not exist")
+    if read_json(run_dir / STATUS).get("status") == "succeeded":
+        raise ConfigError(f"--resume: {run_dir} already finished successfully; there is nothing to continue")
+    recorded = read_json(run_dir / RUN_RECORD).get("config_sha256")
+    if recorded is not None and recorded != config.sha256():
+        raise ConfigError(
+            f"--resume: the configuration differs from the one {run_dir} was started with; continue that run "
+            f"as it was with `pipeline run {run_dir} --resume`, or start a new run"
+        )
+
+
 def run_pipeline(
     config: PipelineConfig,
     host: Host,
     out: Path | None = None,
     artifacts_root: Path = DEFAULT_ARTIFACTS,
     quiet: bool = False,
+    progress: str = "auto",
+    resume: bool = False,
 ) -> RunContext:
     """Run every stage of ``config``; returns the finished context. Errors propagate after the
-    ``on_stage_error`` hook; the run folder then holds what completed, never a half-written file."""
+    ``on_stage_error`` hook; the run folder then holds what completed, never a half-written file.
+
+    With ``resume``, ``out`` is an existing run folder of the same configuration: stages run again
+    and training continues from the folder's last checkpoint."""
     device = resolve_device(config.pipeline.device)
-    run_dir = artifacts.new_run_dir(artifacts_root, config.name, out)
-    run = RunContext(config, host, run_dir, device, quiet=quiet)
-    artifacts.write_text(run.path("config.toml"), tomli_w.dumps(config.resolved()))
+    if resume:
+        if out is None:
+            out = find_unfinished(artifacts_root, config.name)
+        _prepare_resume(config, out)
+        run_dir = out
+    else:
+        run_dir = artifacts.new_run_dir(artifacts_root, config.name, out)
+        artifacts.write_json(run_dir / RUN_RECORD, {
+            "pipeline_file": str(config.source.resolve()),
+            "base_dir": str(config.root.resolve()),
+            "config_sha256": config.sha256(),
+        })
+        artifacts.write_text(run_dir / "config.toml", tomli_w.dumps(config.resolved()))
+    run = RunContext(config, host, run_dir, device, progress="none" if quiet else progress, resuming=resume)
+    artifacts.write_json(run.path(STATUS), {"status": "running", "resumed": resume})
     seed_everything(config.pipeline.seed)
 
     host.hook.before_pipeline(run=run)
@@ -74,7 +137,8 @@ def run_pipeline(
             stage_fn = host.registry.get("stage", stage).factory
             stage_fn(run, **config.stage_options.get(stage, {}))
         except BaseException as error:
-            artifacts.write_json(run.path(STATUS), {"status": "failed", "stage": stage, "error": f"{type(error).__name__}: {error}"})
+            status = "interrupted" if isinstance(error, (KeyboardInterrupt, Interrupted)) else "failed"
+            artifacts.write_json(run.path(STATUS), {"status": status, "stage": stage, "error": f"{type(error).__name__}: {error}"})
             host.hook.on_stage_error(run=run, stage=stage, error=error)
             raise
         host.hook.after_stage(run=run, stage=stage)
@@ -90,8 +154,9 @@ def run_pipeline(
             "device": str(device),
             "stages": list(config.pipeline.stages),
             "overrides": list(config.overrides),
+            "resumed": resume,
         },
     )
-    if out is None:
+    if run_dir.parent.resolve() == (artifacts_root / config.name).resolve():
         artifacts.point_latest(run_dir)
     return run

@@ -9,6 +9,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.datasets.csv_file",
     "plugins.models.mlp",
     "plugins.optimizers",
+    "plugins.schedulers",
     "plugins.losses",
     "plugins.metrics",
     "plugins.exporters.torchscript",

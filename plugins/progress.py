@@ -1,7 +1,9 @@
 """Training progress on the console, as a plugin on the lifecycle hooks.
 
-On a terminal: a live bar with the latest losses and an ETA. Otherwise (logs, CI, pipes): about ten
-plain lines per run, so a log stays readable. Silent when the run is quiet.
+``progress = "auto"`` (the default): on a terminal, a live bar with the epoch's losses and metrics,
+speed and ETA; when output is not a terminal (logs, CI, pipes) it stays quiet and the run's summary
+says the rest. ``"lines"`` prints about ten plain lines per run instead, for logs that want them;
+``"bar"`` forces the bar; ``"none"`` (``--quiet``) prints nothing.
 """
 
 from __future__ import annotations
@@ -14,48 +16,57 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline_core import RunContext, hookimpl
 
 KEY = "plugins.progress"
+HIDDEN = ("epoch", "seconds", "lr")
 
 
 def _describe(metrics: dict[str, float]) -> str:
-    shown = [f"{name} {value:.4f}" for name, value in metrics.items() if name not in ("epoch", "seconds", "lr")]
-    return "  ".join(shown)
+    shown = [f"{name} {value:.4f}" for name, value in metrics.items() if name not in HIDDEN]
+    speed = f"{1 / metrics['seconds']:.1f} epochs/s" if metrics.get("seconds") else ""
+    return "  ".join(shown + [speed])
 
 
 def _state(run: RunContext) -> dict[str, Any]:
-    return run.state.setdefault(KEY, {})
+    """This plugin's per-run state: the console and the mode it settled on."""
+    state = run.state.setdefault(KEY, {})
+    if "mode" not in state:
+        console = Console()
+        mode = run.progress
+        if mode == "auto":
+            mode = "bar" if console.is_terminal else "none"
+        state.update(console=console, mode=mode)
+    return state
 
 
 @hookimpl
 def before_stage(run: RunContext, stage: str) -> None:
-    if run.quiet:
+    state = _state(run)
+    if state["mode"] == "none":
         return
-    console = Console()
-    _state(run)["console"] = console
-    if stage == "train" and run.config.train is not None and console.is_terminal:
+    train = run.config.train
+    if stage == "train" and train is not None and state["mode"] == "bar":
         progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=state["console"],
         )
         progress.start()
-        _state(run)["bar"] = (progress, progress.add_task("", total=run.config.train.epochs))
+        state["bar"] = (progress, progress.add_task("", total=train.epochs))
     else:
-        console.print(f"[dim]stage[/dim] {stage}", highlight=False)
+        state["console"].print(f"[dim]stage[/dim] {stage}", highlight=False)
 
 
 @hookimpl
 def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
-    if run.quiet or run.config.train is None:
-        return
     state = _state(run)
+    train = run.config.train
+    if state["mode"] == "none" or train is None:
+        return
     if "bar" in state:
         progress, task = state["bar"]
-        progress.update(task, advance=1, description=_describe(metrics))
+        progress.update(task, completed=epoch, description=_describe(metrics))
         return
-    epochs = run.config.train.epochs
-    every = max(1, epochs // 10)
-    if epoch == 1 or epoch % every == 0 or epoch == epochs:
-        rate = f"{1 / metrics['seconds']:.1f} epochs/s" if metrics.get("seconds") else ""
-        state["console"].print(f"  epoch {epoch:>{len(str(epochs))}}/{epochs}  {_describe(metrics)}  {rate}", highlight=False)
+    every = max(1, train.epochs // 10)
+    if epoch == 1 or epoch % every == 0 or epoch == train.epochs:
+        state["console"].print(f"  epoch {epoch:>{len(str(train.epochs))}}/{train.epochs}  {_describe(metrics)}", highlight=False)
 
 
 def _stop_bar(run: RunContext) -> None:

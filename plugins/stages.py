@@ -12,11 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline_core import DataBundle, DatasetContext, PipelineError, Register, RunContext, hookimpl
+from pipeline_core import (
+    ConfigError, DataBundle, DatasetContext, PipelineError, Register, RunContext, RunFailed, TrainingPlan, checkpoint, hookimpl,
+)
 from pipeline_core.artifacts import atomic_write, write_csv, write_json
 from pipeline_core.config import ComponentConfig
 from pipeline_core.evaluation import compute_metrics, scalars
-from pipeline_core.training import LoopSettings, choose_threads, fit
+from pipeline_core.signals import stop_on_signals
+from pipeline_core.training import EarlyStopping, LoopSettings, Trainer, choose_threads
 
 DEFAULT_METRICS = {
     "multiclass": ("loss", "accuracy", "f1", "confusion_matrix"),
@@ -29,7 +32,7 @@ WEIGHTS = "weights.pt"
 def load_data(run: RunContext) -> None:
     """Call the configured dataset loader with the run's seed."""
     assert run.config.data is not None  # the config requires [data] when this stage is listed
-    bundle = run.create(run.config.data, DatasetContext(run.config.pipeline.seed, run.config.source.parent))
+    bundle = run.create(run.config.data, DatasetContext(run.config.pipeline.seed, run.config.root))
     if not isinstance(bundle, DataBundle):
         raise PipelineError(f"dataset {run.config.data.name!r} returned {type(bundle).__name__}, not a DataBundle")
     run.data = bundle
@@ -57,40 +60,89 @@ def _metrics(run: RunContext, data: DataBundle) -> list[ComponentConfig]:
     return chosen if chosen else [ComponentConfig("metric", name) for name in DEFAULT_METRICS[data.spec.task]]
 
 
+MAXIMIZED = ("accuracy", "f1", "precision", "recall", "r2")
+
+
+def _early_stopping(run: RunContext, has_validation: bool) -> EarlyStopping | None:
+    chosen = run.config.train.early_stopping  # type: ignore[union-attr]
+    if chosen is None:
+        return None
+    if chosen.monitor.startswith("val_") and not has_validation:
+        raise ConfigError(
+            f"train.early_stopping.monitor is {chosen.monitor!r} but the data has no validation split; "
+            "set a validation fraction (e.g. data.val_size = 0.2) or monitor a training column such as 'train_loss'"
+        )
+    mode = chosen.mode if chosen.mode != "auto" else ("max" if any(m in chosen.monitor for m in MAXIMIZED) else "min")
+    return EarlyStopping(chosen.monitor, mode, chosen.patience, chosen.min_delta, chosen.restore_best)
+
+
+def _forward(run: RunContext, model: nn.Module) -> Any:
+    settings = run.config.train
+    assert settings is not None
+    if settings.precision == "fp16" and run.device.type != "cuda":
+        raise ConfigError(f"train.precision 'fp16' needs a CUDA device (the run is on {run.device}); use '32' or 'bf16'")
+    if not settings.compile:
+        return model
+    return torch.compile(model, backend=settings.compile_backend)
+
+
 def train(run: RunContext) -> None:
-    """Fit the model on the train split; validate each epoch when there is a validation split."""
-    settings_config = run.config.train
-    assert settings_config is not None
+    """Fit the model on the train split: validation each epoch, checkpoints, resumable, signal-safe."""
+    settings = run.config.train
+    assert settings is not None
     data, model = run.require_data("train"), run.require_model("train")
     loss_fn = _loss(run)
-    optimizer = run.create(settings_config.optimizer, model.parameters())
+    optimizer = run.create(settings.optimizer, model.parameters())
     train_split = data.splits["train"].to(run.device)
-    batch = settings_config.batch_size
-    rows_per_step = len(train_split) if batch == "full" else min(batch, len(train_split))
-    run.state["threads"] = choose_threads(model, run.device, run.config.pipeline.threads, rows_per_step)
+    batch = None if settings.batch_size == "full" else settings.batch_size
+    loop = LoopSettings(
+        settings.epochs, batch, settings.shuffle, settings.drop_last, settings.accumulate_batches,
+        settings.clip_grad_norm, settings.precision,
+    )
+    run.state["threads"] = choose_threads(model, run.device, run.config.pipeline.threads, min(batch or len(train_split), len(train_split)))
+    plan = TrainingPlan(settings.epochs, loop.steps_per_epoch(len(train_split)))
+    schedule = run.create(settings.scheduler, optimizer, plan) if settings.scheduler else None
     validation = data.splits.get("validation")
-    metrics = _metrics(run, data)
     validate = None
     if validation is not None:
-        validation = validation.to(run.device)
-        registry = run.host.registry
+        validation, metrics, registry = validation.to(run.device), _metrics(run, data), run.host.registry
 
         def validate(current: nn.Module) -> dict[str, float]:
             return scalars(compute_metrics(registry, metrics, current, validation, data.spec.task, loss_fn))
 
-    def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
-        run.history.append(row)
-        run.host.hook.on_epoch_end(run=run, epoch=epoch, metrics=row)
+    def save(payload: dict[str, Any]) -> str:
+        path = checkpoint.save(run.run_dir, {**payload, "config_sha256": run.config.sha256()}, settings.keep_checkpoints)
+        return str(path.relative_to(run.run_dir))
 
-    settings = LoopSettings(
-        settings_config.epochs, None if batch == "full" else batch, settings_config.shuffle, settings_config.drop_last
+    trainer = Trainer(
+        model, optimizer, loss_fn, train_split, loop, data.spec.task, torch.Generator().manual_seed(run.config.pipeline.seed),
+        forward=_forward(run, model), schedule=schedule, validate=validate,
+        early_stopping=_early_stopping(run, validation is not None),
+        on_epoch_end=lambda epoch, row: run.host.hook.on_epoch_end(run=run, epoch=epoch, metrics=row),
+        checkpoint=save, checkpoint_every=settings.checkpoint_every,
     )
-    generator = torch.Generator().manual_seed(run.config.pipeline.seed)
+    latest = checkpoint.latest(run.run_dir) if run.resuming else None
+    if latest is not None:
+        payload = checkpoint.load(latest)
+        if payload.get("config_sha256") != run.config.sha256():
+            raise ConfigError(f"{latest} was written by a different configuration; start a new run instead of resuming")
+        trainer.load_state_dict(payload)
+        trainer.last_checkpoint = str(latest.relative_to(run.run_dir))
+    run.history = trainer.state.history
     try:
-        fit(model, optimizer, loss_fn, train_split, settings, data.spec.task, generator, on_epoch_end, validate)
+        with stop_on_signals() as stop:
+            trainer.stop = stop
+            state = trainer.fit()
+    except torch.cuda.OutOfMemoryError:
+        size = batch or len(train_split)
+        raise RunFailed(
+            f"CUDA ran out of memory training with batch_size {size}; try batch_size = {max(1, size // 2)} "
+            f"(with accumulate_batches = {2 * settings.accumulate_batches} to keep the effective batch size)"
+        ) from None
     finally:
         if run.history:
             write_csv(run.path("history.csv"), run.history)
+    run.state["training"] = {"epochs": state.epoch, "steps": state.step, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch}
     atomic_write(run.path(WEIGHTS), lambda temp: torch.save(model.state_dict(), temp))
 
 

@@ -22,10 +22,18 @@ def invoke():
     return call
 
 
-def test_run_prints_progress_and_a_summary(invoke, write_pipeline, tmp_path):
+def test_progress_is_quiet_off_a_terminal_and_lines_on_request(invoke, write_pipeline, tmp_path):
+    quiet = invoke("run", write_pipeline(), "--out", tmp_path / "auto", "--set", "train.epochs=4")
+    assert quiet.exit_code == 0, quiet.output
+    assert "epoch" not in quiet.output and "stage" not in quiet.output  # CliRunner output is not a terminal
+    lines = invoke("run", write_pipeline(), "--out", tmp_path / "lines", "--set", "train.epochs=4", "--progress", "lines")
+    assert "stage train" in lines.output
+    assert "epoch 4/4  train_loss" in lines.output and "epochs/s" in lines.output
+
+
+def test_run_prints_a_summary(invoke, write_pipeline, tmp_path):
     result = invoke("run", write_pipeline(), "--out", tmp_path / "run", "--set", "train.epochs=4")
     assert result.exit_code == 0, result.output
-    assert "epoch 4/4" in result.output
     assert "iris_fast: metrics" in result.output
     assert "export checks (bundle/)" in result.output
     assert result.output.count("passed") == 3
@@ -83,8 +91,7 @@ def test_diverging_training_exits_1(invoke, write_pipeline, tmp_path):
     )
     result = invoke("run", write_pipeline(text), "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 1
-    assert "error: training diverged: the training loss is" in result.output
-    assert "in epoch 1" in result.output
+    assert "error: training diverged: the loss became nan at epoch 1, step 2 of 7; last good checkpoint: none yet" in result.output
     assert "Traceback" not in result.output
 
 

@@ -1,14 +1,18 @@
-"""The training loop on small synthetic data: batching, drop_last, full batch, divergence, threads."""
+"""The training loop on small synthetic data: batching, accumulation, clipping, divergence, early
+stopping, exact resume from a mid-epoch state, threads."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 from torch import nn
 
 from pipeline_core.data import Split
-from pipeline_core.errors import RunFailed
-from pipeline_core.training import DEFAULT_THREADS, LoopSettings, choose_threads, fit
+from pipeline_core.errors import Interrupted, RunFailed
+from pipeline_core.signals import StopRequest
+from pipeline_core.training import DEFAULT_THREADS, EarlyStopping, LoopSettings, Trainer, choose_threads
 
 
 def _problem(rows: int = 10):
@@ -21,6 +25,7 @@ def _problem(rows: int = 10):
 class CountingModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        torch.manual_seed(0)
         self.linear = nn.Linear(3, 2)
         self.batch_sizes: list[int] = []
 
@@ -29,11 +34,9 @@ class CountingModel(nn.Module):
         return self.linear(x)
 
 
-def _fit(model, split, settings, validate=None, lr=0.1):
-    rows = []
-    fit(model, torch.optim.SGD(model.parameters(), lr=lr), nn.CrossEntropyLoss(), split, settings,
-        "multiclass", torch.Generator().manual_seed(1), lambda epoch, row: rows.append(row), validate)
-    return rows
+def _trainer(model, split, settings, lr=0.1, **options):
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    return Trainer(model, optimizer, nn.CrossEntropyLoss(), split, settings, "multiclass", torch.Generator().manual_seed(1), **options)
 
 
 @pytest.mark.parametrize("batch_size, drop_last, expected", [
@@ -44,48 +47,116 @@ def _fit(model, split, settings, validate=None, lr=0.1):
 ])
 def test_batches(batch_size, drop_last, expected):
     model = CountingModel()
-    rows = _fit(model, _problem(), LoopSettings(1, batch_size, drop_last=drop_last))
+    state = _trainer(model, _problem(), LoopSettings(1, batch_size, drop_last=drop_last)).fit()
     assert model.batch_sizes == expected
-    assert rows[0]["epoch"] == 1
+    assert state.history[0]["epoch"] == 1 and state.step == len(expected)
 
 
 def test_loss_falls_and_history_rows_are_complete():
     model = CountingModel()
-    rows = _fit(model, _problem(64), LoopSettings(30, 16), validate=lambda m: {"loss": 0.5, "accuracy": 1.0})
+    state = _trainer(model, _problem(64), LoopSettings(30, 16), validate=lambda m: {"loss": 0.5, "accuracy": 1.0}).fit()
+    rows = state.history
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
     assert rows[-1]["train_accuracy"] >= 0.9
 
 
 def test_epoch_loss_is_the_sample_mean():
-    """With one epoch and lr 0 the reported loss must equal the loss over all rows at the start."""
+    """With lr 0 the reported loss must equal the loss over all rows."""
     split = _problem(10)
     model = CountingModel()
     with torch.no_grad():
         expected = nn.CrossEntropyLoss()(model.linear(split.inputs), split.targets).item()
-    rows = _fit(model, split, LoopSettings(1, 3), lr=0.0)  # batches 3, 3, 3, 1
-    assert rows[0]["train_loss"] == pytest.approx(expected, rel=1e-6)
+    state = _trainer(model, split, LoopSettings(1, 3), lr=0.0).fit()  # batches 3, 3, 3, 1
+    assert state.history[0]["train_loss"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_without_shuffle_order_is_kept():
-    split = _problem(6)
-    seen = []
-
-    class Recording(CountingModel):
-        def forward(self, x):
-            seen.append(x.clone())
-            return super().forward(x)
-
-    _fit(Recording(), split, LoopSettings(1, 6, shuffle=False))
-    assert torch.equal(seen[0], split.inputs)
+def test_gradient_accumulation_equals_one_big_batch():
+    split = _problem(8)
+    small, big = CountingModel(), CountingModel()
+    _trainer(small, split, LoopSettings(1, 2, shuffle=False, accumulate=4)).fit()
+    _trainer(big, split, LoopSettings(1, 8, shuffle=False)).fit()
+    assert torch.allclose(small.linear.weight, big.linear.weight, atol=1e-6)
+    assert not torch.equal(small.linear.weight, CountingModel().linear.weight)  # it did step
 
 
-def test_non_finite_loss_stops_with_the_epoch():
+def test_gradient_clipping_bounds_the_update():
+    split = _problem(8)
+    model = CountingModel()
+    before = copy.deepcopy(model.linear.state_dict())
+    _trainer(model, split, LoopSettings(1, 8, shuffle=False, clip_grad_norm=1e-3), lr=1.0).fit()
+    change = torch.cat([(model.linear.weight - before["weight"]).flatten(), model.linear.bias - before["bias"]])
+    assert change.norm() <= 1e-3 + 1e-7  # lr 1 × a gradient clipped to norm 1e-3
+
+
+def test_non_finite_loss_names_epoch_step_and_checkpoint():
     model = CountingModel()
     with torch.no_grad():
         model.linear.weight.fill_(float("nan"))
-    with pytest.raises(RunFailed, match="training diverged: the training loss is nan in epoch 1"):
-        _fit(model, _problem(), LoopSettings(3, 4))
+    trainer = _trainer(model, _problem(), LoopSettings(3, 4))
+    trainer.last_checkpoint = "checkpoints/step-000000003.pt"
+    with pytest.raises(RunFailed, match=r"the loss became nan at epoch 1, step 1 of 3; last good checkpoint: checkpoints/step-000000003.pt"):
+        trainer.fit()
+
+
+def test_early_stopping_restores_the_best_weights():
+    values = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.4])
+    seen: list[dict] = []
+    model = CountingModel()
+    rule = EarlyStopping("val_loss", "min", patience=2, restore_best=True)
+
+    def validate(current):
+        seen.append(copy.deepcopy(current.state_dict()))
+        return {"loss": next(values)}
+
+    state = _trainer(model, _problem(), LoopSettings(6, 5), validate=validate, early_stopping=rule).fit()
+    assert state.stopped_early and state.epoch == 4 and state.best_epoch == 2
+    assert torch.equal(model.linear.weight, seen[1]["linear.weight"])
+
+
+def test_unknown_monitor_lists_the_columns():
+    rule = EarlyStopping("val_acc", "max", patience=2)
+    with pytest.raises(RunFailed, match=r"early_stopping.monitor is 'val_acc', which is not in the epoch's history \(available: train_loss, train_accuracy, val_accuracy, lr\)"):
+        _trainer(CountingModel(), _problem(), LoopSettings(3, 5), validate=lambda m: {"accuracy": 1.0}, early_stopping=rule).fit()
+
+
+class StopAfterSteps(StopRequest):
+    """What a SIGTERM handler would leave behind, arriving once the trainer has taken ``steps`` steps."""
+
+    def __init__(self, trainer: Trainer, steps: int) -> None:
+        super().__init__(signal=15)
+        self.trainer, self.steps = trainer, steps
+
+    @property
+    def requested(self) -> bool:
+        return self.trainer.state.step >= self.steps
+
+
+def test_resume_from_a_mid_epoch_stop_is_bit_identical():
+    split = _problem(23)
+    settings = LoopSettings(4, 4, accumulate=2)
+    reference = CountingModel()
+    torch.manual_seed(5)
+    _trainer(reference, split, settings).fit()
+
+    stopped = CountingModel()
+    torch.manual_seed(5)
+    saved: list[dict] = []
+    trainer = _trainer(stopped, split, settings, checkpoint=lambda payload: saved.append(copy.deepcopy(payload)) or "memory")
+    trainer.stop = StopAfterSteps(trainer, 5)
+    with pytest.raises(Interrupted, match="stopped by SIGTERM in epoch 2 after step 5") as caught:
+        trainer.fit()
+    assert caught.value.exit_code == 143
+    # 23 rows in batches of 4 → 6 batches, 3 optimizer steps an epoch; step 5 ends batch 4 of epoch 2
+    assert saved[-1]["partial"]["next_start"] == 16 and saved[-1]["epoch"] == 1
+
+    resumed = CountingModel()
+    torch.manual_seed(99)  # whatever the new process does before loading, the checkpoint decides
+    fresh = _trainer(resumed, split, settings)
+    fresh.load_state_dict(saved[-1])
+    fresh.fit()
+    assert torch.equal(resumed.linear.weight, reference.linear.weight)
+    assert torch.equal(resumed.linear.bias, reference.linear.bias)
 
 
 def test_small_cpu_steps_train_on_one_thread():
