@@ -79,7 +79,11 @@ class TrainSection(pydantic.BaseModel):
     precision: Literal["32", "bf16", "fp16"] = "32"
     compile: bool = False
     compile_backend: str = "inductor"
-    checkpoint_every: Annotated[int, Field(ge=0)] = 1  # epochs; 0: only at the end
+    # a checkpoint every N epochs (0: none by count), and whenever this many seconds passed since the
+    # last one; always one at the end. Short runs of fast epochs pay for one checkpoint, long runs lose
+    # at most a minute of work.
+    checkpoint_every: Annotated[int, Field(ge=0)] = 0
+    checkpoint_seconds: Annotated[float, Field(gt=0)] = 60.0
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2
     optimizer: ComponentConfig
     loss: ComponentConfig

@@ -155,14 +155,17 @@ class Trainer:
         early_stopping: EarlyStopping | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] = lambda epoch, row: None,
         checkpoint: Callable[[dict[str, Any]], str] | None = None,
-        checkpoint_every: int = 1,
+        checkpoint_every: int = 0,
+        checkpoint_seconds: float = 60.0,
         stop: StopRequest | None = None,
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.forward = forward or model
         self.train, self.settings, self.task, self.generator = train, settings, task, generator
         self.schedule, self.validate, self.early_stopping = schedule, validate, early_stopping
-        self.on_epoch_end, self.checkpoint, self.checkpoint_every = on_epoch_end, checkpoint, checkpoint_every
+        self.on_epoch_end, self.checkpoint = on_epoch_end, checkpoint
+        self.checkpoint_every, self.checkpoint_seconds = checkpoint_every, checkpoint_seconds
+        self.checkpointed_at = time.monotonic()
         self.stop = stop or StopRequest()
         self.state = TrainState()
         self.last_checkpoint = "none yet"
@@ -213,6 +216,7 @@ class Trainer:
     def _save(self) -> None:
         if self.checkpoint is not None:
             self.last_checkpoint = self.checkpoint(self.state_dict())
+            self.checkpointed_at = time.monotonic()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -293,8 +297,8 @@ class Trainer:
         state.history.append(row)
         self._early_stopping(row)
         self.on_epoch_end(epoch, row)
-        last = epoch == settings.epochs or state.stopped_early
-        if last or (self.checkpoint_every and epoch % self.checkpoint_every == 0):
+        due = time.monotonic() - self.checkpointed_at >= self.checkpoint_seconds
+        if due or epoch == settings.epochs or state.stopped_early or (self.checkpoint_every and epoch % self.checkpoint_every == 0):
             self._save()
 
     def _step(self) -> None:

@@ -119,7 +119,7 @@ def train(run: RunContext) -> None:
         forward=_forward(run, model), schedule=schedule, validate=validate,
         early_stopping=_early_stopping(run, validation is not None),
         on_epoch_end=lambda epoch, row: run.host.hook.on_epoch_end(run=run, epoch=epoch, metrics=row),
-        checkpoint=save, checkpoint_every=settings.checkpoint_every,
+        checkpoint=save, checkpoint_every=settings.checkpoint_every, checkpoint_seconds=settings.checkpoint_seconds,
     )
     latest = checkpoint.latest(run.run_dir) if run.resuming else None
     if latest is not None:
