@@ -55,6 +55,7 @@ class PipelineSection(pydantic.BaseModel):
     seed: int = 0
     stages: list[str] = list(DEFAULT_STAGES)
     plugins: list[str] = []
+    disable_plugins: list[str] = []  # built-in or entry-point plugins to leave out of this pipeline
     device: Annotated[str, AfterValidator(_device)] = "cpu"
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
 
@@ -211,11 +212,13 @@ def apply_overrides(table: dict[str, Any], overrides: tuple[str, ...]) -> None:
         node[path[-1]] = value
 
 
-def plugin_references(table: dict[str, Any], source: Path) -> list[str]:
-    """``[pipeline] plugins``, read before the registry exists (the plugins fill the registry)."""
-    plugins = table.get("pipeline", {}).get("plugins", []) if isinstance(table.get("pipeline"), dict) else []
+def plugin_references(table: dict[str, Any], source: Path, key: str = "plugins") -> list[str]:
+    """``[pipeline] plugins`` (or ``disable_plugins``), read before the registry exists: they decide
+    which plugins fill it."""
+    plugins = table.get("pipeline", {}).get(key, []) if isinstance(table.get("pipeline"), dict) else []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ConfigError(f"{source}: pipeline.plugins: expected a list of module names or .py paths, got {plugins!r}")
+        what = "module names or .py paths" if key == "plugins" else "plugin names"
+        raise ConfigError(f"{source}: pipeline.{key}: expected a list of {what}, got {plugins!r}")
     return plugins
 
 

@@ -27,6 +27,7 @@ import pluggy
 
 from pipeline_core import hookspecs
 from pipeline_core.errors import PluginError
+from pipeline_core.options import suggest
 from pipeline_core.registry import KINDS, Register, Registry
 
 ENTRY_POINT_GROUP = "pipeline_core"
@@ -136,17 +137,32 @@ def _fill_registry(host: Host) -> None:
                 ) from error
 
 
-def build_host(local_plugins: Iterable[str] = (), base_dir: Path | None = None, origin: str = "") -> Host:
+def build_host(
+    local_plugins: Iterable[str] = (),
+    base_dir: Path | None = None,
+    source: str = "",
+    disabled: Iterable[str] = (),
+) -> Host:
     """A fresh plugin manager with built-ins, entry points and ``local_plugins``, and its registry.
 
-    ``local_plugins`` are ``.py`` paths (relative to ``base_dir``) or module names; ``origin`` prefixes
-    their errors (e.g. ``"pipeline.toml: pipeline.plugins: "``)."""
+    ``local_plugins`` are ``.py`` paths (relative to ``base_dir``) or module names; ``disabled`` names
+    built-in or entry-point plugins this host must not load. Both come from a pipeline file, named by
+    ``source`` in error messages."""
+    where = f"{source}: " if source else ""
     from plugins import DEFAULT_PLUGINS
 
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     host = Host(manager, Registry())
-    only, blocked = _names_from_env(ONLY_ENV), _names_from_env(BLOCK_ENV) or set()
+    only, blocked = _names_from_env(ONLY_ENV), (_names_from_env(BLOCK_ENV) or set()) | set(disabled)
+    entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    known = [*DEFAULT_PLUGINS, *(ep.name for ep in entry_points)]
+    for name in disabled:
+        if name not in known:
+            hint = suggest(name, known)
+            raise PluginError(
+                f"{where}pipeline.disable_plugins: no plugin named {name!r}{'; ' + hint if hint else ''} (see `pipeline plugins`)"
+            )
 
     def wanted(name: str) -> bool:
         return name not in blocked and (only is None or name in only)
@@ -157,7 +173,7 @@ def build_host(local_plugins: Iterable[str] = (), base_dir: Path | None = None, 
             module = import_plugin(module_name, "built-in plugin")
             _register(manager, module, PluginInfo(module_name, "builtin", version, "pipeline-core"), host)
 
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in entry_points:
         if not wanted(entry_point.name):
             continue
         try:
@@ -182,7 +198,7 @@ def build_host(local_plugins: Iterable[str] = (), base_dir: Path | None = None, 
         try:
             module = _load_local(reference, base_dir or Path.cwd())
         except PluginError as error:
-            raise PluginError(f"{origin}{error}") from error
+            raise PluginError(f"{where}pipeline.plugins: {error}") from error
         _register(manager, module, PluginInfo(reference, "pipeline file", "local"), host)
 
     _fill_registry(host)

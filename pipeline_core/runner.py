@@ -30,7 +30,10 @@ def load_pipeline(path: Path, overrides: tuple[str, ...] = (), base_dir: Path | 
     raw, text = read_toml(path)
     apply_overrides(raw, overrides)
     root = base_dir if base_dir is not None else path.parent
-    host = build_host(plugin_references(raw, path), base_dir=root, origin=f"{path}: pipeline.plugins: ")
+    host = build_host(
+        plugin_references(raw, path), base_dir=root, source=str(path),
+        disabled=plugin_references(raw, path, "disable_plugins"),
+    )
     return validate(raw, host.registry, path, text, overrides, base_dir), host
 
 

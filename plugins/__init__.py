@@ -18,4 +18,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.stages",
     "plugins.export_stage",
     "plugins.progress",
+    "plugins.plots.curves",
+    "plugins.plots.confusion",
+    "plugins.plots.boundary",
+    "plugins.plots.samples",
+    "plugins.plots.regression",
+    "plugins.trackers.jsonl",
+    "plugins.report",
 )

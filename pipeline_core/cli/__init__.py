@@ -86,9 +86,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _add_builtin_commands() -> None:
-    from pipeline_core.cli import plugins, predict, run, validate
+    from pipeline_core.cli import inspect, plugins, predict, run, runs, validate
 
-    for module in (run, validate, predict, plugins):
+    for module in (run, validate, inspect, predict, runs, plugins):
         for command in module.COMMANDS:
             cli.add_command(command)
 

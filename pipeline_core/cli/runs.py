@@ -1,0 +1,97 @@
+"""``pipeline runs`` and ``pipeline compare``: past runs in the artifacts folder, side by side."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pipeline_core.errors import ConfigError
+
+DEFAULT_ARTIFACTS = Path("artifacts")
+HEADLINE = ("accuracy", "f1", "loss", "mse", "r2")
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _run_folders(root: Path, name: str | None) -> list[Path]:
+    pipelines = [root / name] if name else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [
+        run for folder in pipelines if folder.is_dir()
+        for run in sorted(folder.iterdir()) if run.is_dir() and not run.is_symlink() and (run / "config.toml").exists()
+    ]
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {split: {k: v for k, v in values.items() if isinstance(v, (int, float))} for split, values in metrics.items()}
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--artifacts", "root", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ARTIFACTS, show_default=True)
+def runs(name: str | None, root: Path) -> None:
+    """List past runs (of pipeline NAME) with their status and test metrics."""
+    folders = _run_folders(root, name)
+    if not folders:
+        raise ConfigError(f"no runs{f' of {name!r}' if name else ''} under {root}")
+    table = Table("run", "status", "test metrics", "seed", title=f"runs in {root}")
+    for folder in folders:
+        status = _json(folder / "status.json").get("status", "unknown")
+        test = _scalars(_json(folder / "metrics.json")).get("test", {})
+        shown = "  ".join(f"{k} {test[k]:.4f}" for k in HEADLINE if k in test)
+        seed = tomllib.loads((folder / "config.toml").read_text(encoding="utf-8")).get("pipeline", {}).get("seed", "")
+        table.add_row(str(folder.relative_to(root)), status, shown, str(seed))
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            flat.update(_flatten(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+@click.command()
+@click.argument("first", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("second", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def compare(first: Path, second: Path) -> None:
+    """Metrics and configuration differences of two run folders, side by side."""
+    for folder in (first, second):
+        if not (folder / "config.toml").is_file():
+            raise ConfigError(f"{folder} is not a run folder (no config.toml)")
+    console = Console(width=max(120, Console().width))
+    metrics = [_scalars(_json(folder / "metrics.json")) for folder in (first, second)]
+    table = Table("split", "metric", str(first), str(second), "difference", title="metrics")
+    for split in sorted(set(metrics[0]) | set(metrics[1])):
+        names = sorted(set(metrics[0].get(split, {})) | set(metrics[1].get(split, {})))
+        for metric in names:
+            a, b = metrics[0].get(split, {}).get(metric), metrics[1].get(split, {}).get(metric)
+            diff = f"{b - a:+.4f}" if a is not None and b is not None else ""
+            table.add_row(split, metric, "" if a is None else f"{a:.4f}", "" if b is None else f"{b:.4f}", diff)
+    console.print(table)
+    configs = [_flatten(tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))) for folder in (first, second)]
+    changed = sorted(key for key in set(configs[0]) | set(configs[1]) if configs[0].get(key) != configs[1].get(key))
+    if not changed:
+        console.print("configuration: identical")
+        return
+    table = Table("key", str(first), str(second), title="configuration differences")
+    for key in changed:
+        table.add_row(key, repr(configs[0].get(key, "—")), repr(configs[1].get(key, "—")))
+    console.print(table)
+
+
+COMMANDS = [runs, compare]

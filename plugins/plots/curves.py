@@ -1,0 +1,43 @@
+"""Loss and metric curves per epoch, training and validation side by side, after training."""
+
+from __future__ import annotations
+
+from pipeline_core import RunContext, hookimpl
+from plugins.plots import figures
+
+SKIP = ("epoch", "seconds", "lr")
+
+
+def quantities(columns: list[str]) -> list[str]:
+    """``train_loss``/``val_loss`` → ``loss``: one panel per quantity, in first-seen order."""
+    seen: list[str] = []
+    for column in columns:
+        if column in SKIP:
+            continue
+        name = column.split("_", 1)[1] if column.startswith(("train_", "val_")) else column
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+@hookimpl
+def after_stage(run: RunContext, stage: str) -> None:
+    if stage != "train" or not run.history:
+        return
+    columns = list(run.history[0])
+    panels = quantities(columns)
+    epochs = [int(row["epoch"]) for row in run.history]
+    fig, axes = figures.figure(columns=len(panels))
+    series = {}
+    for axis, quantity in zip(axes[0], panels):
+        for prefix, label in (("train_", "train"), ("val_", "validation")):
+            column = prefix + quantity
+            if column in columns:
+                values = [row[column] for row in run.history]
+                series[column] = values
+                axis.plot(epochs, values, label=label)
+        axis.set_title(quantity)
+        axis.set_xlabel("epoch")
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    figures.save(run, "curves", fig, "Loss and metrics per epoch", {"epochs": epochs, "series": series})

@@ -1,0 +1,29 @@
+"""Predicted against true values on the evaluated split, for regression."""
+
+from __future__ import annotations
+
+from pipeline_core import RunContext, hookimpl
+from pipeline_core.evaluation import predict
+from plugins.plots import figures
+
+
+@hookimpl
+def after_stage(run: RunContext, stage: str) -> None:
+    data = run.data
+    if stage != "evaluate" or data is None or run.model is None or data.spec.task != "regression":
+        return
+    split_name = figures.evaluated_split(run)
+    split = data.splits[split_name]
+    predicted = predict(run.model, split.inputs.to(run.device)).cpu().reshape(-1)
+    truth = split.targets.cpu().reshape(-1)
+    fig, axes = figures.figure()
+    axis = axes[0][0]
+    axis.scatter(truth.numpy(), predicted.numpy(), s=10, alpha=0.6)
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    axis.plot([low, high], [low, high], color="black", linewidth=1, label="predicted = true")
+    axis.set_xlabel("true")
+    axis.set_ylabel("predicted")
+    axis.set_title(f"predicted vs true ({split_name})")
+    axis.legend()
+    figures.save(run, "predicted_vs_true", fig, f"Predicted against true values on the {split_name} split",
+                 {"points": len(truth)})

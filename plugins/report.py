@@ -1,0 +1,67 @@
+"""``report.html``: one self-contained page per run (plots embedded), written after the last stage.
+
+It holds the metrics table and confusion matrices, every plot of ``plots/index.json``, the export
+checks, the model summary and the resolved configuration. It runs after every other
+``after_pipeline`` hook (``trylast``) so that it sees the plots they drew.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from pipeline_core import RunContext, __version__, hookimpl
+from pipeline_core.artifacts import write_text
+from pipeline_core.model_summary import summarize
+from plugins.plots.figures import KEY as PLOTS_KEY
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def render(run: RunContext) -> str:
+    """The report's HTML for ``run``."""
+    scalars: dict[str, dict[str, float]] = {}
+    matrices: dict[str, Any] = {}
+    for split, values in run.metrics.items():
+        scalars[split] = {name: value for name, value in values.items() if isinstance(value, float)}
+        if isinstance(values.get("confusion_matrix"), list):
+            matrices[split] = values["confusion_matrix"]
+    metric_names = sorted({name for values in scalars.values() for name in values})
+    plots = [
+        {"title": entry["title"], "data": base64.b64encode((run.run_dir / entry["file"]).read_bytes()).decode("ascii")}
+        for entry in run.state.get(PLOTS_KEY, {}).values()
+    ]
+    summary = "no model was built"
+    if run.model is not None and run.data is not None:
+        summary = summarize(run.model, run.data.splits["test"].inputs[:2].to(run.device)).text
+    spec = run.data.spec if run.data is not None else None
+    return _environment().get_template("report.html.j2").render(
+        name=run.config.name,
+        description=run.config.pipeline.description or (run.data.description if run.data else ""),
+        task=spec.task if spec else "unknown",
+        classes=list(spec.classes) if spec else [],
+        seed=run.config.pipeline.seed,
+        device=str(run.device),
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        metric_names=metric_names,
+        scalar_metrics=scalars,
+        matrices=matrices,
+        plots=plots,
+        exports=run.export_report,
+        model_summary=summary,
+        config=(run.run_dir / "config.toml").read_text(encoding="utf-8"),
+        producer=f"pipeline-core {__version__}",
+    )
+
+
+@hookimpl(trylast=True)
+def after_pipeline(run: RunContext) -> None:
+    write_text(run.path("report.html"), render(run))
