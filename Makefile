@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install --upgrade pip "setuptools>=68"
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 

@@ -9,13 +9,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline_core import artifacts
 from pipeline_core.config import ComponentConfig, PipelineConfig
 from pipeline_core.data import DataBundle
 from pipeline_core.errors import PipelineError
 from pipeline_core.plugins import Host
 
 
-@dataclass
+@dataclass(repr=False)
 class RunContext:
     """One pipeline run. Stages read and write it; plugins may keep their own state in ``state``."""
 
@@ -31,6 +32,9 @@ class RunContext:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → metric → number or matrix
     export_report: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"RunContext({self.config.name!r}, run_dir={str(self.run_dir)!r})"
 
     def create(self, component: ComponentConfig, *context: Any) -> Any:
         """Call a configured component with the host's context arguments and its validated options."""
@@ -52,3 +56,11 @@ class RunContext:
         target = self.run_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write a file of the run folder atomically: complete or absent, never half-written."""
+        return artifacts.write_text(self.path(name), text)
+
+    def write_json(self, name: str, value: Any) -> Path:
+        """Write a JSON file of the run folder atomically."""
+        return artifacts.write_json(self.path(name), value)

@@ -6,7 +6,8 @@ Built-ins are registered explicitly, through the same hooks as third-party plugi
 ``DEFAULT_PLUGINS``). Environment variables limit what loads:
 
 * ``PIPELINE_CORE_PLUGINS=a,b`` loads only the named built-in and entry-point plugins;
-* ``PIPELINE_CORE_BLOCK_PLUGINS=a,b`` never loads the named ones.
+* ``PIPELINE_CORE_BLOCK_PLUGINS=a,b`` never loads the named ones;
+* ``PIPELINE_CORE_TRACE_HOOKS=1`` prints every hook call (and each plugin's answer) to stderr.
 
 Plugins named in a TOML file's ``[pipeline] plugins`` always load: the file asked for them.
 """
@@ -33,6 +34,7 @@ from pipeline_core.registry import KINDS, Register, Registry
 ENTRY_POINT_GROUP = "pipeline_core"
 ONLY_ENV = "PIPELINE_CORE_PLUGINS"
 BLOCK_ENV = "PIPELINE_CORE_BLOCK_PLUGINS"
+TRACE_ENV = "PIPELINE_CORE_TRACE_HOOKS"
 
 
 @dataclass(frozen=True)
@@ -122,11 +124,21 @@ def _register(manager: pluggy.PluginManager, module: object, info: PluginInfo, h
     host.plugins[info.name] = info
 
 
+def _tracing() -> bool:
+    return os.environ.get(TRACE_ENV, "") not in ("", "0")
+
+
+def _trace(message: str) -> None:
+    sys.stderr.write(f"[hooks] {message}\n")
+
+
 def _fill_registry(host: Host) -> None:
     """Call each plugin's ``register_*`` hooks one plugin at a time, so each component has an owner."""
     for kind, (plural, _) in KINDS.items():
         caller = getattr(host.hook, f"register_{plural}")
         for impl in caller.get_hookimpls():  # in registration order
+            if _tracing():
+                _trace(f"register_{plural} → {impl.plugin_name}")
             try:
                 impl.function(register=Register(host.registry, kind, impl.plugin_name))
             except PluginError:
@@ -202,4 +214,18 @@ def build_host(
         _register(manager, module, PluginInfo(reference, "pipeline file", "local"), host)
 
     _fill_registry(host)
+    if _tracing():
+        manager.add_hookcall_monitoring(_trace_call, lambda outcome, name, impls, kwargs: None)
     return host
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _trace_call(hook_name: str, hook_impls: list[pluggy.HookImpl], kwargs: dict[str, object]) -> None:
+    """One line per hook call: the arguments, shortened, and the plugins that implement it."""
+    arguments = ", ".join(f"{key}={_short(value)}" for key, value in kwargs.items())
+    plugins = ", ".join(impl.plugin_name for impl in reversed(hook_impls)) or "no plugin"
+    _trace(f"{hook_name}({arguments}) → {plugins}")
