@@ -83,6 +83,8 @@ class TrainSection(pydantic.BaseModel):
     # a checkpoint every N epochs (0: none by count), and whenever this many seconds passed since the
     # last one; always one at the end. Short runs of fast epochs pay for one checkpoint, long runs lose
     # at most a minute of work.
+    strategy: Literal["single", "ddp"] = "single"  # ddp: DistributedDataParallel over several processes
+    nproc_per_node: Annotated[int, Field(ge=1)] = 1  # processes `pipeline run` starts on this node for ddp
     checkpoint_every: Annotated[int, Field(ge=0)] = 0
     checkpoint_seconds: Annotated[float, Field(gt=0)] = 60.0
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2

@@ -12,6 +12,7 @@ from torch import nn
 from pipeline_core import artifacts
 from pipeline_core.config import ComponentConfig, PipelineConfig
 from pipeline_core.data import DataBundle
+from pipeline_core.distributed import SINGLE, Distributed
 from pipeline_core.errors import PipelineError
 from pipeline_core.plugins import Host
 
@@ -26,6 +27,7 @@ class RunContext:
     device: torch.device
     progress: str = "auto"  # "auto" (a live bar on a terminal, else quiet), "bar", "lines" or "none"
     resuming: bool = False  # continuing an earlier run of this folder from its last checkpoint
+    distributed: Distributed = SINGLE  # this process's rank in a data-parallel job
     data: DataBundle | None = None
     model: nn.Module | None = None
     history: list[dict[str, float]] = field(default_factory=list)
@@ -57,10 +59,18 @@ class RunContext:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
+    @property
+    def is_main(self) -> bool:
+        """True in a single-process run and on rank 0 of a data-parallel one: the process that writes."""
+        return self.distributed.is_main
+
     def write_text(self, name: str, text: str) -> Path:
-        """Write a file of the run folder atomically: complete or absent, never half-written."""
-        return artifacts.write_text(self.path(name), text)
+        """Write a file of the run folder atomically: complete or absent, never half-written.
+        On ranks other than 0 of a data-parallel run this writes nothing."""
+        target = self.run_dir / name
+        return artifacts.write_text(self.path(name), text) if self.is_main else target
 
     def write_json(self, name: str, value: Any) -> Path:
-        """Write a JSON file of the run folder atomically."""
-        return artifacts.write_json(self.path(name), value)
+        """Write a JSON file of the run folder atomically (rank 0 only, like :meth:`write_text`)."""
+        target = self.run_dir / name
+        return artifacts.write_json(self.path(name), value) if self.is_main else target

@@ -15,6 +15,7 @@ import torch
 from pipeline_core import artifacts
 from pipeline_core.config import PipelineConfig, apply_overrides, plugin_references, read_toml, validate
 from pipeline_core.context import RunContext
+from pipeline_core.distributed import Distributed, join, leave
 from pipeline_core.errors import ConfigError, Interrupted
 from pipeline_core.plugins import Host, build_host
 
@@ -116,6 +117,43 @@ def run_pipeline(
     With ``resume``, ``out`` is an existing run folder of the same configuration: stages run again
     and training continues from the folder's last checkpoint."""
     device = resolve_device(config.pipeline.device)
+    strategy = config.train.strategy if config.train else "single"
+    distributed = join(strategy, device)
+    if distributed.enabled and device.type == "cuda":
+        device = torch.device("cuda", distributed.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        if not distributed.is_main:
+            return _run_as_worker(config, host, out, device, distributed, resume)
+        return _run_as_main(config, host, out, artifacts_root, quiet, progress, resume, device, distributed)
+    finally:
+        leave()
+
+
+def _run_as_worker(
+    config: PipelineConfig, host: Host, out: Path | None, device: torch.device, distributed: Distributed, resume: bool
+) -> RunContext:
+    """A rank other than 0: the stages up to and including training, without hooks or files."""
+    assert out is not None, "a data-parallel worker is always told its run folder"
+    run = RunContext(config, host, out, device, progress="none", resuming=resume, distributed=distributed)
+    seed_everything(config.pipeline.seed)
+    stages = list(config.pipeline.stages)
+    for stage in stages[: stages.index("train") + 1] if "train" in stages else stages:
+        host.registry.get("stage", stage).factory(run, **config.stage_options.get(stage, {}))
+    return run
+
+
+def _run_as_main(
+    config: PipelineConfig,
+    host: Host,
+    out: Path | None,
+    artifacts_root: Path,
+    quiet: bool,
+    progress: str,
+    resume: bool,
+    device: torch.device,
+    distributed: Distributed,
+) -> RunContext:
     if resume:
         if out is None:
             out = find_unfinished(artifacts_root, config.name)
@@ -129,7 +167,7 @@ def run_pipeline(
             "config_sha256": config.sha256(),
         })
         artifacts.write_text(run_dir / "config.toml", tomli_w.dumps(config.resolved()))
-    run = RunContext(config, host, run_dir, device, progress="none" if quiet else progress, resuming=resume)
+    run = RunContext(config, host, run_dir, device, progress="none" if quiet else progress, resuming=resume, distributed=distributed)
     artifacts.write_json(run.path(STATUS), {"status": "running", "resumed": resume})
     seed_everything(config.pipeline.seed)
 
@@ -158,6 +196,7 @@ def run_pipeline(
             "stages": list(config.pipeline.stages),
             "overrides": list(config.overrides),
             "resumed": resume,
+            "processes": distributed.world_size,
         },
     )
     if run_dir.parent.resolve() == (artifacts_root / config.name).resolve():

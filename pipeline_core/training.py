@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
@@ -25,7 +26,8 @@ from torch import nn
 
 from pipeline_core.checkpoint import capture_rng, restore_rng
 from pipeline_core.data import Split, Task
-from pipeline_core.errors import Interrupted, RunFailed
+from pipeline_core.distributed import SINGLE, Distributed
+from pipeline_core.errors import ConfigError, Interrupted, RunFailed
 from pipeline_core.signals import StopRequest
 
 #: Below this much work per step (parameters × rows per batch) a CPU model trains fastest on one
@@ -39,14 +41,15 @@ DEFAULT_THREADS = torch.get_num_threads()
 Precision = Literal["32", "bf16", "fp16"]
 
 
-def choose_threads(model: nn.Module, device: torch.device, requested: int | str, rows_per_step: int) -> int:
-    """Set and return torch's intra-op thread count: ``requested``, or 1 for a small CPU step."""
+def choose_threads(model: nn.Module, device: torch.device, requested: int | str, rows_per_step: int, processes: int = 1) -> int:
+    """Set and return torch's intra-op thread count: ``requested``, or 1 for a small CPU step, or the
+    cores shared out among the ``processes`` training on this machine."""
     if isinstance(requested, int):
         threads = requested
     elif device.type == "cpu" and sum(p.numel() for p in model.parameters()) * rows_per_step < SMALL_STEP_WORK:
         threads = 1
     else:
-        threads = DEFAULT_THREADS
+        threads = max(1, DEFAULT_THREADS // processes)
     torch.set_num_threads(threads)
     return threads
 
@@ -158,6 +161,7 @@ class Trainer:
         checkpoint_every: int = 0,
         checkpoint_seconds: float = 60.0,
         stop: StopRequest | None = None,
+        distributed: Distributed = SINGLE,
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.forward = forward or model
@@ -167,7 +171,15 @@ class Trainer:
         self.checkpoint_every, self.checkpoint_seconds = checkpoint_every, checkpoint_seconds
         self.checkpointed_at = time.monotonic()
         self.stop = stop or StopRequest()
+        self.distributed = distributed
         self.state = TrainState()
+        size, end = settings.batch_bounds(len(train))
+        last = end % size or size
+        if distributed.enabled and min(size, last) < distributed.world_size:
+            raise ConfigError(
+                f"train.batch_size {size} leaves a batch of {min(size, last)} row(s) for {distributed.world_size} processes; "
+                "every process needs at least one row of each batch (raise batch_size, or set drop_last = true)"
+            )
         self.last_checkpoint = "none yet"
         device = train.inputs.device
         self.scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
@@ -230,60 +242,78 @@ class Trainer:
         return self.state
 
     def _epoch(self) -> None:
-        settings, state = self.settings, self.state
+        settings, state, ranks = self.settings, self.state, self.distributed
         epoch = state.epoch + 1
         started = time.perf_counter()
         inputs, targets = self.train.inputs, self.train.targets
+        device = inputs.device
         count = len(self.train)
         size, end = settings.batch_bounds(count)
-        sizes = torch.tensor([min(size, end - start) for start in range(0, end, size)], device=inputs.device)
 
-        losses: list[torch.Tensor] = []
-        predictions: list[torch.Tensor] = []
-        if state.partial is not None:  # continue an epoch that a signal stopped part-way
+        # What earlier parts of this epoch contributed (an epoch a signal stopped part-way): loss
+        # sum, correct predictions, rows and batches. Only rank 0 carries them into the reduction.
+        carried = torch.zeros(4, dtype=torch.float64, device=device)
+        if state.partial is not None:
             order, first = state.partial["order"], state.partial["next_start"]
-            losses, predictions = list(state.partial["losses"].unbind()), [state.partial["predictions"]]
+            if ranks.is_main:
+                carried = state.partial["totals"].to(device=device, dtype=torch.float64)
             state.partial = None
         else:
-            order = torch.randperm(count, generator=self.generator).to(inputs.device) if settings.shuffle else None
+            order = torch.randperm(count, generator=self.generator).to(device) if settings.shuffle else None
             first = 0
         epoch_inputs, epoch_targets = (inputs[order], targets[order]) if order is not None else (inputs, targets)
+        summed = self.sum_reduction
 
+        losses: list[torch.Tensor] = []
+        weights: list[float] = []
+        predictions: list[torch.Tensor] = []
+        rows: list[tuple[int, int]] = []  # this rank's rows of each batch, as positions in the epoch order
         self.model.train()
         accumulate, pending = settings.accumulate, 0
         for start in range(first, end, size):
-            batch_inputs = epoch_inputs[start : start + size]
-            batch_targets = epoch_targets[start : start + size]
-            with self.autocast():
+            batch = min(size, end - start)
+            low, high = ranks.bounds(batch)
+            batch_inputs = epoch_inputs[start + low : start + high]
+            batch_targets = epoch_targets[start + low : start + high]
+            final = pending + 1 == accumulate or start + size >= end
+            with self._no_sync(final), self.autocast():
                 outputs = self.forward(batch_inputs)
                 loss = self.loss_fn(outputs, batch_targets)
-            scaled = loss / accumulate if accumulate > 1 else loss
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            # DDP averages gradients over ranks: weight each rank's loss by its share of the global batch
+            scale = (ranks.world_size if summed else (high - low) * ranks.world_size / batch) / accumulate
+            scaled = loss * scale if scale != 1.0 else loss
+            with self._no_sync(final):
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             losses.append(loss.detach())
+            weights.append(1.0 if summed else float(high - low))
+            rows.append((start + low, start + high))
             predicted = _predicted(outputs.detach(), self.task)
             if predicted is not None:
                 predictions.append(predicted)
             pending += 1
-            if pending == accumulate or start + size >= end:
+            if final:
                 self._step()
                 pending = 0
-                if self.stop.requested:
-                    self._interrupt(epoch, order, start + size, losses, predictions)
-
-        # One host sync per epoch: the loss (mean over samples) and, for classifiers, the accuracy.
-        stacked = torch.stack(losses).float()
-        train_loss = float((stacked * sizes[: len(stacked)]).sum() / end)
+                if self.stop.requested and not ranks.enabled:
+                    self._interrupt(epoch, order, start + size, self._totals(losses, weights, predictions, rows, order, carried))
+        # One reduction (and host sync) per epoch: loss and, for classifiers, accuracy over every rank.
+        totals = ranks.sum(self._totals(losses, weights, predictions, rows, order, carried))
+        if ranks.enabled and ranks.any(self.stop.requested, device):  # several processes stop together, at an epoch's end
+            self.stop.signal = self.stop.signal or signal.SIGTERM
+            self._interrupt(epoch, order, end, totals if ranks.is_main else torch.zeros_like(totals))
+        train_loss = float(totals[0] / (totals[3] if summed else totals[2]))
         if not math.isfinite(train_loss):
-            bad_step = int((~torch.isfinite(stacked)).nonzero()[0, 0]) + 1
+            stacked = torch.stack(losses).float()
+            bad = (~torch.isfinite(stacked)).nonzero()
+            where = f"step {int(bad[0, 0]) + 1} of {len(stacked)}" if len(bad) else "a step of another rank"
+            value = float(stacked[int(bad[0, 0])]) if len(bad) else train_loss
             raise RunFailed(
-                f"training diverged: the loss became {float(stacked[bad_step - 1])} at epoch {epoch}, step {bad_step} "
-                f"of {len(stacked)}; last good checkpoint: {self.last_checkpoint}"
+                f"training diverged: the loss became {value} at epoch {epoch}, {where}; "
+                f"last good checkpoint: {self.last_checkpoint}"
             )
         row: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
         if predictions:
-            truth = targets.view(-1).long()
-            seen = truth[order[:end]] if order is not None else truth[:end]
-            row["train_accuracy"] = float((torch.cat(predictions).long() == seen).float().mean())
+            row["train_accuracy"] = float(totals[1] / totals[2])
         if self.validate is not None:
             row.update({f"val_{name}": value for name, value in self.validate(self.model).items()})
         row["lr"] = float(self.optimizer.param_groups[0]["lr"])
@@ -301,6 +331,40 @@ class Trainer:
         if due or epoch == settings.epochs or state.stopped_early or (self.checkpoint_every and epoch % self.checkpoint_every == 0):
             self._save()
 
+    @property
+    def sum_reduction(self) -> bool:
+        """Whether the loss sums over rows (``reduction = "sum"``) instead of averaging them."""
+        return getattr(self.loss_fn, "reduction", "mean") == "sum"
+
+    def _no_sync(self, final: bool) -> Any:
+        """DDP's gradient all-reduce is needed only on the micro-batch that ends an accumulation."""
+        if final or not hasattr(self.forward, "no_sync"):
+            return contextlib.nullcontext()
+        return self.forward.no_sync()
+
+    def _totals(
+        self,
+        losses: list[torch.Tensor],
+        weights: list[float],
+        predictions: list[torch.Tensor],
+        rows: list[tuple[int, int]],
+        order: torch.Tensor | None,
+        carried: torch.Tensor,
+    ) -> torch.Tensor:
+        """This rank's (loss sum, correct predictions, rows, batches) so far this epoch, plus ``carried``."""
+        device = carried.device
+        totals = carried.clone()
+        if losses:
+            totals[0] += (torch.stack(losses).double() * torch.tensor(weights, dtype=torch.float64, device=device)).sum()
+            totals[2] += sum(high - low for low, high in rows)
+            totals[3] += len(losses) if self.distributed.is_main else 0
+        if predictions:
+            positions = torch.cat([torch.arange(low, high, device=device) for low, high in rows])
+            truth = self.train.targets.view(-1).long()
+            seen = truth[order[positions]] if order is not None else truth[positions]
+            totals[1] += (torch.cat(predictions).long() == seen).sum()
+        return totals
+
     def _step(self) -> None:
         if self.settings.clip_grad_norm is not None:
             if self.scaler:
@@ -316,14 +380,13 @@ class Trainer:
         if self.schedule and self.schedule.interval == "step":
             self.schedule.scheduler.step()
 
-    def _interrupt(self, epoch: int, order: torch.Tensor | None, next_start: int, losses: list[torch.Tensor], predictions: list[torch.Tensor]) -> None:
+    def _interrupt(self, epoch: int, order: torch.Tensor | None, next_start: int, totals: torch.Tensor) -> None:
         device = self.train.inputs.device
         self.state.partial = {
             "epoch": epoch,
             "order": order if order is not None else torch.arange(len(self.train), device=device),
             "next_start": next_start,
-            "losses": torch.stack(losses),
-            "predictions": torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long, device=device),
+            "totals": totals.cpu(),  # loss sum, correct, rows, batches of the part already run (all ranks)
         }
         self._save()
         raise Interrupted(

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from pipeline_core import (
     ConfigError, DataBundle, DatasetContext, PipelineError, Register, RunContext, RunFailed, TrainingPlan, checkpoint, hookimpl,
@@ -77,13 +78,26 @@ def _early_stopping(run: RunContext, has_validation: bool) -> EarlyStopping | No
 
 
 def _forward(run: RunContext, model: nn.Module) -> Any:
+    """What the training loop calls: the model, wrapped in DDP across processes, compiled on request."""
     settings = run.config.train
     assert settings is not None
     if settings.precision == "fp16" and run.device.type != "cuda":
         raise ConfigError(f"train.precision 'fp16' needs a CUDA device (the run is on {run.device}); use '32' or 'bf16'")
-    if not settings.compile:
-        return model
-    return torch.compile(model, backend=settings.compile_backend)
+    forward: Any = model
+    if run.distributed.enabled:
+        forward = DistributedDataParallel(model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    if settings.compile:
+        forward = torch.compile(forward, backend=settings.compile_backend)
+    return forward
+
+
+def _checkpoint_to_resume(run: RunContext) -> tuple[dict[str, Any] | None, str]:
+    """The payload of the run's last checkpoint (read by rank 0, sent to every rank) and its path."""
+    latest = checkpoint.latest(run.run_dir) if run.resuming and run.is_main else None
+    payload = checkpoint.load(latest) if latest is not None else None
+    if payload is not None and payload.get("config_sha256") != run.config.sha256():
+        raise ConfigError(f"{latest} was written by a different configuration; start a new run instead of resuming")
+    return run.distributed.broadcast(payload), str(latest.relative_to(run.run_dir)) if latest else "none yet"
 
 
 def train(run: RunContext) -> None:
@@ -99,7 +113,8 @@ def train(run: RunContext) -> None:
         settings.epochs, batch, settings.shuffle, settings.drop_last, settings.accumulate_batches,
         settings.clip_grad_norm, settings.precision,
     )
-    run.state["threads"] = choose_threads(model, run.device, run.config.pipeline.threads, min(batch or len(train_split), len(train_split)))
+    rows_per_step = min(batch or len(train_split), len(train_split)) // run.distributed.world_size
+    run.state["threads"] = choose_threads(model, run.device, run.config.pipeline.threads, max(1, rows_per_step), run.distributed.local_world_size)
     plan = TrainingPlan(settings.epochs, loop.steps_per_epoch(len(train_split)))
     schedule = run.create(settings.scheduler, optimizer, plan) if settings.scheduler else None
     validation = data.splits.get("validation")
@@ -114,20 +129,20 @@ def train(run: RunContext) -> None:
         path = checkpoint.save(run.run_dir, {**payload, "config_sha256": run.config.sha256()}, settings.keep_checkpoints)
         return str(path.relative_to(run.run_dir))
 
+    def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
+        if run.is_main:
+            run.host.hook.on_epoch_end(run=run, epoch=epoch, metrics=row)
+
     trainer = Trainer(
         model, optimizer, loss_fn, train_split, loop, data.spec.task, torch.Generator().manual_seed(run.config.pipeline.seed),
         forward=_forward(run, model), schedule=schedule, validate=validate,
-        early_stopping=_early_stopping(run, validation is not None),
-        on_epoch_end=lambda epoch, row: run.host.hook.on_epoch_end(run=run, epoch=epoch, metrics=row),
-        checkpoint=save, checkpoint_every=settings.checkpoint_every, checkpoint_seconds=settings.checkpoint_seconds,
+        early_stopping=_early_stopping(run, validation is not None), on_epoch_end=on_epoch_end,
+        checkpoint=save if run.is_main else None, checkpoint_every=settings.checkpoint_every,
+        checkpoint_seconds=settings.checkpoint_seconds, distributed=run.distributed,
     )
-    latest = checkpoint.latest(run.run_dir) if run.resuming else None
-    if latest is not None:
-        payload = checkpoint.load(latest)
-        if payload.get("config_sha256") != run.config.sha256():
-            raise ConfigError(f"{latest} was written by a different configuration; start a new run instead of resuming")
+    payload, trainer.last_checkpoint = _checkpoint_to_resume(run)
+    if payload is not None:
         trainer.load_state_dict(payload)
-        trainer.last_checkpoint = str(latest.relative_to(run.run_dir))
     run.history = trainer.state.history
     try:
         with stop_on_signals() as stop:
@@ -140,10 +155,11 @@ def train(run: RunContext) -> None:
             f"(with accumulate_batches = {2 * settings.accumulate_batches} to keep the effective batch size)"
         ) from None
     finally:
-        if run.history:
+        if run.history and run.is_main:
             write_csv(run.path("history.csv"), run.history)
     run.state["training"] = {"epochs": state.epoch, "steps": state.step, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch}
-    atomic_write(run.path(WEIGHTS), lambda temp: torch.save(model.state_dict(), temp))
+    if run.is_main:
+        atomic_write(run.path(WEIGHTS), lambda temp: torch.save(model.state_dict(), temp))
 
 
 def evaluate(run: RunContext) -> None:

@@ -1,8 +1,10 @@
-"""``pipeline run``: run a pipeline file (or continue a run folder) and print a summary."""
+"""``pipeline run``: run a pipeline file (or continue a run folder) and print a summary; with
+``train.strategy = "ddp"``, start the processes through torchrun's launcher first."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import click
@@ -21,10 +23,18 @@ DEFAULT_ARTIFACTS = Path("artifacts")
 @click.option("--resume", is_flag=True, help="Continue an unfinished run from its last checkpoint: RUN_FOLDER, --out DIR, or the newest unfinished run of PIPELINE_FILE.")
 @click.option("--progress", type=click.Choice(["auto", "bar", "lines", "none"]), default="auto", show_default=True, help="auto: a live bar on a terminal, quiet otherwise.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary.")
-def run(target: Path, overrides: tuple[str, ...], out: Path | None, artifacts_root: Path, resume: bool, progress: str, quiet: bool) -> None:
+@click.option("--nproc-per-node", type=click.IntRange(min=1), help="Data-parallel processes on this machine (train.strategy = 'ddp'; default: train.nproc_per_node).")
+@click.option("--nnodes", default="1", show_default=True, help="Machines in the job (torchrun's --nnodes, e.g. 2 or 1:4).")
+@click.option("--rdzv-endpoint", help="host:port every machine can reach, for several machines (torchrun's c10d rendezvous).")
+@click.option("--rdzv-id", default="pipeline", show_default=True, help="Job id shared by the machines of one job.")
+def run(
+    target: Path, overrides: tuple[str, ...], out: Path | None, artifacts_root: Path, resume: bool, progress: str, quiet: bool,
+    nproc_per_node: int | None, nnodes: str, rdzv_endpoint: str | None, rdzv_id: str,
+) -> None:
     """Run PIPELINE_FILE (load data, build the model, train, evaluate, export), or continue RUN_FOLDER with --resume."""
+    from pipeline_core import artifacts, distributed
     from pipeline_core.cli.summary import print_summary
-    from pipeline_core.runner import load_pipeline, load_run, run_pipeline
+    from pipeline_core.runner import find_unfinished, load_pipeline, load_run, run_pipeline
 
     started = time.perf_counter()
     if target.is_dir():
@@ -38,8 +48,28 @@ def run(target: Path, overrides: tuple[str, ...], out: Path | None, artifacts_ro
         if resume and overrides:
             raise ConfigError("--resume keeps the run's configuration; drop --set (start a new run to change it)")
         config, host = load_pipeline(target, overrides)
+
+    strategy = config.train.strategy if config.train else "single"
+    processes = nproc_per_node or (config.train.nproc_per_node if config.train else 1)
+    if strategy != "ddp" and (nproc_per_node or nnodes != "1"):
+        raise ConfigError("--nproc-per-node/--nnodes need train.strategy = 'ddp' (add --set train.strategy=ddp)")
+    if strategy == "ddp" and not distributed.launched() and (processes > 1 or nnodes != "1"):
+        # the launcher's parent: pick the run folder once, then start every process on it
+        if resume:
+            out = out or find_unfinished(artifacts_root, config.name)
+        else:
+            out = artifacts.new_run_dir(artifacts_root, config.name, out)
+        worker = ["run", str(target), "--out", str(out), "--progress", "none" if quiet else progress]
+        worker += [f"--set={item}" for item in overrides] + (["--resume"] if resume else [])
+        if target.is_dir():
+            worker = ["run", str(target), "--resume", "--progress", "none" if quiet else progress]
+        distributed.launch(worker, processes, nnodes, rdzv_endpoint, rdzv_id or uuid.uuid4().hex)
+        click.echo(f"run folder: {out}   ({time.perf_counter() - started:.1f} s, {processes} process(es) per node)")
+        return
+
     result = run_pipeline(config, host, out=out, artifacts_root=artifacts_root, quiet=quiet, progress=progress, resume=resume)
-    print_summary(result, time.perf_counter() - started)
+    if result.is_main:
+        print_summary(result, time.perf_counter() - started)
 
 
 COMMANDS = [run]
