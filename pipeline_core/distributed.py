@@ -10,7 +10,9 @@ files and calls lifecycle hooks; the other ranks train and exit.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -112,15 +114,29 @@ def launch(worker_args: Sequence[str], nproc_per_node: int, nnodes: str, rdzv_en
     else:
         arguments.append("--standalone")
     arguments += ["--module", "pipeline_core", *worker_args]
+    # threads chosen on purpose (torchrun would otherwise force 1 and warn): the cores, shared out
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc_per_node)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the failure is reported below, once
     try:
         torchrun.run(torchrun.parse_args(arguments))
     except ChildFailedError as error:
-        lines, codes = [], []
-        for rank, failure in sorted(error.failures.items()):
-            code = failure.exitcode
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            lines.append(f"rank {rank} {how}")
-            codes.append(code)
-        failed = PipelineError("distributed run failed: " + "; ".join(lines) + " (the other ranks were stopped)")
-        failed.exit_code = next((c for c in codes if c > 0), 1)
+        main = error.failures.get(0)
+        if main is not None and main.exitcode > 0:  # rank 0 printed its own error already
+            failed = PipelineError(f"rank 0 exited with code {main.exitcode}")
+            failed.exit_code, failed.reported = main.exitcode, True
+            raise failed from None
+        rank, failure = error.get_first_failure()
+        code = failure.exitcode
+        if code < 0:
+            how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if -code in signal.valid_signals() else f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        failed = PipelineError(f"distributed run failed: rank {rank} {how}; the other ranks were stopped")
+        failed.exit_code = code if code > 0 else 1
         raise failed from None
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """A collective failed because another process went away: that process is the story, not this one."""
+    backend_error = getattr(dist, "DistBackendError", ())
+    return isinstance(error, backend_error) or (isinstance(error, RuntimeError) and "gloo" in str(error) and "Connection" in str(error))

@@ -11,6 +11,8 @@ class PipelineError(Exception):
     """Base of every error the framework raises on purpose; ``exit_code`` is what the CLI returns."""
 
     exit_code: int = 1
+    #: already shown to the user (by the process that failed); the CLI only returns the exit code
+    reported: bool = False
 
 
 class ConfigError(PipelineError):

@@ -7,6 +7,7 @@ this boundary (0 success, 1 the run failed, 2 bad usage or config); the tracebac
 
 from __future__ import annotations
 
+import os
 import traceback
 from typing import Any
 
@@ -17,8 +18,21 @@ from pipeline_core.errors import ConfigError, PipelineError
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
+def _silent_worker(error: BaseException) -> bool:
+    """In a data-parallel job, the launcher reports a failure once: ranks other than 0 stay silent,
+    and rank 0 stays silent when it only lost contact with a rank that failed first."""
+    from pipeline_core import distributed
+
+    if not distributed.launched():
+        return False
+    return os.environ.get("RANK", "0") != "0" or distributed.is_peer_failure(error)
+
+
 def report_error(error: BaseException, verbose: bool) -> int:
     """Print ``error`` for a person and return the exit code it maps to."""
+    code = error.exit_code if isinstance(error, PipelineError) else 1
+    if (_silent_worker(error) or getattr(error, "reported", False)) and not verbose:
+        return code
     if verbose:
         traceback.print_exception(error)
     if isinstance(error, ConfigError) and len(error.problems) > 1:
@@ -31,7 +45,7 @@ def report_error(error: BaseException, verbose: bool) -> int:
         click.secho(f"internal error: {type(error).__name__}: {error}", fg="red", err=True)
         if not verbose:
             click.echo("(run with --verbose for the traceback)", err=True)
-    return error.exit_code if isinstance(error, PipelineError) else 1
+    return code
 
 
 class PipelineGroup(click.Group):

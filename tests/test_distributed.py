@@ -1,0 +1,141 @@
+"""Data-parallel runs on this machine's CPU: 2 processes with gloo on loopback, launched for real by
+`pipeline run --nproc-per-node 2` through torchrun's launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import IRIS_FAST
+
+PIPELINE = str(Path(sys.executable).parent / "pipeline")
+DDP = IRIS_FAST.replace("batch_norm = [true, false]", "batch_norm = false").replace(
+    "batch_size = 16", 'batch_size = 16\nstrategy = "ddp"\nnproc_per_node = 2\ncheckpoint_every = 1'
+).replace("epochs = 3", "epochs = 6")
+
+
+def _run(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([PIPELINE, "run", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "weights.pt", weights_only=True)
+
+
+def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tolerance: float = 1e-5) -> float:
+    assert a.keys() == b.keys()
+    difference = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert difference <= tolerance, difference
+    return difference
+
+
+@pytest.fixture(scope="module")
+def pipeline_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddp")
+    path = folder / "pipeline.toml"
+    path.write_text(textwrap.dedent(DDP).lstrip())
+    return path
+
+
+@pytest.fixture(scope="module")
+def single(pipeline_file, tmp_path_factory):
+    """The same pipeline in one process (same global batch of 16)."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    result = _run(str(pipeline_file), "--out", str(out), "--set", "train.strategy=single", "-q")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_two_processes_match_one_with_the_same_global_batch(pipeline_file, single, tmp_path):
+    out = tmp_path / "run"
+    result = _run(str(pipeline_file), "--out", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    _close(_weights(out), _weights(single))
+    rows = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in (single / "events.jsonl").read_text().splitlines()]
+    losses = [row["train_loss"] for row in rows if row["event"] == "epoch"]
+    assert losses == pytest.approx([row["train_loss"] for row in reference if row["event"] == "epoch"], rel=1e-5)
+    # every file once, written by rank 0 only
+    assert [row["event"] for row in rows].count("pipeline_start") == 1
+    assert len(losses) == 6
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["processes"] == 2
+    assert json.loads((out / "metrics.json").read_text())["test"]["accuracy"] == pytest.approx(
+        json.loads((single / "metrics.json").read_text())["test"]["accuracy"])
+    assert all(entry["passed"] for entry in json.loads((out / "export_report.json").read_text()).values())
+
+
+def _workers(marker: str) -> dict[int, int]:
+    """{local rank: pid} of the worker processes whose command line mentions ``marker``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker not in command:
+            continue
+        for item in environment:
+            if item.startswith(b"LOCAL_RANK="):
+                found[int(item.split(b"=")[1])] = int(entry.name)
+    return found
+
+
+def test_killing_one_rank_fails_the_run_cleanly(pipeline_file, tmp_path):
+    out = tmp_path / "killed"
+    process = subprocess.Popen([PIPELINE, "run", str(pipeline_file), "--out", str(out), "-q", "--set", "train.epochs=400"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "latest.json").exists():
+        assert time.monotonic() < deadline and process.poll() is None, "training never started"
+        time.sleep(0.05)
+    workers = _workers(str(out))
+    assert set(workers) == {0, 1}
+    os.kill(workers[1], signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 1
+    assert stderr.count("distributed run failed") == 1
+    assert "rank 1 was killed by signal 9" in stderr
+    assert "Traceback" not in stderr.split("error: distributed run failed")[-1]
+    assert not (out / "manifest.json").exists()
+    assert json.loads((out / "status.json").read_text())["status"] in ("running", "failed", "interrupted")
+    assert not _workers(str(out))  # no process was left behind
+
+
+CRASH = '''
+import os
+from pipeline_core import hookimpl
+
+@hookimpl
+def on_epoch_end(run, epoch, metrics):
+    if str(epoch) == os.environ.get("CRASH_AT_EPOCH"):
+        raise RuntimeError(f"crash at epoch {epoch}")
+'''
+
+
+@pytest.mark.parametrize("first, second", [(2, 1), (1, 2)])
+def test_resume_with_a_different_number_of_processes(pipeline_file, single, tmp_path, first, second):
+    (tmp_path / "crash.py").write_text(CRASH)
+    path = tmp_path / "pipeline.toml"
+    path.write_text(pipeline_file.read_text().replace("seed = 3", f'seed = 3\nplugins = ["{tmp_path / "crash.py"}"]'))
+    out = tmp_path / "run"
+    crashed = _run(str(path), "--out", str(out), "-q", f"--nproc-per-node={first}", env={**os.environ, "CRASH_AT_EPOCH": "4"})
+    assert crashed.returncode == 1 and "crash at epoch 4" in crashed.stderr
+    assert json.loads((out / "checkpoints" / "latest.json").read_text())["epoch"] == 3
+    resumed = _run(str(out), "--resume", "-q", f"--nproc-per-node={second}")
+    assert resumed.returncode == 0, resumed.stderr
+    _close(_weights(out), _weights(single))
+    history = (out / "history.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in history[1:]] == [1, 2, 3, 4, 5, 6]
