@@ -16,8 +16,8 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime
@@ -89,10 +89,10 @@ def main() -> None:
         x = torch.rand(batch, *shape).to(torch.float32 if dtype == np.float32 else torch.uint8)
         xn = x.numpy()
         runtimes = {
-            "eager PyTorch": lambda: eager(x),
-            "TorchScript": lambda: scripted(x),
-            "torch.export": lambda: program(x),
-            "onnxruntime": lambda: session.run(None, {input_name: xn}),
+            "eager PyTorch": lambda x=x: eager(x),
+            "TorchScript": lambda x=x: scripted(x),
+            "torch.export": lambda x=x: program(x),
+            "onnxruntime": lambda xn=xn: session.run(None, {input_name: xn}),
         }
         with torch.inference_mode():
             for name, call in runtimes.items():

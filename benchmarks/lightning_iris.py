@@ -21,7 +21,6 @@ import torch.nn as nn
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
-
 from tutorial_iris import Net
 
 

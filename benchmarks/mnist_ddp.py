@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mnist_train import real_mnist, synthetic_mnist  # noqa: E402
+from mnist_train import mnist_root  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,12 +42,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT / "data")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        root = args.root
-        if real_mnist(root):
-            print(f"data: real MNIST from {root / 'MNIST' / 'raw'}")
-        else:
-            root = synthetic_mnist(Path(scratch) / "mnist")
-            print("data: MNIST-format files of real size (60,000 random 28×28 images), written by this script")
+        root = mnist_root(args.root, Path(scratch) / "mnist")
         single = epoch_seconds(root, Path(scratch) / "single", args.epochs, 1, args.batch_size)
         parallel = epoch_seconds(root, Path(scratch) / "ddp", args.epochs, args.processes, args.batch_size)
     one, many = statistics.median(single[1:] or single), statistics.median(parallel[1:] or parallel)

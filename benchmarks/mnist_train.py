@@ -5,7 +5,7 @@ and step count (1,875 per epoch on 60,000 images). Uses real MNIST from ``data/M
 is there; otherwise it writes MNIST-format files of real size (60,000 + 10,000 random 28×28 images)
 to a temporary folder and says so: the timing depends on the sizes, not on the pixels.
 
-    python benchmarks/mnist_train.py [--rounds 4] [--root data]
+    python benchmarks/mnist_train.py [--rounds 8] [--root data]
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ def real_mnist(root: Path) -> bool:
     return all((raw / name).exists() or (raw / f"{name}.gz").exists() for name in FILES)
 
 
+def mnist_root(root: Path, scratch: Path) -> Path:
+    """``root`` when it holds real MNIST, else MNIST-format files of real size written to ``scratch``
+    (the timings depend on the sizes, not on the pixels); says which."""
+    if real_mnist(root):
+        print(f"data: real MNIST from {root / 'MNIST' / 'raw'}")
+        return root
+    print("data: real MNIST is not available here (no internet); measured on MNIST-format files of real "
+          "size (60,000 + 10,000 random 28×28 uint8 images) written by this script")
+    return synthetic_mnist(scratch)
+
+
 def synthetic_mnist(folder: Path) -> Path:
     generator = np.random.default_rng(0)
 
@@ -55,18 +66,12 @@ def pipeline_epoch(root: Path) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4, help="rounds of one tutorial epoch and one pipeline epoch; the first is a warm-up")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of one tutorial epoch and one pipeline epoch; the first is a warm-up")
     parser.add_argument("--root", type=Path, default=ROOT / "data")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
-        root = args.root
-        if real_mnist(root):
-            print(f"data: real MNIST from {root / 'MNIST' / 'raw'}")
-        else:
-            root = synthetic_mnist(Path(scratch))
-            print("data: real MNIST is not available here (no internet); measured on MNIST-format files of real "
-                  "size (60,000 + 10,000 random 28×28 uint8 images) written by this script")
+        root = mnist_root(args.root, Path(scratch))
         default_threads = torch.get_num_threads()
         tutorial, pipeline = [], []
         for round_number in range(args.rounds):

@@ -50,7 +50,7 @@ def run(seed: int, epochs: int = 200) -> tuple[float, float]:
     criterion = nn.CrossEntropyLoss()
 
     started = time.perf_counter()
-    for epoch in range(epochs):
+    for _epoch in range(epochs):
         epoch_loss = 0.0
         epoch_accuracy = 0
         for X, y in train_loader:

@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from pipeline_core.context import RunContext
     from pipeline_core.data import DataBundle, DatasetContext, DataSpec, Predictions, Split, Task
     from pipeline_core.errors import ConfigError, Interrupted, PipelineError, PluginError, RunFailed
-    from pipeline_core.export import ExportInfo, Exporter, LoadedModel
+    from pipeline_core.export import Exporter, ExportInfo, LoadedModel
     from pipeline_core.hookspecs import hookimpl
     from pipeline_core.registry import Register
     from pipeline_core.training import LRSchedule, TrainingPlan

@@ -15,10 +15,11 @@ import os
 import platform
 import sys
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from pipeline_core.errors import PipelineError
 
@@ -87,7 +88,7 @@ def new_run_dir(artifacts_root: Path, pipeline_name: str, out: Path | None) -> P
             raise PipelineError(f"--out {out}: the folder already holds files; choose a new folder or empty it")
         out.mkdir(parents=True, exist_ok=True)
         return out
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     base = artifacts_root / pipeline_name
     candidate, counter = base / stamp, 1
     while candidate.exists():
@@ -127,7 +128,7 @@ def write_manifest(run_dir: Path, extra: dict[str, Any]) -> Path:
         if relative != MANIFEST:
             files[relative] = {"sha256": sha256(path), "bytes": path.stat().st_size}
     manifest = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         **extra,
         "files": files,

@@ -85,6 +85,7 @@ class TrainSection(pydantic.BaseModel):
     # at most a minute of work.
     strategy: Literal["single", "ddp"] = "single"  # ddp: DistributedDataParallel over several processes
     nproc_per_node: Annotated[int, Field(ge=1)] = 1  # processes `pipeline run` starts on this node for ddp
+    sync_batchnorm: bool = False  # ddp on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
     checkpoint_every: Annotated[int, Field(ge=0)] = 0
     checkpoint_seconds: Annotated[float, Field(gt=0)] = 60.0
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2

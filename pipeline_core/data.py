@@ -8,9 +8,10 @@ takes raw inputs and the statistics are saved with the weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -57,7 +58,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(self.inputs.to(device), self.targets.to(device))
 
 

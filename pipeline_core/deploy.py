@@ -20,9 +20,10 @@ import io
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ class Bundle:
         for start in range(0, len(inputs), batch_size):
             for index, value in enumerate(self.session.run(names, {input_name: inputs[start : start + batch_size]})):
                 parts[index].append(value)
-        return {name: np.concatenate(values) for name, values in zip(names, parts)}
+        return {name: np.concatenate(values) for name, values in zip(names, parts, strict=True)}
 
 
 def open_bundle(path: Path, device: str = "cpu") -> Bundle:
@@ -220,7 +221,7 @@ def _read_csv(path: Path, bundle: Bundle) -> np.ndarray:
         columns = order or range(len(row))
         values.append([
             _number(cell, f"{path}: row {number}, column {repr(names[c]) if c < len(names) else c + 1}")
-            for cell, c in zip(cells, columns)
+            for cell, c in zip(cells, columns, strict=True)
         ])
     return np.asarray(values, dtype=np.float64)
 
@@ -309,7 +310,7 @@ def predictions(bundle: Bundle, outputs: dict[str, np.ndarray]) -> list[dict[str
         probabilities = _softmax(raw)
     classes = bundle.classes or [str(i) for i in range(probabilities.shape[1])]
     return [
-        {"label": classes[int(p.argmax())], **{f"probability_{c}": float(x) for c, x in zip(classes, p)}}
+        {"label": classes[int(p.argmax())], **{f"probability_{c}": float(x) for c, x in zip(classes, p, strict=True)}}
         for p in probabilities
     ]
 

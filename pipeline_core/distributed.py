@@ -10,14 +10,17 @@ files and calls lifecycle hooks; the other ranks train and exit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from pipeline_core.errors import ConfigError, PipelineError
 
@@ -95,6 +98,42 @@ def join(strategy: str, device: torch.device) -> Distributed:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info
+
+
+def check_sync_batchnorm(strategy: str, sync_batchnorm: bool, device: torch.device) -> None:
+    """``train.sync_batchnorm`` is only meaningful, and only possible, for data-parallel CUDA runs."""
+    if not sync_batchnorm:
+        return
+    if strategy != "ddp":
+        raise ConfigError("train.sync_batchnorm synchronizes BatchNorm statistics across data-parallel processes; "
+                          "it needs train.strategy = 'ddp' (one process already normalizes over the whole batch)")
+    if device.type != "cuda":
+        raise ConfigError(f"train.sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm has no {device.type} "
+                          "implementation); set it to false, where each process normalizes over its share of the batch")
+
+
+@contextlib.contextmanager
+def synchronized_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with every BatchNorm layer replaced by :class:`~torch.nn.SyncBatchNorm` for the duration,
+    then the original layers put back.
+
+    The synchronized layers share their parameters and running statistics with the originals, so the
+    optimizer keeps working on the same tensors and the put-back layers hold what training learned:
+    checkpoints, weights and exports see plain BatchNorm, which every exporter and runtime knows."""
+    originals = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, nn.SyncBatchNorm)
+    ]
+    for parent, name, child in originals:
+        parent.add_module(name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    try:
+        yield model
+    finally:
+        for parent, name, child in originals:
+            child.train(getattr(parent, name).training)
+            parent.add_module(name, child)
 
 
 def leave() -> None:

@@ -8,9 +8,10 @@ eager model in eval mode; a file that disagrees fails the run instead of reachin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -109,7 +110,7 @@ def named_outputs(outputs: Any, names: tuple[str, ...]) -> dict[str, np.ndarray]
     arrays = [v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for v in values]
     if len(arrays) != len(names):
         raise ValueError(f"the model returned {len(arrays)} outputs, expected {len(names)} ({', '.join(names)})")
-    return dict(zip(names, arrays))
+    return dict(zip(names, arrays, strict=True))
 
 
 @dataclass

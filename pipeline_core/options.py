@@ -15,8 +15,9 @@ import inspect
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pydantic
 
@@ -82,7 +83,7 @@ class Schema:
         }
 
     @classmethod
-    def from_signature(cls, factory: Callable[..., Any], context_arity: int, owner: str) -> "Schema":
+    def from_signature(cls, factory: Callable[..., Any], context_arity: int, owner: str) -> Schema:
         """The keyword-only parameters of ``factory`` as options; raises TypeError naming ``owner``."""
         signature = inspect.signature(factory)
         try:

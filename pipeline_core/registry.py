@@ -8,8 +8,9 @@ register object, not llm's silent suffixes).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pipeline_core.errors import PluginError
 from pipeline_core.options import Schema, suggest

@@ -15,7 +15,7 @@ import torch
 from pipeline_core import artifacts
 from pipeline_core.config import PipelineConfig, apply_overrides, plugin_references, read_toml, validate
 from pipeline_core.context import RunContext
-from pipeline_core.distributed import Distributed, join, leave
+from pipeline_core.distributed import Distributed, check_sync_batchnorm, join, leave
 from pipeline_core.errors import ConfigError, Interrupted
 from pipeline_core.plugins import Host, build_host
 
@@ -118,6 +118,7 @@ def run_pipeline(
     and training continues from the folder's last checkpoint."""
     device = resolve_device(config.pipeline.device)
     strategy = config.train.strategy if config.train else "single"
+    check_sync_batchnorm(strategy, config.train.sync_batchnorm if config.train else False, device)
     distributed = join(strategy, device)
     if distributed.enabled and device.type == "cuda":
         device = torch.device("cuda", distributed.local_rank)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 

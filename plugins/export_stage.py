@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from pipeline_core import ExportInfo, Exporter, Register, RunContext, RunFailed, __version__, hookimpl
+from pipeline_core import Exporter, ExportInfo, Register, RunContext, RunFailed, __version__, hookimpl
 from pipeline_core.artifacts import versions, write_json
 from pipeline_core.bundle import write_bundle
 from pipeline_core.deploy import BUNDLE_DIR

@@ -8,7 +8,7 @@ checks, the model summary and the resolved configuration. It runs after every ot
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def render(run: RunContext) -> str:
         classes=list(spec.classes) if spec else [],
         seed=run.config.pipeline.seed,
         device=str(run.device),
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         metric_names=metric_names,
         scalar_metrics=scalars,
         matrices=matrices,

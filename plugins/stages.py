@@ -7,6 +7,7 @@ stages of its own between them.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -14,10 +15,20 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline_core import (
-    ConfigError, DataBundle, DatasetContext, PipelineError, Register, RunContext, RunFailed, TrainingPlan, checkpoint, hookimpl,
+    ConfigError,
+    DataBundle,
+    DatasetContext,
+    PipelineError,
+    Register,
+    RunContext,
+    RunFailed,
+    TrainingPlan,
+    checkpoint,
+    hookimpl,
 )
 from pipeline_core.artifacts import atomic_write, write_csv, write_json
 from pipeline_core.config import ComponentConfig
+from pipeline_core.distributed import synchronized_batchnorm
 from pipeline_core.evaluation import compute_metrics, scalars
 from pipeline_core.signals import stop_on_signals
 from pipeline_core.training import EarlyStopping, LoopSettings, Trainer, choose_threads
@@ -133,30 +144,32 @@ def train(run: RunContext) -> None:
         if run.is_main:
             run.host.hook.on_epoch_end(run=run, epoch=epoch, metrics=row)
 
-    trainer = Trainer(
-        model, optimizer, loss_fn, train_split, loop, data.spec.task, torch.Generator().manual_seed(run.config.pipeline.seed),
-        forward=_forward(run, model), schedule=schedule, validate=validate,
-        early_stopping=_early_stopping(run, validation is not None), on_epoch_end=on_epoch_end,
-        checkpoint=save if run.is_main else None, checkpoint_every=settings.checkpoint_every,
-        checkpoint_seconds=settings.checkpoint_seconds, distributed=run.distributed,
-    )
-    payload, trainer.last_checkpoint = _checkpoint_to_resume(run)
-    if payload is not None:
-        trainer.load_state_dict(payload)
-    run.history = trainer.state.history
-    try:
-        with stop_on_signals() as stop:
-            trainer.stop = stop
-            state = trainer.fit()
-    except torch.cuda.OutOfMemoryError:
-        size = batch or len(train_split)
-        raise RunFailed(
-            f"CUDA ran out of memory training with batch_size {size}; try batch_size = {max(1, size // 2)} "
-            f"(with accumulate_batches = {2 * settings.accumulate_batches} to keep the effective batch size)"
-        ) from None
-    finally:
-        if run.history and run.is_main:
-            write_csv(run.path("history.csv"), run.history)
+    synchronized = synchronized_batchnorm(model) if settings.sync_batchnorm and run.distributed.enabled else nullcontext()
+    with synchronized:
+        trainer = Trainer(
+            model, optimizer, loss_fn, train_split, loop, data.spec.task, torch.Generator().manual_seed(run.config.pipeline.seed),
+            forward=_forward(run, model), schedule=schedule, validate=validate,
+            early_stopping=_early_stopping(run, validation is not None), on_epoch_end=on_epoch_end,
+            checkpoint=save if run.is_main else None, checkpoint_every=settings.checkpoint_every,
+            checkpoint_seconds=settings.checkpoint_seconds, distributed=run.distributed,
+        )
+        payload, trainer.last_checkpoint = _checkpoint_to_resume(run)
+        if payload is not None:
+            trainer.load_state_dict(payload)
+        run.history = trainer.state.history
+        try:
+            with stop_on_signals() as stop:
+                trainer.stop = stop
+                state = trainer.fit()
+        except torch.cuda.OutOfMemoryError:
+            size = batch or len(train_split)
+            raise RunFailed(
+                f"CUDA ran out of memory training with batch_size {size}; try batch_size = {max(1, size // 2)} "
+                f"(with accumulate_batches = {2 * settings.accumulate_batches} to keep the effective batch size)"
+            ) from None
+        finally:
+            if run.history and run.is_main:
+                write_csv(run.path("history.csv"), run.history)
     run.state["training"] = {"epochs": state.epoch, "steps": state.step, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch}
     if run.is_main:
         atomic_write(run.path(WEIGHTS), lambda temp: torch.save(model.state_dict(), temp))

@@ -4,8 +4,8 @@ plugin for the duration of one test (llm's ``tests/conftest.py`` pattern)."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import torch

@@ -8,8 +8,9 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from conftest import IRIS_FAST
 from pipeline_core.cli import cli
+
+from conftest import IRIS_FAST
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import IRIS_FAST
 from pipeline_core.errors import ConfigError, PipelineError, PluginError
 from pipeline_core.runner import load_pipeline
+
+from conftest import IRIS_FAST
 
 BASE = IRIS_FAST.lstrip()
 

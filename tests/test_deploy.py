@@ -16,10 +16,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import IRIS_FAST
 from pipeline_core.artifacts import sha256
 from pipeline_core.cli import cli
 from pipeline_core.runner import load_pipeline, run_pipeline
+
+from conftest import IRIS_FAST
 
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
@@ -92,7 +93,7 @@ def test_predict_csv_with_reordered_header_matches_the_trained_model(trained, bu
     ("rows.csv", lambda p: p.write_text("\n".join(",".join(map(str, r)) for r in ROWS))),
     ("rows.npy", lambda p: np.save(p, np.array(ROWS, dtype=np.float64))),
     ("rows.json", lambda p: p.write_text(json.dumps(ROWS))),
-    ("rows.json", lambda p: p.write_text(json.dumps({"inputs": [dict(zip(FEATURES, r)) for r in ROWS]}))),
+    ("rows.json", lambda p: p.write_text(json.dumps({"inputs": [dict(zip(FEATURES, r, strict=True)) for r in ROWS]}))),
 ])
 def test_every_input_format_gives_the_same_labels(trained, bundle, tmp_path, name, write):
     write(tmp_path / name)

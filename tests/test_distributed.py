@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
+from pipeline_core.distributed import synchronized_batchnorm
 
 from conftest import IRIS_FAST
 
@@ -139,3 +143,58 @@ def test_resume_with_a_different_number_of_processes(pipeline_file, single, tmp_
     _close(_weights(out), _weights(single))
     history = (out / "history.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in history[1:]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_synchronized_batchnorm_trains_the_original_layers():
+    """While training, BatchNorm layers are SyncBatchNorm sharing the originals' tensors; afterwards the
+    originals are back (what is saved and exported) and hold what was learned."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8)), nn.Linear(8, 3))
+    twin = copy.deepcopy(model)
+    originals = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (model, twin)]
+    inputs, targets = torch.randn(32, 4), torch.randint(0, 3, (32,))
+
+    def step(network: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(network(inputs), targets).backward()
+        optimizer.step()
+
+    with synchronized_batchnorm(model) as synced:
+        assert sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules()) == 2
+        assert not any(type(m) is nn.BatchNorm1d for m in synced.modules())
+        for _ in range(3):  # no process group here: SyncBatchNorm computes plain BatchNorm
+            step(synced, optimizers[0])
+            step(twin, optimizers[1])
+    assert [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] == originals
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+    assert originals[0].num_batches_tracked.item() == 3
+    trained, reference = model.state_dict(), twin.state_dict()
+    assert trained.keys() == reference.keys()
+    for key in trained:
+        torch.testing.assert_close(trained[key], reference[key], msg=key)
+
+
+@pytest.mark.parametrize("strategy, message", [
+    ("single", "train.sync_batchnorm synchronizes BatchNorm statistics across data-parallel processes; it needs train.strategy = 'ddp'"),
+    ("ddp", "train.sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm has no cpu implementation)"),
+])
+def test_sync_batchnorm_is_refused_where_it_cannot_work(pipeline_file, tmp_path, strategy, message):
+    result = _run(str(pipeline_file), "--out", str(tmp_path / "run"), "-q", "--set", "pipeline.device=cpu",
+                  "--set", f"train.strategy={strategy}", "--set", "train.sync_batchnorm=true",
+                  *(["--nproc-per-node=2"] if strategy == "ddp" else []))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL, one process per GPU)")
+def test_sync_batchnorm_on_two_gpus_matches_one_process_with_batchnorm(tmp_path):
+    path = tmp_path / "pipeline.toml"
+    path.write_text(textwrap.dedent(IRIS_FAST.replace("batch_size = 16", 'batch_size = 16\nstrategy = "ddp"')).lstrip())
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _run(str(path), "--out", str(one), "-q", "--set", "pipeline.device=cuda").returncode == 0
+    result = _run(str(path), "--out", str(two), "-q", "--set", "pipeline.device=cuda", "--set", "train.sync_batchnorm=true",
+                  "--nproc-per-node=2")
+    assert result.returncode == 0, result.stderr
+    _close(_weights(two), _weights(one), tolerance=1e-4)

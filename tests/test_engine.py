@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import IRIS_FAST
 from pipeline_core import checkpoint
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
 from pipeline_core.runner import load_pipeline, load_run, run_pipeline
+
+from conftest import IRIS_FAST
 
 EPOCHS = 120
 LONG = IRIS_FAST.replace("epochs = 3", f"epochs = {EPOCHS}\ncheckpoint_every = 1").replace(

@@ -70,6 +70,10 @@ def test_plugin_new_writes_a_distribution_that_installs_and_passes_its_test(tmp_
     source = (root / "src" / "pipeline_widgets" / "__init__.py").read_text()
     for hook in ("datasets", "models", "optimizers", "schedulers", "losses", "metrics", "exporters", "stages"):
         assert f"def register_{hook}(register: Register)" in source
+    # what authors start from is clean by a common linter's rules (run where the author would run it)
+    lint = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--isolated", "--select", "E,F,W,I,UP,B",
+                           "--line-length", "120", "--target-version", "py311", "."], capture_output=True, text=True, cwd=root, timeout=120)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     env = install(root, tmp_path / "site")
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                             capture_output=True, text=True, env=env, cwd=root, timeout=300)

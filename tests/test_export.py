@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import IRIS_FAST
 from pipeline_core.data import DataSpec
 from pipeline_core.errors import ConfigError, RunFailed
 from pipeline_core.export import ExportInfo, deployable, verify
@@ -20,6 +19,8 @@ from pipeline_core.runner import load_pipeline, run_pipeline
 from plugins.exporters.onnx import onnx_exporter
 from plugins.exporters.torch_export import torch_export
 from plugins.exporters.torchscript import torchscript
+
+from conftest import IRIS_FAST
 
 SPEC = DataSpec("multiclass", (4,), 3, classes=("a", "b", "c"), feature_names=("w", "x", "y", "z"))
 INFO = ExportInfo(SPEC, "unit", "features", ("scores", "probabilities"), True,

@@ -12,10 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import IRIS_FAST
 from pipeline_core import RunContext, RunFailed, hookimpl
 from pipeline_core.plugins import build_host
 from pipeline_core.runner import load_pipeline, run_pipeline
+
+from conftest import IRIS_FAST
 from test_docs import hookspec_names
 
 PLUGIN_HEADER = """

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IRIS_FAST
 from pipeline_core.errors import PluginError
 from pipeline_core.plugins import build_host
 from pipeline_core.registry import Registry
 from pipeline_core.runner import load_pipeline, run_pipeline
+
+from conftest import IRIS_FAST
 
 DEMO_PLUGIN = '''
 import click

@@ -15,11 +15,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import IRIS_FAST
 from pipeline_core.cli import cli
 from pipeline_core.errors import PluginError
 from pipeline_core.runner import load_pipeline, run_pipeline
 from plugins.datasets.idx import write_mnist
+
+from conftest import IRIS_FAST
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 
@@ -201,3 +202,9 @@ def test_runs_and_compare(write_pipeline, tmp_path):
     assert f"{change:+.4f}" in diff.output
     missing = CliRunner().invoke(cli, ["runs", "nothing", "--artifacts", str(root)])
     assert missing.exit_code == 2 and "no runs of 'nothing'" in missing.output
+    (second.run_dir / "config.toml").write_text("[pipeline\nseed = ", encoding="utf-8")  # a damaged run folder
+    damaged = CliRunner().invoke(cli, ["runs", "iris_fast", "--artifacts", str(root)])
+    assert damaged.exit_code == 0 and "config.toml unreadable" in damaged.output and first.run_dir.name in damaged.output
+    refused = CliRunner().invoke(cli, ["compare", str(first.run_dir), str(second.run_dir)])
+    assert refused.exit_code == 2 and "config.toml cannot be read as TOML" in refused.output
+    assert "Traceback" not in refused.output

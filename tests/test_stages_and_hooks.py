@@ -7,9 +7,10 @@ import textwrap
 
 import pytest
 
-from conftest import IRIS_FAST
 from pipeline_core import RunContext, hookimpl
 from pipeline_core.runner import load_pipeline, run_pipeline
+
+from conftest import IRIS_FAST
 
 STAGE_PLUGIN = '''
 from pipeline_core import RunContext, hookimpl

@@ -32,7 +32,7 @@ def _digit_images(count: int, seed: int):
     generator = np.random.default_rng(seed)
     labels = generator.integers(0, 10, count).astype(np.uint8)
     images = generator.integers(0, 40, (count, 28, 28)).astype(np.uint8)
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         image[2 + 2 * label : 4 + 2 * label, 4:24] = 250
     return images, labels
 

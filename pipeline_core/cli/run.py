@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import click
@@ -34,7 +33,7 @@ def run(
     """Run PIPELINE_FILE (load data, build the model, train, evaluate, export), or continue RUN_FOLDER with --resume."""
     from pipeline_core import artifacts, distributed
     from pipeline_core.cli.summary import print_summary
-    from pipeline_core.runner import find_unfinished, load_pipeline, load_run, run_pipeline
+    from pipeline_core.runner import find_unfinished, load_pipeline, load_run, resolve_device, run_pipeline
 
     started = time.perf_counter()
     if target.is_dir():
@@ -55,6 +54,7 @@ def run(
         raise ConfigError("--nproc-per-node/--nnodes need train.strategy = 'ddp' (add --set train.strategy=ddp)")
     if strategy == "ddp" and not distributed.launched() and (processes > 1 or nnodes != "1"):
         # the launcher's parent: pick the run folder once, then start every process on it
+        distributed.check_sync_batchnorm(strategy, config.train.sync_batchnorm, resolve_device(config.pipeline.device))
         if resume:
             out = out or find_unfinished(artifacts_root, config.name)
         else:
@@ -63,7 +63,7 @@ def run(
         worker += [f"--set={item}" for item in overrides] + (["--resume"] if resume else [])
         if target.is_dir():
             worker = ["run", str(target), "--resume", "--progress", "none" if quiet else progress]
-        distributed.launch(worker, processes, nnodes, rdzv_endpoint, rdzv_id or uuid.uuid4().hex)
+        distributed.launch(worker, processes, nnodes, rdzv_endpoint, rdzv_id)
         click.echo(f"run folder: {out}   ({time.perf_counter() - started:.1f} s, {processes} process(es) per node)")
         return
 

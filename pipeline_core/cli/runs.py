@@ -24,6 +24,15 @@ def _json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _config(folder: Path) -> dict[str, Any]:
+    """The run's resolved configuration; a damaged file is named, not a traceback."""
+    path = folder / "config.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path} cannot be read as TOML ({error}); is the run folder damaged?") from None
+
+
 def _run_folders(root: Path, name: str | None) -> list[Path]:
     pipelines = [root / name] if name else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     return [
@@ -49,7 +58,10 @@ def runs(name: str | None, root: Path) -> None:
         status = _json(folder / "status.json").get("status", "unknown")
         test = _scalars(_json(folder / "metrics.json")).get("test", {})
         shown = "  ".join(f"{k} {test[k]:.4f}" for k in HEADLINE if k in test)
-        seed = tomllib.loads((folder / "config.toml").read_text(encoding="utf-8")).get("pipeline", {}).get("seed", "")
+        try:
+            seed = _config(folder).get("pipeline", {}).get("seed", "")
+        except ConfigError:
+            status, seed = f"{status} (config.toml unreadable)", ""
         table.add_row(str(folder.relative_to(root)), status, shown, str(seed))
     Console(width=max(120, Console().width)).print(table)
 
@@ -83,7 +95,7 @@ def compare(first: Path, second: Path) -> None:
             diff = f"{b - a:+.4f}" if a is not None and b is not None else ""
             table.add_row(split, metric, "" if a is None else f"{a:.4f}", "" if b is None else f"{b:.4f}", diff)
     console.print(table)
-    configs = [_flatten(tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))) for folder in (first, second)]
+    configs = [_flatten(_config(folder)) for folder in (first, second)]
     changed = sorted(key for key in set(configs[0]) | set(configs[1]) if configs[0].get(key) != configs[1].get(key))
     if not changed:
         console.print("configuration: identical")

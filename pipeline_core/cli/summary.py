@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from pipeline_core.context import RunContext
 
 
-def print_summary(run: "RunContext", seconds: float) -> None:
+def print_summary(run: RunContext, seconds: float) -> None:
     console = Console()
     if run.metrics:
         names = sorted({name for values in run.metrics.values() for name, v in values.items() if isinstance(v, float)})

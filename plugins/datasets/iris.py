@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field
+
 from pipeline_core import DataBundle, DatasetContext, Register, hookimpl
 from plugins.datasets.tabular import check_fractions, split_tabular
 

@@ -71,7 +71,7 @@ class LoadedOnnx:
     def __call__(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
         names = [output["name"] for output in self.signature["outputs"]]
         values = self.session.run(names, {self.signature["input"]["name"]: inputs})
-        return dict(zip(names, values))
+        return dict(zip(names, values, strict=True))
 
 
 @dataclass

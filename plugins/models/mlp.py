@@ -43,7 +43,7 @@ def mlp(
     norms = batch_norm if isinstance(batch_norm, list) else [batch_norm] * len(hidden_sizes)
     layers: list[nn.Module] = [nn.Flatten()] if len(spec.input_shape) > 1 else []
     width = math.prod(spec.input_shape)
-    for size, norm in zip(hidden_sizes, norms):
+    for size, norm in zip(hidden_sizes, norms, strict=True):
         layers.append(nn.Linear(width, size))
         if norm:
             layers.append(nn.BatchNorm1d(size))

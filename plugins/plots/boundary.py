@@ -29,7 +29,7 @@ def after_stage(run: RunContext, stage: str) -> None:
     regions = figures.predicted_classes(run, grid).view(RESOLUTION, RESOLUTION)
     fig, axes = figures.figure(columns=2)
     counts = {}
-    for axis, (name, split) in zip(axes[0], splits):
+    for axis, (name, split) in zip(axes[0], splits, strict=True):
         axis.contourf(grid_x.numpy(), grid_y.numpy(), regions.numpy(), alpha=0.35, cmap="RdYlBu")
         inputs = split.inputs.float().cpu()
         axis.scatter(inputs[:, 0], inputs[:, 1], c=split.targets.view(-1).cpu().numpy(), s=12, cmap="RdYlBu", edgecolors="k", linewidths=0.3)

@@ -29,7 +29,7 @@ def after_stage(run: RunContext, stage: str) -> None:
     epochs = [int(row["epoch"]) for row in run.history]
     fig, axes = figures.figure(columns=len(panels))
     series = {}
-    for axis, quantity in zip(axes[0], panels):
+    for axis, quantity in zip(axes[0], panels, strict=True):
         for prefix, label in (("train_", "train"), ("val_", "validation")):
             column = prefix + quantity
             if column in columns:

@@ -44,7 +44,7 @@ class HandReLUModule(nn.Module):
         return hand_relu(inputs)
 
 
-def handmade_mlp(spec: DataSpec, *, hidden_sizes: list[Annotated[int, Field(ge=1)]] = [16, 16]) -> nn.Module:
+def handmade_mlp(spec: DataSpec, *, hidden_sizes: tuple[Annotated[int, Field(ge=1)], ...] = (16, 16)) -> nn.Module:
     """An MLP whose activations are ``HandReLU``."""
     layers: list[nn.Module] = []
     width = spec.input_shape[0]
