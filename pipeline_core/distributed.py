@@ -11,9 +11,11 @@ files and calls lifecycle hooks; the other ranks train and exit.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +98,10 @@ def join(strategy: str, device: torch.device) -> Distributed:
         local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
     )
     if not dist.is_initialized():
+        # torch.distributed.nn.functional binds the default group as a default argument when first
+        # imported; imported later (DDP does), it would keep the group alive to the end (see leave())
+        import torch.distributed.nn.functional  # noqa: F401
+
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info
 
@@ -136,9 +142,20 @@ def synchronized_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
             parent.add_module(name, child)
 
 
-def leave() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave() -> bool:
+    """Destroy the process group and free it now; returns whether it was freed.
+
+    Freeing it joins the backend's threads while the interpreter is whole. Left to interpreter
+    shutdown, a gloo thread releasing the tensors of a finished collective needs the GIL, cannot
+    take it any more, and the process dies with SIGABRT ("terminate called without an active
+    exception") after a successful run. DDP's reducer holds the group, and a DDP module can sit in
+    reference cycles (compiled modules, hook closures), hence the collection."""
+    if not dist.is_initialized():
+        return True
+    group = weakref.ref(dist.group.WORLD)
+    dist.destroy_process_group()
+    gc.collect()
+    return group() is None
 
 
 def launch(worker_args: Sequence[str], nproc_per_node: int, nnodes: str, rdzv_endpoint: str | None, rdzv_id: str) -> None:
