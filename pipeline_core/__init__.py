@@ -20,8 +20,8 @@ and implement any hook from :mod:`pipeline_core.hookspecs` in that module::
 
 A pipeline file then uses it as ``[model] name = "tiny"  hidden = 32``.
 
-The names below are imported on first use, so ``pipeline_core.deploy`` (onnxruntime only) can be
-imported on a machine without torch.
+The names below are imported on first use, so ``pipeline predict`` (which needs onnxruntime only) starts
+without importing torch.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``bundle/`` holds the exported files, ``metadata.json`` (what the model takes and returns, its
 classes, metrics and provenance), a generated ``MODEL_CARD.md``, ``predict.py`` (a copy of
-:mod:`pipeline_core.deploy`, which needs only NumPy and onnxruntime) and ``manifest.json`` with the
-sha256 of every file, which :func:`pipeline_core.deploy.open_bundle` checks before loading anything.
+:mod:`pipeline_core_deploy.predict`, which needs only NumPy and onnxruntime) and ``manifest.json`` with the
+sha256 of every file, which :func:`pipeline_core_deploy.predict.open_bundle` checks before loading anything.
 A bundle is sealed (its manifest written) only after every export check passed.
 """
 
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline_core import deploy
 from pipeline_core.artifacts import sha256, write_json, write_text
+from pipeline_core_deploy import predict as deploy
 
 FORMAT = {"name": "pipeline-core-bundle", "version": 1}
 

@@ -14,8 +14,8 @@ import torch
 from pipeline_core import Exporter, ExportInfo, Register, RunContext, RunFailed, __version__, hookimpl
 from pipeline_core.artifacts import versions, write_json
 from pipeline_core.bundle import write_bundle
-from pipeline_core.deploy import BUNDLE_DIR
 from pipeline_core.export import PROBABILITIES, deployable, named_outputs, verify
+from pipeline_core_deploy.predict import BUNDLE_DIR
 
 
 def _describe(component: Any) -> str:

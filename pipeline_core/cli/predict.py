@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from pipeline_core import deploy
 from pipeline_core.errors import ConfigError
+from pipeline_core_deploy import predict as deploy
 
 
 @click.command()
