@@ -13,6 +13,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -24,6 +25,12 @@ from typing import Any
 from pipeline_core.errors import PipelineError
 
 MANIFEST = "manifest.json"
+#: Files of a run folder that the host and the built-in stages agree on.
+WEIGHTS = "weights.pt"  # the trained state dict (torch.load(..., weights_only=True))
+TRAINING = "training.json"  # what training actually did: epochs run, steps, early stop (TrainingSummary)
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+EXPORT_REPORT = "export_report.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -134,3 +141,20 @@ def write_manifest(run_dir: Path, extra: dict[str, Any]) -> Path:
         "files": files,
     }
     return write_json(run_dir / MANIFEST, manifest)
+
+
+def replace_folder(source: Path, target: Path) -> Path:
+    """Put the complete folder ``source`` in the place of ``target`` (replacing it if present).
+
+    ``target`` is the old folder, whole, until the first rename and the new one, whole, after the
+    second; a crash between them leaves the old one as ``.<name>.old``, which the next call puts back
+    before it starts."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists() and not target.exists():
+        os.replace(old, target)  # an earlier swap stopped half-way: the old folder is the valid one
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target

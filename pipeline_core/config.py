@@ -108,8 +108,10 @@ DEFAULT_FORMATS = ("onnx", "torchscript", "torch_export")
 class ExportSection(pydantic.BaseModel):
     model_config = STRICT
     formats: list[ComponentConfig]
-    atol: Annotated[float, Field(ge=0)] = 1e-5
-    rtol: Annotated[float, Field(ge=0)] = 1e-4
+    # |export - eager| <= atol + rtol*|eager| + noise_factor*noise (pipeline_core.verification)
+    atol: Annotated[float, Field(ge=0)] = 1e-6
+    rtol: Annotated[float, Field(ge=0)] = 1e-6
+    noise_factor: Annotated[float, Field(ge=0)] = 4.0
     check_batch_sizes: list[Annotated[int, Field(ge=1)]] = [1, 2, 7]
     dynamic_batch: bool = True
     probabilities: bool = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,28 @@ from pipeline_core.data import DataBundle
 from pipeline_core.distributed import SINGLE, Distributed
 from pipeline_core.errors import PipelineError
 from pipeline_core.plugins import Host
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What training actually did, as opposed to what was configured: the model card and the ONNX
+    metadata state these (early stopping and resumed runs make them differ from ``train.epochs``)."""
+
+    epochs_configured: int
+    epochs_run: int
+    steps: int | None  # None: unknown (a run recorded before training.json existed)
+    stopped_early: bool = False
+    best_epoch: int = 0  # with early stopping and restore_best: the epoch whose weights were kept
+    monitor: str = ""  # what early stopping watched
+    resumed: bool = False  # continued from a checkpoint at least once
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingSummary:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
 
 
 @dataclass(repr=False)
@@ -31,6 +54,7 @@ class RunContext:
     data: DataBundle | None = None
     model: nn.Module | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    training: TrainingSummary | None = None  # set by the train stage (or read back from training.json)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → metric → number or matrix
     export_report: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)

@@ -45,13 +45,13 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def load_run(run_dir: Path) -> tuple[PipelineConfig, Host]:
+def load_run(run_dir: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineConfig, Host]:
     """The config of an existing run folder, with relative paths resolved as when it started."""
     if not (run_dir / "config.toml").is_file():
         raise ConfigError(f"{run_dir} is not a run folder: it has no config.toml")
     record = read_json(run_dir / RUN_RECORD)
     base = Path(record["base_dir"]) if "base_dir" in record else run_dir
-    return load_pipeline(run_dir / "config.toml", base_dir=base)
+    return load_pipeline(run_dir / "config.toml", overrides, base_dir=base)
 
 
 def find_unfinished(artifacts_root: Path, name: str) -> Path:
@@ -174,32 +174,40 @@ def _run_as_main(
 
     host.hook.before_pipeline(run=run)
     for stage in config.pipeline.stages:
-        host.hook.before_stage(run=run, stage=stage)
-        try:
-            stage_fn = host.registry.get("stage", stage).factory
-            stage_fn(run, **config.stage_options.get(stage, {}))
-        except BaseException as error:
-            status = "interrupted" if isinstance(error, (KeyboardInterrupt, Interrupted)) else "failed"
-            artifacts.write_json(run.path(STATUS), {"status": status, "stage": stage, "error": f"{type(error).__name__}: {error}"})
-            host.hook.on_stage_error(run=run, stage=stage, error=error)
-            raise
-        host.hook.after_stage(run=run, stage=stage)
+        run_stage(run, stage)
     host.hook.after_pipeline(run=run)
     artifacts.write_json(run.path(STATUS), {"status": "succeeded", "stages": list(config.pipeline.stages)})
-
-    artifacts.write_manifest(
-        run_dir,
-        {
-            "pipeline": config.name,
-            "seed": config.pipeline.seed,
-            "config_sha256": config.sha256(),
-            "device": str(device),
-            "stages": list(config.pipeline.stages),
-            "overrides": list(config.overrides),
-            "resumed": resume,
-            "processes": distributed.world_size,
-        },
-    )
+    write_run_manifest(run, {"resumed": resume, "processes": distributed.world_size})
     if run_dir.parent.resolve() == (artifacts_root / config.name).resolve():
         artifacts.point_latest(run_dir)
     return run
+
+
+def run_stage(run: RunContext, stage: str, record_failure: bool = True) -> None:
+    """One stage between its lifecycle hooks. A failure is recorded in ``status.json`` (unless
+    ``record_failure`` is false), reported to ``on_stage_error``, and re-raised."""
+    hook = run.host.hook
+    hook.before_stage(run=run, stage=stage)
+    try:
+        run.host.registry.get("stage", stage).factory(run, **run.config.stage_options.get(stage, {}))
+    except BaseException as error:
+        if record_failure:
+            status = "interrupted" if isinstance(error, (KeyboardInterrupt, Interrupted)) else "failed"
+            artifacts.write_json(run.path(STATUS), {"status": status, "stage": stage, "error": f"{type(error).__name__}: {error}"})
+        hook.on_stage_error(run=run, stage=stage, error=error)
+        raise
+    hook.after_stage(run=run, stage=stage)
+
+
+def write_run_manifest(run: RunContext, extra: dict[str, Any]) -> Path:
+    """The run folder's ``manifest.json``: provenance, ``extra``, and the sha256 of every file."""
+    config = run.config
+    return artifacts.write_manifest(run.run_dir, {
+        "pipeline": config.name,
+        "seed": config.pipeline.seed,
+        "config_sha256": config.sha256(),
+        "device": str(run.device),
+        "stages": list(config.pipeline.stages),
+        "overrides": list(config.overrides),
+        **extra,
+    })

@@ -8,6 +8,7 @@ checks, the model summary and the resolved configuration. It runs after every ot
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import jinja2
 from pipeline_core import RunContext, __version__, hookimpl
 from pipeline_core.artifacts import write_text
 from pipeline_core.model_summary import summarize
-from plugins.plots.figures import KEY as PLOTS_KEY
+from plugins.plots.figures import FOLDER as PLOTS_FOLDER
+from plugins.plots.figures import INDEX as PLOTS_INDEX
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -35,9 +37,12 @@ def render(run: RunContext) -> str:
         if isinstance(values.get("confusion_matrix"), list):
             matrices[split] = values["confusion_matrix"]
     metric_names = sorted({name for values in scalars.values() for name in values})
+    index = run.run_dir / PLOTS_FOLDER / PLOTS_INDEX  # on disk: a re-export reports the plots its run drew
+    entries = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else {}
     plots = [
         {"title": entry["title"], "data": base64.b64encode((run.run_dir / entry["file"]).read_bytes()).decode("ascii")}
-        for entry in run.state.get(PLOTS_KEY, {}).values()
+        for entry in entries.values()
+        if (run.run_dir / entry["file"]).is_file()
     ]
     summary = "no model was built"
     if run.model is not None and run.data is not None:

@@ -26,8 +26,9 @@ from pipeline_core import (
     checkpoint,
     hookimpl,
 )
-from pipeline_core.artifacts import atomic_write, write_csv, write_json
+from pipeline_core.artifacts import HISTORY, METRICS, TRAINING, WEIGHTS, atomic_write, write_csv, write_json
 from pipeline_core.config import ComponentConfig
+from pipeline_core.context import TrainingSummary
 from pipeline_core.distributed import synchronized_batchnorm
 from pipeline_core.evaluation import compute_metrics, scalars
 from pipeline_core.signals import stop_on_signals
@@ -38,7 +39,6 @@ DEFAULT_METRICS = {
     "binary": ("loss", "accuracy", "f1", "confusion_matrix"),
     "regression": ("loss", "mse", "mae", "r2"),
 }
-WEIGHTS = "weights.pt"
 
 
 def load_data(run: RunContext) -> None:
@@ -169,10 +169,15 @@ def train(run: RunContext) -> None:
             ) from None
         finally:
             if run.history and run.is_main:
-                write_csv(run.path("history.csv"), run.history)
-    run.state["training"] = {"epochs": state.epoch, "steps": state.step, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch}
+                write_csv(run.path(HISTORY), run.history)
+    stopping = settings.early_stopping
+    run.training = TrainingSummary(
+        settings.epochs, state.epoch, state.step, state.stopped_early, state.best_epoch,
+        stopping.monitor if stopping else "", payload is not None,
+    )
     if run.is_main:
         atomic_write(run.path(WEIGHTS), lambda temp: torch.save(model.state_dict(), temp))
+        write_json(run.path(TRAINING), run.training.as_dict())
 
 
 def evaluate(run: RunContext) -> None:
@@ -186,7 +191,7 @@ def evaluate(run: RunContext) -> None:
     for name in ordered:
         split = data.splits[name].to(run.device)
         run.metrics[name] = compute_metrics(run.host.registry, metrics, model, split, data.spec.task, loss_fn)
-    write_json(run.path("metrics.json"), run.metrics)
+    write_json(run.path(METRICS), run.metrics)
 
 
 @hookimpl

@@ -124,7 +124,7 @@ def test_export_that_disagrees_with_eager_fails_the_run(invoke, write_pipeline, 
     ) + '\n[export]\nformats = ["torchscript"]\n\n[export.torchscript]\nmethod = "trace"\n'
     result = invoke("run", write_pipeline(text), "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 1
-    assert "export check failed: torchscript: batch 1: 'logits' max abs diff 1 exceeds atol" in result.output
+    assert "export check failed: torchscript: batch 1: 'logits' differs from eager PyTorch by 1 at row 0" in result.output
     report = json.loads((tmp_path / "run" / "export_report.json").read_text())
     assert report["torchscript"]["passed"] is False
     assert report["torchscript"]["max_abs_diff"] == pytest.approx(1.0)

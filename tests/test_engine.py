@@ -289,9 +289,9 @@ def test_early_stopping_in_a_pipeline(write_pipeline, tmp_path):
         "\n[train.early_stopping]\nmonitor = \"val_loss\"\npatience = 3\n")
     config, host = load_pipeline(write_pipeline(text))
     run = run_pipeline(config, host, out=tmp_path / "run", quiet=True)
-    training = run.state["training"]
-    assert training["stopped_early"] and training["epochs"] < 200
-    assert training["epochs"] - training["best_epoch"] == 3
+    training = run.training
+    assert training.stopped_early and training.epochs_run < 200
+    assert training.epochs_run - training.best_epoch == 3
     best = min(row["val_loss"] for row in run.history)
     assert run.metrics["validation"]["loss"] == pytest.approx(best, rel=1e-5)  # the best weights were put back
 
@@ -312,7 +312,7 @@ def test_bf16_autocast_accumulation_clipping_and_compile(write_pipeline, tmp_pat
                  "train.compile=true", 'train.compile_backend="eager"')
     config, host = load_pipeline(write_pipeline(), overrides)
     run = run_pipeline(config, host, out=tmp_path / "run", quiet=True)
-    assert run.state["training"]["steps"] == 3 * 4  # 112 rows, batch 16: 7 batches → 4 steps an epoch
+    assert run.training.steps == 3 * 4  # 112 rows, batch 16: 7 batches → 4 steps an epoch
     assert all(entry["passed"] for entry in run.export_report.values())
 
 

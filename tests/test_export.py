@@ -14,7 +14,8 @@ from torch import nn
 
 from pipeline_core.data import DataSpec
 from pipeline_core.errors import ConfigError, RunFailed
-from pipeline_core.export import ExportInfo, deployable, verify
+from pipeline_core.export import ExportInfo, deployable
+from pipeline_core.verification import Tolerance, verify
 from pipeline_core.runner import load_pipeline, run_pipeline
 from plugins.exporters.onnx import onnx_exporter
 from plugins.exporters.torch_export import torch_export
@@ -49,7 +50,7 @@ def test_round_trip_matches_eager_at_every_batch_size(tmp_path, factory, options
     exporter.export(model, torch.randn(2, 4), path, INFO)
     loaded = exporter.load(path, torch.device("cpu"))
     inputs = torch.randn(50, 4)
-    report = verify(loaded, model, inputs, INFO, [1, 2, 7], atol=1e-5, rtol=1e-4)
+    report = verify(loaded, model, inputs, INFO, [1, 2, 7], Tolerance())
     assert report["passed"], report["problems"]
     assert {b["batch_size"] for b in report["batches"]} == {1, 2, 7, 50}
     assert set(report["outputs"]) == {"scores", "probabilities"}
@@ -94,7 +95,7 @@ def test_signature_with_wrong_names_or_fixed_batch_is_reported():
                 scores, probabilities = model(torch.from_numpy(inputs))
             return {"scores": scores.numpy(), "probabilities": probabilities.numpy()}
 
-    report = verify(Fake(), _model(), torch.randn(8, 4), INFO, [1], 1e-5, 1e-4)
+    report = verify(Fake(), _model(), torch.randn(8, 4), INFO, [1])
     assert not report["passed"]
     assert "input is named 'x', expected 'features'" in report["problems"]
     assert "outputs are named ['out'], expected ['scores', 'probabilities']" in report["problems"]
@@ -110,7 +111,7 @@ def test_a_shape_mismatch_is_reported():
                 scores, probabilities = _model()(torch.from_numpy(inputs))
             return {"scores": scores.numpy()[:1], "probabilities": probabilities.numpy()}
 
-    report = verify(Truncating(), _model(), torch.randn(8, 4), INFO, [2], 1e-5, 1e-4)
+    report = verify(Truncating(), _model(), torch.randn(8, 4), INFO, [2])
     assert "batch 2: 'scores' has shape (1, 3), eager PyTorch gives (2, 3)" in report["problems"]
 
 
