@@ -138,8 +138,10 @@ class Bundle:
         return {name: np.concatenate(values) for name, values in zip(names, parts, strict=True)}
 
 
-def open_bundle(path: Path, device: str = "cpu") -> Bundle:
-    """Verify and open a bundle folder (or a run folder holding ``bundle/``)."""
+def open_bundle(path: Path, device: str = "cpu", threads: int = 0) -> Bundle:
+    """Verify and open a bundle folder (or a run folder holding ``bundle/``). ``threads`` sets
+    onnxruntime's intra-op threads (0: its default, one per core); a server that runs several
+    batches or models at once chooses fewer, so they do not fight over the cores."""
     folder = bundle_folder(Path(path))
     if not folder.is_dir():
         raise DeployError(f"no bundle at {path}: expected a folder holding {MANIFEST}, {METADATA} and {MODEL}")
@@ -163,6 +165,9 @@ def open_bundle(path: Path, device: str = "cpu") -> Bundle:
         providers.insert(0, "CUDAExecutionProvider")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(folder / MODEL), options, providers=providers)
     return Bundle(folder, metadata, session)
 
@@ -227,21 +232,27 @@ def _read_csv(path: Path, bundle: Bundle) -> np.ndarray:
 
 
 def _read_json_rows(path: Path, bundle: Bundle) -> np.ndarray:
-    data = _read_json(path, "input file")
+    return rows_from_json(_read_json(path, "input file"), bundle, str(path))
+
+
+def rows_from_json(data: Any, bundle: Bundle, source: str) -> np.ndarray:
+    """Rows from parsed JSON: a list of rows (lists of numbers) or of objects keyed by feature name,
+    or an object holding such a list under ``inputs`` or ``instances``. ``source`` starts every
+    message (a file name, or ``request body`` for the server), so each says where the problem is."""
     if isinstance(data, dict):
         data = data.get("inputs", data.get("instances"))
         if data is None:
-            raise DeployError(f"{path}: expected a list of rows, or an object with an 'inputs' list")
+            raise DeployError(f"{source}: expected a list of rows, or an object with an 'inputs' list")
     if not isinstance(data, list) or not data:
-        raise DeployError(f"{path} holds no rows: expected a list of rows of {bundle.describe_input()}")
+        raise DeployError(f"{source} holds no rows: expected a list of rows of {bundle.describe_input()}")
     if all(isinstance(row, dict) for row in data):
         for number, row in enumerate(data, start=1):
-            _columns_by_name(list(row), bundle, f"{path}: row {number}")
+            _columns_by_name(list(row), bundle, f"{source}: row {number}")
         data = [[row[name] for name in bundle.feature_names] for row in data]
     try:
         array = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError):
-        raise DeployError(f"{path}: every value must be a number and every row the same length; expected {bundle.describe_input()}") from None
+        raise DeployError(f"{source}: every value must be a number and every row the same length; expected {bundle.describe_input()}") from None
     return array
 
 
@@ -267,22 +278,30 @@ def read_inputs(path: Path, bundle: Bundle) -> np.ndarray:
         raise DeployError(f"input file not found: {path}")
     if path.stat().st_size == 0:
         raise DeployError(f"{path} is empty: expected rows of {bundle.describe_input()}")
-    array = readers[path.suffix.lower()](path, bundle)
+    return check_rows(readers[path.suffix.lower()](path, bundle), bundle, str(path))
+
+
+def check_rows(array: np.ndarray, bundle: Bundle, source: str) -> np.ndarray:
+    """``array`` checked and shaped to what the bundle's model takes: any row layout with the right
+    number of values, finite, and representable in the model's dtype. Files and the server's
+    requests go through this one check, so both get the same messages (prefixed with ``source``)."""
     shape, width = bundle.input_shape, math.prod(bundle.input_shape)
     if array.ndim == 1 and array.size == width:
         array = array.reshape(1, width)
+    if array.ndim == 0 or len(array) == 0:
+        raise DeployError(f"{source} holds no rows: expected rows of {bundle.describe_input()}")
     if math.prod(array.shape[1:]) != width:  # any row layout with the right count: (N, 784), (N, 28, 28), ...
-        raise DeployError(f"{path}: rows have shape {list(array.shape[1:])}; the bundle expects {bundle.describe_input()}")
+        raise DeployError(f"{source}: rows have shape {list(array.shape[1:])}; the bundle expects {bundle.describe_input()}")
     array = array.reshape(len(array), *shape)
-    if not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         row = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0][0]) + 1
-        raise DeployError(f"{path}: row {row} holds a value that is not finite (NaN or infinity)")
+        raise DeployError(f"{source}: row {row} holds a value that is not finite (NaN or infinity)")
     dtype = bundle.input_dtype
-    if dtype.kind in "iu":
+    if dtype.kind in "iu" and array.dtype != dtype:
         info = np.iinfo(dtype)
         if (array != np.round(array)).any() or array.min() < info.min or array.max() > info.max:
-            raise DeployError(f"{path}: the model takes {dtype.name} inputs; values must be whole numbers in [{info.min}, {info.max}]")
-    return array.astype(dtype)
+            raise DeployError(f"{source}: the model takes {dtype.name} inputs; values must be whole numbers in [{info.min}, {info.max}]")
+    return array.astype(dtype, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,6 @@
+"""``pipeline serve``: bundles over the Open Inference Protocol (KServe v2 REST).
+
+protocol.py (tensors on the wire), batching.py (the dynamic batcher), models.py (the model
+repository), metrics.py (Prometheus), app.py (the Starlette routes), config.py (what to serve and
+how to batch it) and cli.py (the command). Nothing here imports torch or ``pipeline_core``.
+"""

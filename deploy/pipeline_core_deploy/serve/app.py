@@ -1,0 +1,231 @@
+"""The HTTP routes: the Open Inference Protocol (KServe v2 REST), a rows-in, labels-out
+convenience endpoint, and ``/metrics``.
+
+Every answer to a bad request is a 4xx with ``{"error": message}`` (the protocol's error shape);
+the message is the one ``predict.py`` gives for the same rows. An unexpected failure is logged with
+its traceback on the server and answered with a one-line 500, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline_core_deploy import __version__, predict
+from pipeline_core_deploy.serve.batching import Overloaded
+from pipeline_core_deploy.serve.metrics import Metrics
+from pipeline_core_deploy.serve.models import Repository, ServedModel
+from pipeline_core_deploy.serve.protocol import HEADER_LENGTH, ProtocolError, bad_request, decode_infer, encode_infer, parse_body
+
+log = logging.getLogger("pipeline_core_deploy.serve")
+access_log = logging.getLogger("pipeline_core_deploy.access")
+
+SERVER_NAME = "pipeline-core-deploy"
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+#: scope keys the handlers fill in, for the access log and the metrics
+MODEL_KEY, ENDPOINT_KEY = "pipeline.model", "pipeline.endpoint"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What applies to the whole server rather than to one model."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    inference_threads: int = 2  # executor threads that call onnxruntime
+    access_log: bool = True
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _endpoint(name: str) -> Callable[[Handler], Handler]:
+    """Name the route for the metrics, and turn every error into the protocol's error answer."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            request.scope[ENDPOINT_KEY] = name
+            try:
+                return await handler(request)
+            except ProtocolError as error:
+                return _error(error.status, str(error))
+            except predict.DeployError as error:
+                return _error(400, str(error))
+            except Overloaded as error:
+                return _error(503, str(error))
+            except Exception as error:  # a bug, not the client's fault: the traceback stays in the log
+                log.exception("internal error on %s %s", request.method, request.url.path)
+                return _error(500, f"internal error: {type(error).__name__}")
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return wrap
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it is known to be over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise bad_request(f"the request body has {declared} bytes, over this server's limit of {limit} (--max-body-bytes)")
+    if request.headers.get("content-encoding", "identity") != "identity":
+        raise bad_request(f"Content-Encoding {request.headers['content-encoding']!r} is not supported; send the body uncompressed")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise bad_request(f"the request body is over this server's limit of {limit} bytes (--max-body-bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(repository: Repository, settings: ServerSettings | None = None, metrics: Metrics | None = None) -> Starlette:
+    """The ASGI application serving ``repository``."""
+    settings = settings or ServerSettings()
+    metrics = metrics or Metrics()
+    state = {"ready": False}
+
+    def model_of(request: Request) -> ServedModel:
+        params = request.path_params
+        model = repository.get(params["name"], params.get("version"))
+        request.scope[MODEL_KEY] = (model.name, model.version)
+        return model
+
+    @_endpoint("server_metadata")
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+
+    @_endpoint("health")
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    @_endpoint("health")
+    async def ready(request: Request) -> Response:
+        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+
+    @_endpoint("model_metadata")
+    async def model_metadata(request: Request) -> Response:
+        model = model_of(request)
+        return JSONResponse(model.metadata(repository.versions(model.name)))
+
+    @_endpoint("model_ready")
+    async def model_ready(request: Request) -> Response:
+        model = model_of(request)
+        return JSONResponse({"name": model.name, "version": model.version, "ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+
+    @_endpoint("model_config")
+    async def model_config(request: Request) -> Response:
+        return JSONResponse(model_of(request).config())
+
+    @_endpoint("infer")
+    async def infer(request: Request) -> Response:
+        model = model_of(request)
+        document, binary = parse_body(await _body(request, settings.max_body_bytes), request.headers.get(HEADER_LENGTH))
+        decoded = decode_infer(document, binary, model.input, model.outputs)
+        rows = model.check(decoded.array, f"input {model.input.name!r}")
+        outputs = await model.infer(rows)
+        body, header_length = encode_infer(model.name, model.version, replace(decoded, array=rows), outputs)
+        headers = {HEADER_LENGTH: str(header_length)} if header_length is not None else None
+        media = "application/octet-stream" if header_length is not None else "application/json"
+        return Response(body, media_type=media, headers=headers)
+
+    @_endpoint("predict")
+    async def predict_rows(request: Request) -> Response:
+        model = model_of(request)
+        body = await _body(request, settings.max_body_bytes)
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise bad_request(f"the request body is not valid JSON: {error}") from None
+        rows = model.check(predict.rows_from_json(data, model.bundle, "request body"), "request body")
+        records = predict.predictions(model.bundle, await model.infer(rows))
+        return JSONResponse({"model_name": model.name, "model_version": model.version, "predictions": records})
+
+    @_endpoint("metrics")
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        threads = max(settings.inference_threads, sum(m.batching.instances for m in repository))
+        with ThreadPoolExecutor(threads, thread_name_prefix="inference") as executor:
+            for model in repository:
+                model.attach(executor, metrics.observer(model.name, model.version))
+                assert model.batcher is not None
+                model.batcher.start()
+            state["ready"] = True
+            try:
+                yield
+            finally:
+                state["ready"] = False
+                for model in repository:
+                    if model.batcher is not None:
+                        await model.batcher.stop()
+
+    model_path, version_path = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
+    routes = [
+        Route("/v2", server_metadata),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/metrics", metrics_endpoint),
+    ]
+    for prefix in (model_path, version_path):
+        routes += [
+            Route(prefix, model_metadata),
+            Route(f"{prefix}/ready", model_ready),
+            Route(f"{prefix}/config", model_config),
+            Route(f"{prefix}/infer", infer, methods=["POST"]),
+            Route(f"{prefix}/predict", predict_rows, methods=["POST"]),
+        ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return AccessLog(app, metrics, settings.access_log)  # type: ignore[return-value]
+
+
+class AccessLog:
+    """Pure ASGI middleware: one log line and one metrics sample per request, with the model and
+    endpoint the handler resolved (unknown models count as ``model=""``)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, enabled: bool) -> None:
+        self.app, self.metrics, self.enabled = app, metrics, enabled
+
+    def __getattr__(self, name: str) -> Any:  # routes, state, ... of the wrapped Starlette app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            seconds = time.perf_counter() - started
+            model, version = scope.get(MODEL_KEY, ("", ""))
+            self.metrics.observe_request(model, version, scope.get(ENDPOINT_KEY, "other"), status, seconds)
+            if self.enabled:
+                client = scope.get("client") or ("-", 0)
+                access_log.info('%s:%s "%s %s HTTP/%s" %d %.2fms', client[0], client[1], scope["method"], scope["path"],
+                                scope.get("http_version", "1.1"), status, seconds * 1000)

@@ -1,0 +1,102 @@
+"""Which bundles to serve and how to batch each: command-line arguments and an optional TOML file.
+
+On the command line a bundle is ``PATH`` or ``NAME[:VERSION]=PATH``. A file (``--config``) sets
+defaults and per-model options in Triton's terms::
+
+    [defaults]                  # every model, unless its own table says otherwise
+    max_batch_size = 64
+    max_queue_delay_us = 200
+
+    [[models]]
+    bundle = "artifacts/iris/latest"   # relative to this file
+    name = "iris"                      # default: the bundle's pipeline name
+    version = "2"                      # default: metadata, else the folder's name
+    max_batch_size = 16
+
+Precedence, weakest first: built-in defaults, the file's ``[defaults]``, the command line's flags,
+a model's own table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline_core_deploy.predict import DeployError
+from pipeline_core_deploy.serve.batching import BatchingConfig
+from pipeline_core_deploy.serve.models import ModelSpec
+
+BATCHING_KEYS = {f.name: f.type for f in dataclasses.fields(BatchingConfig)}
+MODEL_KEYS = {"bundle", "name", "version"}
+_NAMED = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[A-Za-z0-9_.-]+))?=(?P<path>.+)$")
+
+
+def parse_bundle_argument(argument: str) -> ModelSpec:
+    """``PATH`` or ``NAME[:VERSION]=PATH`` (a path that exists as written always wins)."""
+    match = _NAMED.match(argument)
+    if match is None or Path(argument).exists():
+        return ModelSpec(Path(argument))
+    return ModelSpec(Path(match["path"]), match["name"], match["version"])
+
+
+def _batching(table: Mapping[str, Any], where: str, base: BatchingConfig) -> BatchingConfig:
+    values = {}
+    for key, value in table.items():
+        if key in MODEL_KEYS:
+            continue
+        if key not in BATCHING_KEYS:
+            raise DeployError(f"{where}: unknown key {key!r}; valid keys: {', '.join([*sorted(MODEL_KEYS), *BATCHING_KEYS])}")
+        expected = bool if key == "dynamic_batching" else int
+        if type(value) is not expected:
+            raise DeployError(f"{where}: {key} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
+        values[key] = value
+    try:
+        return dataclasses.replace(base, **values)
+    except ValueError as error:
+        raise DeployError(f"{where}: {error}") from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DeployError(f"configuration file not found: {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise DeployError(f"{path}: {error}") from None
+    unknown = set(document) - {"defaults", "models"}
+    if unknown:
+        raise DeployError(f"{path}: unknown table(s) {sorted(unknown)}; expected [defaults] and [[models]]")
+    return document
+
+
+def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: Mapping[str, Any] | None = None) -> list[ModelSpec]:
+    """Every bundle to serve with its batching: from the file's ``[[models]]`` and the arguments."""
+    document = _read_file(config_file) if config_file is not None else {}
+    defaults = _batching(document.get("defaults", {}), f"{config_file}: [defaults]", BatchingConfig())
+    defaults = _batching({k: v for k, v in (flags or {}).items() if v is not None}, "command line", defaults)
+    specs = [dataclasses.replace(parse_bundle_argument(argument), batching=defaults) for argument in bundles]
+    models = document.get("models", [])
+    if not isinstance(models, list):
+        raise DeployError(f"{config_file}: 'models' must be an array of tables ([[models]])")
+    for number, table in enumerate(models, start=1):
+        where = f"{config_file}: [[models]] entry {number}"
+        if not isinstance(table, dict) or not isinstance(table.get("bundle"), str):
+            raise DeployError(f"{where}: needs bundle = \"PATH\" (relative to the file)")
+        for key in ("name", "version"):
+            if key in table and not isinstance(table[key], str | int):
+                raise DeployError(f"{where}: {key} must be a string, got {table[key]!r}")
+        path = Path(table["bundle"]).expanduser()
+        assert config_file is not None
+        specs.append(ModelSpec(
+            path if path.is_absolute() else config_file.parent / path,
+            str(table["name"]) if "name" in table else None,
+            str(table["version"]) if "version" in table else None,
+            _batching(table, where, defaults),
+        ))
+    if not specs:
+        raise DeployError("no bundle to serve: name one or more BUNDLE folders, or [[models]] in --config")
+    return specs

@@ -1,0 +1,77 @@
+"""Prometheus metrics for ``/metrics``, with prometheus-client.
+
+Each server gets its own registry, so two apps in one process (tests) never collide. Labels are
+bounded: a request for a model the server does not have is counted under ``model=""``, so a
+client cannot grow the label set by inventing names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from pipeline_core_deploy.serve.batching import Observer
+
+disable_created_metrics()  # the *_created series only double the output
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class Metrics:
+    """The server's counters, histograms and gauges."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pipeline_serve_requests", "HTTP requests by model, endpoint and status code",
+            ("model", "version", "endpoint", "code"), registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pipeline_serve_request_duration_seconds", "Time from request to response, by model and endpoint",
+            ("model", "version", "endpoint"), buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "pipeline_serve_batch_size", "Rows per onnxruntime call", ("model", "version"), buckets=BATCH_BUCKETS, registry=self.registry,
+        )
+        self.inference = Histogram(
+            "pipeline_serve_inference_duration_seconds", "Time of one onnxruntime call (one batch)",
+            ("model", "version"), buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "pipeline_serve_queue_depth", "Requests waiting for a batch", ("model", "version"), registry=self.registry,
+        )
+
+    def observe_request(self, model: str, version: str, endpoint: str, code: int, seconds: float) -> None:
+        self.requests.labels(model, version, endpoint, str(code)).inc()
+        self.latency.labels(model, version, endpoint).observe(seconds)
+
+    def observer(self, model: str, version: str) -> Observer:
+        """What one model's batcher reports to."""
+        return _ModelObserver(self, model, version)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ModelObserver(Observer):
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self._depth = metrics.queue_depth.labels(model, version)
+        self._rows = metrics.batch_size.labels(model, version)
+        self._seconds = metrics.inference.labels(model, version)
+
+    def queue_depth(self, requests: int) -> None:
+        self._depth.set(requests)
+
+    def batch(self, rows: int, seconds: float) -> None:
+        self._rows.observe(rows)
+        self._seconds.observe(seconds)

@@ -1,0 +1,178 @@
+"""The model repository: verified bundles served under a name and a version.
+
+A bundle's name is its pipeline (``metadata["pipeline"]``); its version is ``metadata["version"]``
+when the bundle has one, else the name of its folder (or of the run folder holding ``bundle/``,
+after resolving links such as ``artifacts/iris/latest``), so a Triton-style layout
+``models/iris/1/`` serves ``iris`` version ``1``. Both can be overridden per bundle. Several
+versions of one name may be served; a request without a version gets the newest (numeric versions
+compare as numbers, others as text, which orders timestamped run folders by time).
+
+Every bundle is verified against its manifest by ``predict.open_bundle`` before anything is served.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline_core_deploy import predict
+from pipeline_core_deploy.serve.batching import Batcher, BatchingConfig, Observer
+from pipeline_core_deploy.serve.protocol import ProtocolError, TensorSpec, datatype
+
+PLATFORM = "onnxruntime_onnx"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One bundle to serve, as the command line or the configuration file names it."""
+
+    path: Path
+    name: str | None = None
+    version: str | None = None
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+
+
+def _version_key(version: str) -> tuple[int, int, str]:
+    return (1, int(version), "") if version.isdigit() else (0, 0, version)
+
+
+def default_version(folder: Path, metadata: dict[str, Any]) -> str:
+    """``metadata["version"]``, else the bundle's folder name (its run folder's for ``…/bundle``)."""
+    if metadata.get("version") is not None:
+        return str(metadata["version"])
+    folder = folder.resolve()
+    return folder.parent.name if folder.name == predict.BUNDLE_DIR else folder.name
+
+
+class ServedModel:
+    """A verified bundle with its batcher: what ``/v2/models/{name}/versions/{version}`` serves."""
+
+    def __init__(self, bundle: predict.Bundle, name: str, version: str, batching: BatchingConfig) -> None:
+        self.bundle, self.name, self.version, self.batching = bundle, name, version, batching
+        metadata = bundle.metadata
+        fixed = metadata["input"]["shape"][0]
+        if not isinstance(fixed, str):
+            raise predict.DeployError(
+                f"{bundle.folder}: the model takes exactly {fixed} rows per call (exported with export.dynamic_batch = false); "
+                "the server batches requests of any size, so re-export it with export.dynamic_batch = true"
+            )
+        self.input = TensorSpec(metadata["input"]["name"], datatype(bundle.input_dtype), (-1, *bundle.input_shape))
+        types = {o.name: o.type for o in bundle.session.get_outputs()}
+        self.outputs = [
+            TensorSpec(o["name"], _onnx_datatype(types.get(o["name"], "tensor(float)")), (-1, *(int(d) for d in o["shape"][1:])))
+            for o in metadata["outputs"]
+        ]
+        self.batcher: Batcher | None = None
+
+    def attach(self, executor: Executor, observer: Observer) -> None:
+        self.batcher = Batcher(self._run, self.batching, executor, observer)
+
+    def _run(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return self.bundle.run(rows, batch_size=self.batching.max_batch_size)
+
+    async def infer(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output for ``rows`` (already checked by ``predict.check_rows``), batched with others."""
+        assert self.batcher is not None, "ServedModel.attach() was not called"
+        return await self.batcher.submit(rows)
+
+    def check(self, array: np.ndarray, source: str) -> np.ndarray:
+        """``array`` checked and shaped as ``predict.py`` checks a file (the same messages)."""
+        return predict.check_rows(array, self.bundle, source)
+
+    def metadata(self, versions: list[str]) -> dict[str, Any]:
+        """The v2 model metadata, with the bundle's own description under ``parameters``."""
+        meta = self.bundle.metadata
+        return {
+            "name": self.name,
+            "versions": versions,
+            "platform": PLATFORM,
+            "inputs": [self.input.as_json()],
+            "outputs": [o.as_json() for o in self.outputs],
+            "parameters": {
+                "pipeline": meta.get("pipeline"),
+                "task": self.bundle.task,
+                "classes": self.bundle.classes,
+                "feature_names": self.bundle.feature_names,
+                "metrics": meta.get("metrics", {}),
+                "config_sha256": meta.get("config_sha256"),
+            },
+        }
+
+    def config(self) -> dict[str, Any]:
+        """Triton's model configuration (``…/config``), for clients that read it."""
+
+        def tensor(spec: TensorSpec) -> dict[str, Any]:
+            return {"name": spec.name, "data_type": f"TYPE_{spec.datatype}", "dims": list(spec.shape[1:])}
+
+        config: dict[str, Any] = {
+            "name": self.name,
+            "platform": PLATFORM,
+            "max_batch_size": self.batching.max_batch_size,
+            "input": [tensor(self.input)],
+            "output": [tensor(o) for o in self.outputs],
+            "instance_group": [{"count": self.batching.instances, "kind": "KIND_CPU"}],
+        }
+        if self.batching.dynamic_batching:
+            config["dynamic_batching"] = {
+                "max_queue_delay_microseconds": self.batching.max_queue_delay_us,
+                "default_queue_policy": {"max_queue_size": self.batching.max_queue_size},
+            }
+        return config
+
+
+def _onnx_datatype(onnx_type: str) -> str:
+    names = {"float": "FP32", "float16": "FP16", "double": "FP64", "uint8": "UINT8", "int8": "INT8", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+    return names.get(onnx_type.removeprefix("tensor(").removesuffix(")"), "FP32")
+
+
+class Repository:
+    """The served models by name and version."""
+
+    def __init__(self, models: Iterable[ServedModel]) -> None:
+        self._models: dict[str, dict[str, ServedModel]] = {}
+        for model in models:
+            versions = self._models.setdefault(model.name, {})
+            if model.version in versions:
+                raise predict.DeployError(
+                    f"two bundles would both be {model.name!r} version {model.version!r}: {versions[model.version].bundle.folder} "
+                    f"and {model.bundle.folder}; give one another version (NAME:VERSION=PATH on the command line)"
+                )
+            versions[model.version] = model
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (model for versions in self._models.values() for model in versions.values())
+
+    def versions(self, name: str) -> list[str]:
+        return sorted(self._models.get(name, {}), key=_version_key)
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The model, or a 404 that lists what the server has."""
+        versions = self._models.get(name)
+        if not versions:
+            raise ProtocolError(404, f"unknown model {name!r}; this server has {sorted(self._models)}")
+        if version is None:
+            return versions[self.versions(name)[-1]]
+        if version not in versions:
+            raise ProtocolError(404, f"model {name!r} has no version {version!r}; it has {self.versions(name)}")
+        return versions[version]
+
+
+def load(specs: Iterable[ModelSpec], device: str = "cpu", threads: int = 1) -> Repository:
+    """Verify and open every bundle (a :class:`predict.DeployError` names the first bad one)."""
+    models = []
+    for spec in specs:
+        bundle = predict.open_bundle(spec.path, device, threads)
+        name = spec.name or str(bundle.metadata.get("pipeline") or "model")
+        version = spec.version or default_version(bundle.folder, bundle.metadata)
+        for what, value in (("name", name), ("version", version)):
+            if not NAME_PATTERN.match(value):
+                raise predict.DeployError(f"{spec.path}: model {what} {value!r} may hold only letters, digits, '_', '.' and '-'; set one with NAME:VERSION=PATH")
+        models.append(ServedModel(bundle, name, version, spec.batching))
+    return Repository(models)
