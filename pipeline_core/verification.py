@@ -121,6 +121,14 @@ def _tolerance(want: np.ndarray, noise: np.ndarray, tolerance: Tolerance) -> np.
     return tolerance.atol + tolerance.rtol * np.abs(want) + tolerance.noise_factor * noise[None, :]
 
 
+def _ratios(difference: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """``difference / allowed`` element-wise, where a zero tolerance allows exactly zero difference."""
+    ratios = np.zeros_like(difference)
+    np.divide(difference, allowed, out=ratios, where=allowed > 0)
+    ratios[(allowed <= 0) & (difference > 0)] = np.inf
+    return ratios
+
+
 def _class_disagreement(got: np.ndarray, want: np.ndarray, allowed: np.ndarray, task: str) -> tuple[int, int]:
     """Rows whose predicted class differs from eager's though eager's decision is clear, and rows
     where eager's decision is within tolerance (a tie rounding may break either way)."""
@@ -177,7 +185,8 @@ def verify(
             allowed = _tolerance(expected, noise.columns[name], tolerance)
             difference = np.abs(actual - expected)
             difference[np.isnan(difference)] = np.inf  # NaN where eager has a number is never close
-            ratio = float((difference / allowed).max(initial=0.0))
+            ratios = _ratios(difference, allowed)
+            ratio = float(ratios.max(initial=0.0))
             stats = per_output[name]
             stats["max_abs_diff"] = max(stats["max_abs_diff"], float(difference.max(initial=0.0)))
             scale = np.maximum(np.abs(expected), max(tolerance.atol, 1e-12))
@@ -185,7 +194,7 @@ def verify(
             stats["error_ratio"] = max(stats["error_ratio"], ratio)
             if ratio > 1.0:
                 entry["close"] = False
-                worst = np.unravel_index(int(np.argmax(difference / allowed)), difference.shape)
+                worst = np.unravel_index(int(np.argmax(ratios)), difference.shape)
                 problems.append(
                     f"batch {size}: {name!r} differs from eager PyTorch by {difference[worst]:.3g} at row {worst[0]}, "
                     f"column {worst[1]} (allowed {allowed[worst]:.3g}: {ratio:.3g}× the tolerance)"

@@ -34,7 +34,7 @@ class ScaleImages(nn.Module):
         self.shifted = mean != 0.0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        scaled = images.to(torch.float32) * self.scale
+        scaled = images.to(self.scale.dtype) * self.scale  # float32, or float64 in the export check's exact twin
         return scaled + self.shift if self.shifted else scaled
 
 
