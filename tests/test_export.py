@@ -15,8 +15,8 @@ from torch import nn
 from pipeline_core.data import DataSpec
 from pipeline_core.errors import ConfigError, RunFailed
 from pipeline_core.export import ExportInfo, deployable
-from pipeline_core.verification import Tolerance, verify
 from pipeline_core.runner import load_pipeline, run_pipeline
+from pipeline_core.verification import Tolerance, verify
 from plugins.exporters.onnx import onnx_exporter
 from plugins.exporters.torch_export import torch_export
 from plugins.exporters.torchscript import torchscript
