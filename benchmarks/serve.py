@@ -1,0 +1,260 @@
+"""`pipeline serve` under load: requests/s, p50 and p99 latency, errors and server memory, for the iris
+MLP and the MNIST MLP (784-512-256-10) at concurrency 1, 16 and 64, dynamic batching on and off,
+next to onnxruntime called in-process (the ceiling: no HTTP, no JSON).
+
+The load generator is a real HTTP client (aiohttp, one event loop, one connection per concurrent
+caller) sending Open Inference Protocol requests of one row each to a real server on 127.0.0.1
+(a subprocess of this script), bounded by a request count and a time limit per run. The bundles are
+made by running the project's pipelines (MNIST on MNIST-format files of real size written here:
+this machine has no internet, and the timing depends on the sizes, not on the pixels).
+
+    python benchmarks/serve.py [--requests 4500] [--seconds 60] [--encoding json|binary] [--bundles DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pipeline_core_deploy.predict import open_bundle  # noqa: E402
+
+from mnist_train import synthetic_mnist  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+CONCURRENCY = (1, 16, 64)
+POOL = 256  # distinct rows per model
+
+
+@dataclass
+class Result:
+    model: str
+    mode: str
+    concurrency: int
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+def make_bundles(folder: Path) -> dict[str, Path]:
+    """Run pipelines/iris.toml and pipelines/mnist.toml (1 epoch) once; reuse them afterwards."""
+    bundles = {"iris": folder / "iris" / "bundle", "mnist": folder / "mnist" / "bundle"}
+    if not (bundles["iris"] / "manifest.json").exists():
+        subprocess.run([BIN / "pipeline", "run", ROOT / "pipelines/iris.toml", "--out", folder / "iris", "--quiet"], check=True)
+    if not (bundles["mnist"] / "manifest.json").exists():
+        data = synthetic_mnist(folder / "mnist-data")
+        subprocess.run([BIN / "pipeline", "run", ROOT / "pipelines/mnist.toml", "--out", folder / "mnist", "--quiet",
+                        "--set", f'data.root="{data}"', "--set", "train.epochs=1"], check=True)
+    return bundles
+
+
+def rows_for(bundle_path: Path) -> np.ndarray:
+    bundle = open_bundle(bundle_path, threads=1)
+    generator = np.random.default_rng(0)
+    shape = (POOL, *bundle.input_shape)
+    if bundle.input_dtype.kind == "u":
+        return generator.integers(0, 256, shape).astype(bundle.input_dtype)
+    return generator.normal(4, 2, shape).astype(bundle.input_dtype)
+
+
+def bodies(model: str, rows: np.ndarray, encoding: str) -> list[tuple[bytes, dict[str, str]]]:
+    """One pre-encoded request per row: the client's own encoding cost stays out of the server's figures."""
+    datatype = {"float32": "FP32", "uint8": "UINT8"}[rows.dtype.name]
+    out = []
+    for row in rows:
+        tensor = {"name": "input", "shape": [1, *row.shape], "datatype": datatype}
+        if encoding == "json":
+            body = json.dumps({"inputs": [{**tensor, "data": row.reshape(-1).tolist()}]}).encode()
+            out.append((body, {"Content-Type": "application/json"}))
+        else:
+            raw = row.tobytes()
+            header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}],
+                                 "parameters": {"binary_data_output": True}}).encode()
+            out.append((header + raw, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}))
+    return out
+
+
+def in_process(bundle_path: Path, rows: np.ndarray, calls: int = 5000) -> tuple[float, float, float, float]:
+    """onnxruntime in this process, one thread as the server uses: p50 and p99 of a one-row call (ms),
+    one-row calls/s, and rows/s at batch 64."""
+    bundle = open_bundle(bundle_path, threads=1)
+    name = bundle.metadata["input"]["name"]
+    for row in rows[:50]:
+        bundle.session.run(None, {name: row[None]})
+    times = []
+    for index in range(calls):
+        started = time.perf_counter()
+        bundle.session.run(None, {name: rows[index % len(rows)][None]})
+        times.append(time.perf_counter() - started)
+    batch = rows[:64]
+    started = time.perf_counter()
+    for _ in range(200):
+        bundle.session.run(None, {name: batch})
+    batched = 64 * 200 / (time.perf_counter() - started)
+    times.sort()
+    return times[len(times) // 2] * 1000, times[int(0.99 * len(times))] * 1000, len(times) / sum(times), batched
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(bundle: Path, port: int, batching: bool, log: Path) -> subprocess.Popen[bytes]:
+    command = [str(BIN / "pipeline-deploy"), "serve", str(bundle), "--port", str(port),
+               "--dynamic-batching" if batching else "--no-dynamic-batching"]
+    with open(log, "wb") as stream:  # the access log stays on, written to a file as a deployment would
+        server = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited with {server.returncode}: {log.read_text()[-2000:]}") from None
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("the server did not become ready in 60 s")
+
+
+async def load(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int, count: int, seconds: float) -> Result:
+    """``count`` requests from ``concurrency`` callers, or fewer if ``seconds`` run out first."""
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def caller() -> None:
+            nonlocal issued, errors
+            while issued < count and time.perf_counter() < deadline:
+                body, headers = requests[issued % len(requests)]
+                issued += 1
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except (TimeoutError, aiohttp.ClientError):
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return Result("", "", concurrency, len(latencies), elapsed, latencies, errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=4500, help="requests per (model, mode, concurrency) run")
+    parser.add_argument("--seconds", type=float, default=60, help="time limit per run")
+    parser.add_argument("--encoding", choices=("json", "binary"), default="json", help="JSON tensors, or binary tensor data as tritonclient sends by default")
+    parser.add_argument("--bundles", type=Path, help="folder for the bundles (kept and reused); default: a temporary folder")
+    parser.add_argument("--models", default="iris,mnist")
+    args = parser.parse_args()
+
+    scratch = tempfile.TemporaryDirectory()
+    folder = args.bundles or Path(scratch.name)
+    bundles = make_bundles(folder)
+    print(f"{os.cpu_count()} CPU cores; {args.encoding} tensors; {args.requests} requests per run (at most {args.seconds:.0f} s); "
+          f"server: pipeline-deploy serve with its defaults (onnxruntime 1 thread, max_batch_size 64, max_queue_delay_us 0, access log on)")
+    results: list[Result] = []
+    memory: list[tuple[str, str, float, float, int | None]] = []
+    ceilings = {}
+    for model in args.models.split(","):
+        rows = rows_for(bundles[model])
+        ceilings[model] = in_process(bundles[model], rows)
+        requests = bodies(model, rows, args.encoding)
+        for batching in (True, False):
+            mode = "batching on" if batching else "batching off"
+            port = free_port()
+            server = start_server(bundles[model], port, batching, folder / f"{model}-{port}.log")
+            url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+            try:
+                asyncio.run(load(url, requests, 16, 500, 30))  # warm-up: connections, caches, allocator
+                start_rss = rss_mib(server.pid)
+                for concurrency in CONCURRENCY:
+                    result = asyncio.run(load(url, requests, concurrency, args.requests, args.seconds))
+                    result.model, result.mode = model, mode
+                    results.append(result)
+                end_rss = rss_mib(server.pid)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    code: int | None = server.wait(60)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    code = None
+            memory.append((model, mode, start_rss, end_rss, code))
+
+    print("\n| model | mode | concurrency | requests | requests/s | p50 (ms) | p99 (ms) | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for model, (p50, p99, calls, batched) in ceilings.items():
+        print(f"| {model} | in-process onnxruntime, 1 row | 1 | 5000 | {calls:,.0f} | {p50:.3f} | {p99:.3f} | 0 |")
+        print(f"| {model} | in-process onnxruntime, 64 rows | 1 | 200 | {batched / 64:,.0f} ({batched:,.0f} rows/s) | | | 0 |")
+        for result in (r for r in results if r.model == model):
+            print(f"| {model} | {result.mode} | {result.concurrency} | {result.requests} | {result.throughput:,.0f} | "
+                  f"{result.percentile(0.5):.2f} | {result.percentile(0.99):.2f} | {result.errors} |")
+    print("\n| model | mode | server RSS at start (MiB) | at end (MiB) | growth | exit code after SIGTERM |")
+    print("|---|---|---|---|---|---|")
+    for model, mode, start, end, code in memory:
+        print(f"| {model} | {mode} | {start:.1f} | {end:.1f} | {100 * (end - start) / start:+.1f}% | {code} |")
+
+    total = sum(r.requests for r in results)
+    errors = sum(r.errors for r in results)
+    print(f"\ntotal: {total} requests, {errors} errors")
+    for model, (_, p99, _, _) in ceilings.items():
+        by = {(r.mode, r.concurrency): r for r in results if r.model == model}
+        on, off = by.get(("batching on", 64)), by.get(("batching off", 64))
+        if on and off:
+            print(f"{model}: concurrency 64, batching on / off = {on.throughput / off.throughput:.2f}x (goal >= 3x)")
+        for mode in ("batching on", "batching off"):
+            single = by.get((mode, 1))
+            if single:
+                print(f"{model}: concurrency 1 ({mode}), p99 {single.percentile(0.99):.2f} ms vs in-process {p99:.3f} ms: "
+                      f"+{single.percentile(0.99) - p99:.2f} ms (goal <= 2 ms)")
+    growth = max((end - start) / start for _, _, start, end, _ in memory)
+    print(f"largest memory growth: {100 * growth:+.1f}% (goal < 10%)")
+    print(f"median requests/s over all runs: {statistics.median(r.throughput for r in results):,.0f}")
+
+
+if __name__ == "__main__":
+    main()
