@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -94,8 +93,8 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(repository: Repository, settings: ServerSettings | None = None, metrics: Metrics | None = None) -> Starlette:
-    """The ASGI application serving ``repository``."""
+def create_app(repository: Repository, settings: ServerSettings | None = None, metrics: Metrics | None = None) -> ASGIApp:
+    """The ASGI application serving ``repository``: the routes inside the access-log middleware."""
     settings = settings or ServerSettings()
     metrics = metrics or Metrics()
     state = {"ready": False}
@@ -192,8 +191,7 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
             Route(f"{prefix}/infer", infer, methods=["POST"]),
             Route(f"{prefix}/predict", predict_rows, methods=["POST"]),
         ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    return AccessLog(app, metrics, settings.access_log)  # type: ignore[return-value]
+    return AccessLog(Starlette(routes=routes, lifespan=lifespan), metrics, settings.access_log)
 
 
 class AccessLog:
@@ -202,9 +200,6 @@ class AccessLog:
 
     def __init__(self, app: ASGIApp, metrics: Metrics, enabled: bool) -> None:
         self.app, self.metrics, self.enabled = app, metrics, enabled
-
-    def __getattr__(self, name: str) -> Any:  # routes, state, ... of the wrapped Starlette app
-        return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -13,7 +13,7 @@ Every bundle is verified against its manifest by ``predict.open_bundle`` before 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +146,7 @@ class Repository:
                 )
             versions[model.version] = model
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ServedModel]:
         return (model for versions in self._models.values() for model in versions.values())
 
     def versions(self, name: str) -> list[str]:
