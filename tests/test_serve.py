@@ -200,6 +200,10 @@ def test_unknown_model_or_version_is_404_with_what_exists(server):
         assert response.status_code == 404
     assert response.json() == {"error": "model 'iris_fast' has no version '9'; it has ['1', '2']"}
     assert httpx.get(f"{server.url}/v2/models/{NAME}/versions/9/ready").status_code == 404
+    response = httpx.get(f"{server.url}/v3/anything")
+    assert response.status_code == 404 and response.json()["error"].startswith("GET /v3/anything: Not Found")
+    response = httpx.get(f"{server.url}/v2/models/{NAME}/infer")
+    assert response.status_code == 405 and response.json()["error"].startswith("GET /v2/models/iris_fast/infer: Method Not Allowed")
 
 
 def test_curl_style_json_infer_and_named_model(server, trained, tmp_path):

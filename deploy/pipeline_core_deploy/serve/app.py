@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -191,7 +192,12 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
             Route(f"{prefix}/infer", infer, methods=["POST"]),
             Route(f"{prefix}/predict", predict_rows, methods=["POST"]),
         ]
-    return AccessLog(Starlette(routes=routes, lifespan=lifespan), metrics, settings.access_log)
+    async def no_route(request: Request, error: Exception) -> Response:  # unknown paths and methods: the protocol's error shape too
+        status = error.status_code if isinstance(error, HTTPException) else 500
+        return _error(status, f"{request.method} {request.url.path}: {getattr(error, 'detail', 'error')}; see GET /v2 and /v2/models/{{name}}")
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_route})
+    return AccessLog(app, metrics, settings.access_log)
 
 
 class AccessLog:
