@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tutorial_mnist  # noqa: E402
 
 from pipeline_core.runner import load_pipeline, run_pipeline  # noqa: E402
-from plugins.datasets.idx import write_mnist  # noqa: E402
-from plugins.datasets.mnist import FILES  # noqa: E402
+from pipeline_core_plugins.datasets.idx import write_mnist  # noqa: E402
+from pipeline_core_plugins.datasets.mnist import FILES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

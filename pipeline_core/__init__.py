@@ -51,8 +51,8 @@ _EXPORTS = {
     "Exporter": "pipeline_core.export",
     "LoadedModel": "pipeline_core.export",
     "hookimpl": "pipeline_core.hookspecs",
-    "LRSchedule": "pipeline_core.training",
-    "TrainingPlan": "pipeline_core.training",
+    "LRSchedule": "pipeline_core.training.trainer",
+    "TrainingPlan": "pipeline_core.training.trainer",
     "Register": "pipeline_core.registry",
 }
 
@@ -79,4 +79,4 @@ if TYPE_CHECKING:
     from pipeline_core.export import Exporter, ExportInfo, LoadedModel
     from pipeline_core.hookspecs import hookimpl
     from pipeline_core.registry import Register
-    from pipeline_core.training import LRSchedule, TrainingPlan
+    from pipeline_core.training.trainer import LRSchedule, TrainingPlan

@@ -15,7 +15,7 @@ from pipeline_core.config import ComponentConfig, PipelineConfig
 from pipeline_core.data import DataBundle
 from pipeline_core.distributed import SINGLE, Distributed
 from pipeline_core.errors import PipelineError
-from pipeline_core.plugins import Host
+from pipeline_core.host import Host
 
 
 @dataclass(frozen=True)

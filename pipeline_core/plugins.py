@@ -3,7 +3,8 @@
 A factory rather than a module-level singleton (pluggy's ``get_plugin_manager``, kedro's
 ``_create_hook_manager``), so each CLI call and each test gets a fresh manager and registry.
 Built-ins are registered explicitly, through the same hooks as third-party plugins (llm's
-``DEFAULT_PLUGINS``). Environment variables limit what loads:
+``DEFAULT_PLUGINS``), found by name (:mod:`pipeline_core.builtins`): the core never imports them
+itself. Environment variables limit what loads (built-ins by any of their names):
 
 * ``PIPELINE_CORE_PLUGINS=a,b`` loads only the named built-in and entry-point plugins;
 * ``PIPELINE_CORE_BLOCK_PLUGINS=a,b`` never loads the named ones;
@@ -20,14 +21,14 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 import pluggy
 
-from pipeline_core import hookspecs
+from pipeline_core import builtins, hookspecs
 from pipeline_core.errors import PluginError
+from pipeline_core.host import Host, PluginInfo
 from pipeline_core.options import suggest
 from pipeline_core.registry import KINDS, Register, Registry
 
@@ -35,29 +36,6 @@ ENTRY_POINT_GROUP = "pipeline_core"
 ONLY_ENV = "PIPELINE_CORE_PLUGINS"
 BLOCK_ENV = "PIPELINE_CORE_BLOCK_PLUGINS"
 TRACE_ENV = "PIPELINE_CORE_TRACE_HOOKS"
-
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """Where a loaded plugin came from, for ``pipeline plugins`` and error messages."""
-
-    name: str
-    source: str  # "builtin", "entry point", or "pipeline file"
-    version: str
-    distribution: str = ""
-
-
-@dataclass
-class Host:
-    """A plugin manager together with the registry its plugins filled."""
-
-    manager: pluggy.PluginManager
-    registry: Registry
-    plugins: dict[str, PluginInfo] = field(default_factory=dict)
-
-    @property
-    def hook(self) -> pluggy.HookRelay:
-        return self.manager.hook
 
 
 def _names_from_env(variable: str) -> set[str] | None:
@@ -74,12 +52,12 @@ def _project_version() -> str:
         return "0+unknown"
 
 
-def import_plugin(name: str, what: str) -> ModuleType:
-    """Import a plugin module, re-raising any failure as a :class:`PluginError` that names it."""
+def import_plugin(module: str, what: str, name: str = "") -> ModuleType:
+    """Import a plugin module, re-raising any failure as a :class:`PluginError` that names the plugin."""
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(module)
     except Exception as error:
-        raise PluginError(f"{what} {name!r} failed to import: {type(error).__name__}: {error}") from error
+        raise PluginError(f"{what} {name or module!r} failed to import: {type(error).__name__}: {error}") from error
 
 
 def _import_file(path: Path, reference: str) -> ModuleType:
@@ -100,7 +78,10 @@ def _import_file(path: Path, reference: str) -> ModuleType:
 
 
 def _load_local(reference: str, base_dir: Path) -> ModuleType:
-    """A TOML ``plugins`` entry: a ``.py`` path (relative to the TOML file) or a module name."""
+    """A TOML ``plugins`` entry: a ``.py`` path (relative to the TOML file), a module name, or an
+    optional built-in (``plugins.trackers.tensorboard``)."""
+    if builtins.is_builtin(reference):
+        return import_plugin(builtins.module_of(reference), "plugin module", reference)
     if reference.endswith(".py") or "/" in reference or os.sep in reference:
         path = Path(reference)
         path = path if path.is_absolute() else base_dir / path
@@ -115,7 +96,7 @@ def _load_local(reference: str, base_dir: Path) -> ModuleType:
 
 
 def _register(manager: pluggy.PluginManager, module: object, info: PluginInfo, host: Host) -> None:
-    if manager.get_plugin(info.name) is not None:
+    if manager.get_plugin(info.name) is not None or manager.is_registered(module):
         return  # the same module named twice (e.g. an entry point also listed in a TOML file)
     try:
         manager.register(module, name=info.name)
@@ -154,23 +135,29 @@ def build_host(
     base_dir: Path | None = None,
     source: str = "",
     disabled: Iterable[str] = (),
+    given: Iterable[object] = (),
 ) -> Host:
-    """A fresh plugin manager with built-ins, entry points and ``local_plugins``, and its registry.
+    """A fresh plugin manager with built-ins, entry points, ``local_plugins`` and ``given``, and its registry.
 
     ``local_plugins`` are ``.py`` paths (relative to ``base_dir``) or module names; ``disabled`` names
     built-in or entry-point plugins this host must not load. Both come from a pipeline file, named by
-    ``source`` in error messages."""
+    ``source`` in error messages. ``given`` are plugin objects (modules, or objects with ``@hookimpl``
+    methods) registered as they are, by :mod:`pipeline_core.testing`."""
     where = f"{source}: " if source else ""
-    from plugins import DEFAULT_PLUGINS
-
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     host = Host(manager, Registry())
-    only, blocked = _names_from_env(ONLY_ENV), (_names_from_env(BLOCK_ENV) or set()) | set(disabled)
     entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
-    known = [*DEFAULT_PLUGINS, *(ep.name for ep in entry_points)]
+    known = [*builtins.DEFAULT_PLUGINS, *(ep.name for ep in entry_points)]
+
+    def resolved(name: str) -> str:
+        """A plugin's name as loaded: an entry point by its own name, a built-in by any of its names."""
+        return name if name in known else builtins.canonical(name)
+
+    only = None if (listed := _names_from_env(ONLY_ENV)) is None else {resolved(name) for name in listed}
+    blocked = {resolved(name) for name in [*(_names_from_env(BLOCK_ENV) or ()), *disabled]}
     for name in disabled:
-        if name not in known:
+        if resolved(name) not in known:
             hint = suggest(name, known)
             raise PluginError(
                 f"{where}pipeline.disable_plugins: no plugin named {name!r}{'; ' + hint if hint else ''} (see `pipeline plugins`)"
@@ -180,43 +167,41 @@ def build_host(
         return name not in blocked and (only is None or name in only)
 
     version = _project_version()
-    for module_name in DEFAULT_PLUGINS:
-        if wanted(module_name):
-            module = import_plugin(module_name, "built-in plugin")
-            _register(manager, module, PluginInfo(module_name, "builtin", version, "pipeline-core"), host)
-
+    for name in filter(wanted, builtins.DEFAULT_PLUGINS):
+        module = import_plugin(builtins.module_of(name), "built-in plugin", name)
+        _register(manager, module, PluginInfo(name, "builtin", version, "pipeline-core"), host)
     for entry_point in entry_points:
-        if not wanted(entry_point.name):
-            continue
-        try:
-            plugin = entry_point.load()
-        except Exception as error:
-            raise PluginError(
-                f"plugin {entry_point.name!r} (entry point {entry_point.value!r}) failed to import: "
-                f"{type(error).__name__}: {error}"
-            ) from error
-        dist = entry_point.dist
-        info = PluginInfo(
-            entry_point.name,
-            "entry point",
-            dist.version if dist else "unknown",
-            dist.metadata["Name"] if dist else "",
-        )
-        _register(manager, plugin, info, host)
-
+        if wanted(entry_point.name):
+            _register(manager, _load_entry_point(entry_point), _entry_point_info(entry_point), host)
     for reference in local_plugins:
-        if reference in blocked:
-            continue
-        try:
-            module = _load_local(reference, base_dir or Path.cwd())
-        except PluginError as error:
-            raise PluginError(f"{where}pipeline.plugins: {error}") from error
-        _register(manager, module, PluginInfo(reference, "pipeline file", "local"), host)
+        if resolved(reference) not in blocked:
+            try:
+                module = _load_local(reference, base_dir or Path.cwd())
+            except PluginError as error:
+                raise PluginError(f"{where}pipeline.plugins: {error}") from error
+            _register(manager, module, PluginInfo(builtins.canonical(reference), "pipeline file", "local"), host)
+    for plugin in given:
+        _register(manager, plugin, PluginInfo(getattr(plugin, "__name__", None) or type(plugin).__name__, "given", "local"), host)
 
     _fill_registry(host)
     if _tracing():
         manager.add_hookcall_monitoring(_trace_call, lambda outcome, name, impls, kwargs: None)
     return host
+
+
+def _load_entry_point(entry_point: importlib.metadata.EntryPoint) -> object:
+    try:
+        return entry_point.load()
+    except Exception as error:
+        raise PluginError(
+            f"plugin {entry_point.name!r} (entry point {entry_point.value!r}) failed to import: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+
+def _entry_point_info(entry_point: importlib.metadata.EntryPoint) -> PluginInfo:
+    dist = entry_point.dist
+    return PluginInfo(entry_point.name, "entry point", dist.version if dist else "unknown", dist.metadata["Name"] if dist else "")
 
 
 def _short(value: object) -> str:

@@ -17,7 +17,8 @@ from pipeline_core.config import PipelineConfig, apply_overrides, plugin_referen
 from pipeline_core.context import RunContext
 from pipeline_core.distributed import Distributed, check_sync_batchnorm, join, leave
 from pipeline_core.errors import ConfigError, Interrupted
-from pipeline_core.plugins import Host, build_host
+from pipeline_core.host import Host
+from pipeline_core.plugins import build_host
 
 STATUS = "status.json"  # why a run folder without a manifest stopped, or that the run succeeded
 RUN_RECORD = "run.json"  # where the run came from: the pipeline file, its folder, the config hash

@@ -18,8 +18,8 @@ import jinja2
 from pipeline_core import RunContext, __version__, hookimpl
 from pipeline_core.artifacts import write_text
 from pipeline_core.model_summary import summarize
-from plugins.plots.figures import FOLDER as PLOTS_FOLDER
-from plugins.plots.figures import INDEX as PLOTS_INDEX
+from pipeline_core_plugins.plots.figures import FOLDER as PLOTS_FOLDER
+from pipeline_core_plugins.plots.figures import INDEX as PLOTS_INDEX
 
 TEMPLATES = Path(__file__).parent / "templates"
 

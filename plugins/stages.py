@@ -32,7 +32,7 @@ from pipeline_core.context import TrainingSummary
 from pipeline_core.distributed import synchronized_batchnorm
 from pipeline_core.evaluation import compute_metrics, scalars
 from pipeline_core.signals import stop_on_signals
-from pipeline_core.training import EarlyStopping, LoopSettings, Trainer, choose_threads
+from pipeline_core.training.trainer import EarlyStopping, LoopSettings, Trainer, choose_threads
 
 DEFAULT_METRICS = {
     "multiclass": ("loss", "accuracy", "f1", "confusion_matrix"),

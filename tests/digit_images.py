@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from plugins.datasets.idx import write_mnist
+from pipeline_core_plugins.datasets.idx import write_mnist
 
 
 def digit_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pipeline_core.export import ExportInfo, LoadedModel
-from plugins.exporters.onnx import onnx_exporter
+from pipeline_core_plugins.exporters.onnx import onnx_exporter
 
 
 class SingleRowPath(nn.Module):

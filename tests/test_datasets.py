@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from pipeline_core import ConfigError, DatasetContext
-from plugins.datasets.csv_file import csv_dataset
-from plugins.datasets.digits import digits
-from plugins.datasets.idx import idx_bytes, write_mnist
-from plugins.datasets.mnist import ScaleImages, mnist
-from plugins.datasets.synthetic import moons, random_regression, spiral_points, spirals
+from pipeline_core_plugins.datasets.csv_file import csv_dataset
+from pipeline_core_plugins.datasets.digits import digits
+from pipeline_core_plugins.datasets.idx import idx_bytes, write_mnist
+from pipeline_core_plugins.datasets.mnist import ScaleImages, mnist
+from pipeline_core_plugins.datasets.synthetic import moons, random_regression, spiral_points, spirals
 
 
 def _images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

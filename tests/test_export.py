@@ -17,9 +17,9 @@ from pipeline_core.errors import ConfigError, RunFailed
 from pipeline_core.export import ExportInfo, deployable
 from pipeline_core.runner import load_pipeline, run_pipeline
 from pipeline_core.verification import Tolerance, verify
-from plugins.exporters.onnx import onnx_exporter
-from plugins.exporters.torch_export import torch_export
-from plugins.exporters.torchscript import torchscript
+from pipeline_core_plugins.exporters.onnx import onnx_exporter
+from pipeline_core_plugins.exporters.torch_export import torch_export
+from pipeline_core_plugins.exporters.torchscript import torchscript
 
 from conftest import IRIS_FAST
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline_core import Predictions, RunFailed
-from plugins.metrics import accuracy, confusion_matrix, f1, mae, mse, precision, r2, recall
+from pipeline_core_plugins.metrics import accuracy, confusion_matrix, f1, mae, mse, precision, r2, recall
 
 # true classes 0 0 1 1 2 2, predicted 0 1 1 1 2 0
 LOGITS = torch.eye(3)[[0, 1, 1, 1, 2, 0]]

@@ -120,7 +120,7 @@ def test_pipeline_file_plugin_that_fails_to_import_is_named(write_pipeline, tmp_
 def test_duplicate_name_names_both_plugins(write_pipeline, tmp_path):
     (tmp_path / "clash.py").write_text(textwrap.dedent('''
         from pipeline_core import hookimpl
-        from plugins.datasets.iris import iris
+        from pipeline_core_plugins.datasets.iris import iris
 
         @hookimpl
         def register_datasets(register):

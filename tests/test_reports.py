@@ -18,7 +18,7 @@ from PIL import Image
 from pipeline_core.cli import cli
 from pipeline_core.errors import PluginError
 from pipeline_core.runner import load_pipeline, run_pipeline
-from plugins.datasets.idx import write_mnist
+from pipeline_core_plugins.datasets.idx import write_mnist
 
 from conftest import IRIS_FAST
 

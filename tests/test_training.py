@@ -12,7 +12,7 @@ from torch import nn
 from pipeline_core.data import Split
 from pipeline_core.errors import Interrupted, RunFailed
 from pipeline_core.signals import StopRequest
-from pipeline_core.training import DEFAULT_THREADS, EarlyStopping, LoopSettings, Trainer, choose_threads
+from pipeline_core.training.trainer import DEFAULT_THREADS, EarlyStopping, LoopSettings, Trainer, choose_threads
 
 
 def _problem(rows: int = 10):

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from pipeline_core.cli import cli
 from pipeline_core.runner import load_pipeline, run_pipeline
-from plugins.datasets.idx import write_mnist
+from pipeline_core_plugins.datasets.idx import write_mnist
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 SHORT = {

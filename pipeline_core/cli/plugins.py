@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from pipeline_core.config import plugin_references, read_toml
-from pipeline_core.plugins import Host, build_host
+from pipeline_core.host import Host
+from pipeline_core.plugins import build_host
 
 
 def describe(host: Host) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from pipeline_core import ConfigError, DataBundle, DatasetContext, Register, hookimpl
-from plugins.datasets.tabular import check_fractions, split_tabular
+from pipeline_core_plugins.datasets.tabular import check_fractions, split_tabular
 
 #: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20

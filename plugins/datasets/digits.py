@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from pipeline_core import DataBundle, DatasetContext, Register, hookimpl
-from plugins.datasets.tabular import check_fractions, split_tabular
+from pipeline_core_plugins.datasets.tabular import check_fractions, split_tabular
 
 
 def digits(

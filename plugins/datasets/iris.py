@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from pipeline_core import DataBundle, DatasetContext, Register, hookimpl
-from plugins.datasets.tabular import check_fractions, split_tabular
+from pipeline_core_plugins.datasets.tabular import check_fractions, split_tabular
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 

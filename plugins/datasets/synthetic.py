@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from pipeline_core import DataBundle, DatasetContext, DataSpec, Register, Split, hookimpl
-from plugins.datasets.tabular import check_fractions, split_tabular
+from pipeline_core_plugins.datasets.tabular import check_fractions, split_tabular
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 ValFraction = Annotated[float, Field(ge=0, lt=1)]

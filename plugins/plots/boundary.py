@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from pipeline_core import RunContext, hookimpl
-from plugins.plots import figures
+from pipeline_core_plugins.plots import figures
 
 RESOLUTION = 200
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline_core import RunContext, hookimpl
 from pipeline_core.evaluation import predict
-from plugins.plots import figures
+from pipeline_core_plugins.plots import figures
 
 
 @hookimpl

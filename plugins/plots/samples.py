@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline_core import RunContext, hookimpl
-from plugins.plots import figures
+from pipeline_core_plugins.plots import figures
 
 COUNT = 16
 

@@ -1,0 +1,62 @@
+"""The built-in plugins, by name. The core finds them by these strings and never imports them itself.
+
+They are ordinary plugins in the import package ``pipeline_core_plugins`` (the repository's
+``plugins/`` folder, installed under a name that belongs to this project alone). Users name them
+``plugins.<module>`` (``plugins.plots.boundary``), as they always have, in ``[pipeline]
+disable_plugins`` and ``plugins``, ``PIPELINE_CORE_PLUGINS`` and ``PIPELINE_CORE_BLOCK_PLUGINS``;
+the short ``plots.boundary`` and the module's own ``pipeline_core_plugins.plots.boundary`` name the
+same plugin.
+"""
+
+from __future__ import annotations
+
+PACKAGE = "pipeline_core_plugins"
+PREFIX = "plugins."
+
+#: Registered by every host, in this order (llm's ``DEFAULT_PLUGINS``, as names).
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.datasets.iris",
+    "plugins.datasets.synthetic",
+    "plugins.datasets.digits",
+    "plugins.datasets.mnist",
+    "plugins.datasets.csv_file",
+    "plugins.models.mlp",
+    "plugins.optimizers",
+    "plugins.schedulers",
+    "plugins.losses",
+    "plugins.metrics",
+    "plugins.exporters.torchscript",
+    "plugins.exporters.onnx",
+    "plugins.exporters.torch_export",
+    "plugins.stages",
+    "plugins.export_stage",
+    "plugins.progress",
+    "plugins.plots.curves",
+    "plugins.plots.confusion",
+    "plugins.plots.boundary",
+    "plugins.plots.samples",
+    "plugins.plots.regression",
+    "plugins.trackers.jsonl",
+    "plugins.report",
+)
+#: Shipped, but loaded only where a pipeline file lists them under ``[pipeline] plugins``.
+OPTIONAL_PLUGINS: tuple[str, ...] = ("plugins.trackers.tensorboard",)
+
+
+def canonical(name: str) -> str:
+    """A built-in's name (``plugins.plots.boundary``) for any of the names it goes by; any other
+    name as it is."""
+    for candidate in (name, PREFIX + name, PREFIX + name.removeprefix(PACKAGE + ".")):
+        if candidate in DEFAULT_PLUGINS or candidate in OPTIONAL_PLUGINS:
+            return candidate
+    return name
+
+
+def module_of(name: str) -> str:
+    """The module a built-in's name stands for: ``plugins.plots.boundary`` →
+    ``pipeline_core_plugins.plots.boundary``."""
+    return PACKAGE + "." + canonical(name).removeprefix(PREFIX)
+
+
+def is_builtin(name: str) -> bool:
+    return canonical(name) in DEFAULT_PLUGINS or canonical(name) in OPTIONAL_PLUGINS
