@@ -61,7 +61,7 @@ def pipeline_epoch(root: Path) -> tuple[float, int]:
     config, host = load_pipeline(ROOT / "pipelines" / "mnist.toml", overrides)
     with tempfile.TemporaryDirectory() as out:
         run = run_pipeline(config, host, out=Path(out) / "run", quiet=True)
-    return run.history[0]["seconds"], run.state["threads"]
+    return run.history[0]["seconds"], run.threads
 
 
 def main() -> None:

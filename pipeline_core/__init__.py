@@ -54,6 +54,11 @@ _EXPORTS = {
     "LRSchedule": "pipeline_core.training.trainer",
     "TrainingPlan": "pipeline_core.training.trainer",
     "Register": "pipeline_core.registry",
+    "class_indices": "pipeline_core.data",
+    "predict": "pipeline_core.evaluation",
+    "scalars": "pipeline_core.results",
+    "summarize": "pipeline_core.model_summary",
+    "RunFiles": "pipeline_core.artifacts",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

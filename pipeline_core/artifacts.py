@@ -24,13 +24,23 @@ from typing import Any
 
 from pipeline_core.errors import PipelineError
 
-MANIFEST = "manifest.json"
-#: Files of a run folder that the host and the built-in stages agree on.
-WEIGHTS = "weights.pt"  # the trained state dict (torch.load(..., weights_only=True))
-TRAINING = "training.json"  # what training actually did: epochs run, steps, early stop (TrainingSummary)
-METRICS = "metrics.json"
-HISTORY = "history.csv"
-EXPORT_REPORT = "export_report.json"
+#: Where run folders go unless ``--out`` or ``--artifacts`` says otherwise: ``<root>/<pipeline>/<timestamp>``.
+DEFAULT_ROOT = Path("artifacts")
+
+
+class RunFiles:
+    """The files of a run folder that the host and the stages agree on, by name."""
+
+    CONFIG = "config.toml"  # the resolved configuration, every default written out
+    RUN_RECORD = "run.json"  # where the run came from: the pipeline file, its folder, the config hash
+    STATUS = "status.json"  # why a run folder without a manifest stopped, or that the run succeeded
+    WEIGHTS = "weights.pt"  # the trained state dict (torch.load(..., weights_only=True))
+    TRAINING = "training.json"  # what training actually did: epochs run, steps, early stop (TrainingSummary)
+    HISTORY = "history.csv"  # one row per epoch
+    METRICS = "metrics.json"  # split → metric → value
+    EXPORT_REPORT = "export_report.json"  # per format: the export check
+    MANIFEST = "manifest.json"  # versions, provenance and the sha256 of every file; written last
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -66,6 +76,14 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_json(path: Path, value: Any) -> Path:
     return write_text(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file's object, or ``{}`` when it is missing or unreadable (a run folder stopped early)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -132,7 +150,7 @@ def write_manifest(run_dir: Path, extra: dict[str, Any]) -> Path:
     files = {}
     for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
         relative = path.relative_to(run_dir).as_posix()
-        if relative != MANIFEST:
+        if relative != RunFiles.MANIFEST:
             files[relative] = {"sha256": sha256(path), "bytes": path.stat().st_size}
     manifest = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -140,7 +158,7 @@ def write_manifest(run_dir: Path, extra: dict[str, Any]) -> Path:
         **extra,
         "files": files,
     }
-    return write_json(run_dir / MANIFEST, manifest)
+    return write_json(run_dir / RunFiles.MANIFEST, manifest)
 
 
 def replace_folder(source: Path, target: Path) -> Path:

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_core.artifacts import sha256, write_json, write_text
+from pipeline_core.results import scalars
 from pipeline_core_deploy import predict as deploy
 
 FORMAT = {"name": "pipeline-core-bundle", "version": 1}
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
-    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, float))
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in scalars(metrics).items())
     return f"| metric | value |\n|---|---|\n{rows}"
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -16,33 +16,20 @@ from pipeline_core.data import DataBundle
 from pipeline_core.distributed import SINGLE, Distributed
 from pipeline_core.errors import PipelineError
 from pipeline_core.host import Host
+from pipeline_core.plots import PlotIndex
+from pipeline_core.results import MetricValue, TrainingSummary
 
-
-@dataclass(frozen=True)
-class TrainingSummary:
-    """What training actually did, as opposed to what was configured: the model card and the ONNX
-    metadata state these (early stopping and resumed runs make them differ from ``train.epochs``)."""
-
-    epochs_configured: int
-    epochs_run: int
-    steps: int | None  # None: unknown (a run recorded before training.json existed)
-    stopped_early: bool = False
-    best_epoch: int = 0  # with early stopping and restore_best: the epoch whose weights were kept
-    monitor: str = ""  # what early stopping watched
-    resumed: bool = False  # continued from a checkpoint at least once
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainingSummary:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+State = TypeVar("State")
 
 
 @dataclass(repr=False)
 class RunContext:
-    """One pipeline run. Stages read and write it; plugins may keep their own state in ``state``."""
+    """One pipeline run. Stages read and write it; lifecycle hooks observe it.
+
+    Results are typed fields (``history``, ``training``, ``metrics``, ``export_report``, ``plots``,
+    ``threads``), so plugins share them without agreeing on string keys; a plugin's own per-run state
+    is :meth:`plugin_state`. Files go into the run folder through the ``write_*`` methods: atomically,
+    and only from the process that writes (rank 0 of a data-parallel run)."""
 
     config: PipelineConfig
     host: Host
@@ -53,11 +40,17 @@ class RunContext:
     distributed: Distributed = SINGLE  # this process's rank in a data-parallel job
     data: DataBundle | None = None
     model: nn.Module | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (on_epoch_end's metrics)
     training: TrainingSummary | None = None  # set by the train stage (or read back from training.json)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → metric → number or matrix
-    export_report: dict[str, dict[str, Any]] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # torch's intra-op threads, as the train stage chose them
+    metrics: dict[str, dict[str, MetricValue]] = field(default_factory=dict)  # split → metric → number or matrix
+    export_report: dict[str, dict[str, Any]] = field(default_factory=dict)  # format → its export check
+    state: dict[str, Any] = field(default_factory=dict)  # free-form, kept for plugins written before plugin_state
+    plots: PlotIndex = field(init=False)  # plots/<name>.png and plots/index.json
+    _plugin_states: dict[type, Any] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.plots = PlotIndex(self.run_dir, writes=self.is_main)
 
     def __repr__(self) -> str:
         return f"RunContext({self.config.name!r}, run_dir={str(self.run_dir)!r})"
@@ -77,6 +70,13 @@ class RunContext:
             raise PipelineError(f"stage {stage!r} needs a model: put 'build_model' before it in pipeline.stages")
         return self.model
 
+    def plugin_state(self, kind: type[State]) -> State:
+        """This run's instance of ``kind``, made with ``kind()`` on first use: a plugin's own per-run
+        state, typed, and never in module globals (a process may run several pipelines)."""
+        if kind not in self._plugin_states:
+            self._plugin_states[kind] = kind()
+        return self._plugin_states[kind]
+
     def path(self, name: str) -> Path:
         """A file in the run folder (parents created)."""
         target = self.run_dir / name
@@ -88,13 +88,25 @@ class RunContext:
         """True in a single-process run and on rank 0 of a data-parallel one: the process that writes."""
         return self.distributed.is_main
 
+    def write_file(self, name: str, write: Callable[[Path], None]) -> Path:
+        """Have ``write`` fill a temporary file, then put it in place as ``name`` in the run folder:
+        complete or absent, never half-written (``torch.save``, ``savefig``, ...). On ranks other
+        than 0 of a data-parallel run this writes nothing."""
+        target = self.run_dir / name
+        return artifacts.atomic_write(self.path(name), write) if self.is_main else target
+
     def write_text(self, name: str, text: str) -> Path:
-        """Write a file of the run folder atomically: complete or absent, never half-written.
-        On ranks other than 0 of a data-parallel run this writes nothing."""
+        """Write a text file of the run folder atomically (rank 0 only, like :meth:`write_file`)."""
         target = self.run_dir / name
         return artifacts.write_text(self.path(name), text) if self.is_main else target
 
     def write_json(self, name: str, value: Any) -> Path:
-        """Write a JSON file of the run folder atomically (rank 0 only, like :meth:`write_text`)."""
+        """Write a JSON file of the run folder atomically (rank 0 only, like :meth:`write_file`)."""
         target = self.run_dir / name
         return artifacts.write_json(self.path(name), value) if self.is_main else target
+
+    def write_csv(self, name: str, rows: list[dict[str, Any]]) -> Path:
+        """Write rows as a CSV file of the run folder atomically; columns are the union of the rows'
+        keys, in first-seen order (rank 0 only, like :meth:`write_file`)."""
+        target = self.run_dir / name
+        return artifacts.write_csv(self.path(name), rows) if self.is_main else target

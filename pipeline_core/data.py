@@ -80,6 +80,16 @@ class DataBundle:
                 raise ValueError(f"a data bundle needs a {required!r} split; it has {sorted(self.splits)}")
 
 
+def class_indices(outputs: torch.Tensor, task: Task) -> torch.Tensor:
+    """The class index of each row of a classifier's outputs: the argmax for multiclass, logit > 0
+    for binary (int64, shape (N,)). A regression model predicts values, not classes."""
+    if task == "multiclass":
+        return outputs.argmax(dim=1)
+    if task == "binary":
+        return (outputs > 0).long().view(-1)
+    raise ValueError("a regression model predicts values, not classes")
+
+
 @dataclass(frozen=True)
 class Predictions:
     """A model's outputs on one split, with the targets: what every metric is computed from."""
@@ -90,12 +100,8 @@ class Predictions:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def predicted_classes(self) -> torch.Tensor:
-        """Class index per row (argmax for multiclass, logit > 0 for binary)."""
-        if self.task == "multiclass":
-            return self.outputs.argmax(dim=1)
-        if self.task == "binary":
-            return (self.outputs > 0).long().view(-1)
-        raise ValueError("a regression model predicts values, not classes")
+        """Class index per row (argmax for multiclass, logit > 0 for binary): :func:`class_indices`."""
+        return class_indices(self.outputs, self.task)
 
     def true_classes(self) -> torch.Tensor:
         return self.targets.long().view(-1)

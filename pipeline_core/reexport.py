@@ -20,20 +20,12 @@ import tomli_w
 import torch
 
 from pipeline_core import artifacts
-from pipeline_core.artifacts import HISTORY, METRICS, TRAINING, WEIGHTS
+from pipeline_core.artifacts import RunFiles, read_json
 from pipeline_core.config import parse_override
-from pipeline_core.context import RunContext, TrainingSummary
+from pipeline_core.context import RunContext
 from pipeline_core.errors import ConfigError
-from pipeline_core.runner import (
-    RUN_RECORD,
-    STATUS,
-    load_run,
-    read_json,
-    resolve_device,
-    run_stage,
-    seed_everything,
-    write_run_manifest,
-)
+from pipeline_core.results import TrainingSummary
+from pipeline_core.runner import load_run, resolve_device, run_stage, seed_everything, write_run_manifest
 
 EXPORT_STAGE = "export"
 
@@ -56,7 +48,7 @@ def _history(path: Path) -> list[dict[str, float]]:
 
 
 def _training(run_dir: Path, history: list[dict[str, float]], configured: int) -> TrainingSummary:
-    recorded = read_json(run_dir / TRAINING)
+    recorded = read_json(run_dir / RunFiles.TRAINING)
     if recorded:
         return TrainingSummary.from_dict(recorded)
     return TrainingSummary(configured, int(history[-1]["epoch"]) if history else 0, None)  # a run from before training.json
@@ -66,14 +58,14 @@ def _restore(run: RunContext) -> None:
     """The trained weights into the rebuilt model; metrics, history and the training summary from disk."""
     model = run.require_model(EXPORT_STAGE)
     try:
-        model.load_state_dict(torch.load(run.run_dir / WEIGHTS, map_location=run.device, weights_only=True))
+        model.load_state_dict(torch.load(run.run_dir / RunFiles.WEIGHTS, map_location=run.device, weights_only=True))
     except (RuntimeError, ValueError, OSError) as error:
         raise ConfigError(
-            f"{run.run_dir / WEIGHTS} does not fit the model this pipeline builds now ({str(error).splitlines()[0]}); "
+            f"{run.run_dir / RunFiles.WEIGHTS} does not fit the model this pipeline builds now ({str(error).splitlines()[0]}); "
             "was the model plugin changed since the run? Re-export with the plugin version that trained it"
         ) from None
-    run.metrics = read_json(run.run_dir / METRICS)
-    run.history = _history(run.run_dir / HISTORY)
+    run.metrics = read_json(run.run_dir / RunFiles.METRICS)
+    run.history = _history(run.run_dir / RunFiles.HISTORY)
     run.training = _training(run.run_dir, run.history, run.config.train.epochs if run.config.train else 0)
 
 
@@ -91,13 +83,13 @@ def reexport(run_dir: Path, overrides: tuple[str, ...] = (), progress: str = "no
     run_dir = Path(run_dir)
     _check_overrides(overrides)
     config, host = load_run(run_dir, overrides)
-    status = read_json(run_dir / STATUS)
+    status = read_json(run_dir / RunFiles.STATUS)
     stages = list(config.pipeline.stages)
     if "train" not in stages:
         raise ConfigError(f"{run_dir}: the pipeline has no 'train' stage, so there are no trained weights to export")
-    if not (run_dir / WEIGHTS).is_file():
+    if not (run_dir / RunFiles.WEIGHTS).is_file():
         raise ConfigError(
-            f"{run_dir} has no {WEIGHTS}: its training did not finish ({_describe_status(status)}); "
+            f"{run_dir} has no {RunFiles.WEIGHTS}: its training did not finish ({_describe_status(status)}); "
             f"continue it with `pipeline run {run_dir} --resume`"
         )
     run = RunContext(config, host, run_dir, resolve_device(config.pipeline.device), progress=progress)
@@ -116,14 +108,14 @@ def _record(run: RunContext, status: dict[str, Any], overrides: tuple[str, ...])
     """After a passing re-export: the run's config (if it changed), status and manifest."""
     when = datetime.now(UTC).isoformat(timespec="seconds")
     if overrides:
-        artifacts.write_text(run.run_dir / "config.toml", tomli_w.dumps(run.config.resolved()))
-        record = read_json(run.run_dir / RUN_RECORD)
-        artifacts.write_json(run.run_dir / RUN_RECORD, {**record, "config_sha256": run.config.sha256()})
+        artifacts.write_text(run.run_dir / RunFiles.CONFIG, tomli_w.dumps(run.config.resolved()))
+        record = read_json(run.run_dir / RunFiles.RUN_RECORD)
+        artifacts.write_json(run.run_dir / RunFiles.RUN_RECORD, {**record, "config_sha256": run.config.sha256()})
     finished = status.get("status") == "succeeded" or status.get("stage") == EXPORT_STAGE
     if not finished:
         return  # a run that failed after its export stage keeps its failure; the new bundle is still sealed
-    artifacts.write_json(run.run_dir / STATUS, {"status": "succeeded", "stages": list(run.config.pipeline.stages), "reexported": when})
-    previous = read_json(run.run_dir / artifacts.MANIFEST)
+    artifacts.write_json(run.run_dir / RunFiles.STATUS, {"status": "succeeded", "stages": list(run.config.pipeline.stages), "reexported": when})
+    previous = read_json(run.run_dir / RunFiles.MANIFEST)
     reexports = [*previous.get("reexports", []), {"time": when, "overrides": list(overrides)}]
     write_run_manifest(run, {
         "resumed": previous.get("resumed", status.get("resumed", False)),

@@ -3,7 +3,6 @@ stage; continues an unfinished run from its last checkpoint."""
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -13,16 +12,13 @@ import tomli_w
 import torch
 
 from pipeline_core import artifacts
+from pipeline_core.artifacts import DEFAULT_ROOT, RunFiles, read_json
 from pipeline_core.config import PipelineConfig, apply_overrides, plugin_references, read_toml, validate
 from pipeline_core.context import RunContext
 from pipeline_core.distributed import Distributed, check_sync_batchnorm, join, leave
 from pipeline_core.errors import ConfigError, Interrupted
 from pipeline_core.host import Host
 from pipeline_core.plugins import build_host
-
-STATUS = "status.json"  # why a run folder without a manifest stopped, or that the run succeeded
-RUN_RECORD = "run.json"  # where the run came from: the pipeline file, its folder, the config hash
-DEFAULT_ARTIFACTS = Path("artifacts")  # also the CLI default
 
 
 def load_pipeline(path: Path, overrides: tuple[str, ...] = (), base_dir: Path | None = None) -> tuple[PipelineConfig, Host]:
@@ -39,20 +35,13 @@ def load_pipeline(path: Path, overrides: tuple[str, ...] = (), base_dir: Path | 
     return validate(raw, host.registry, path, text, overrides, base_dir), host
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def load_run(run_dir: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineConfig, Host]:
     """The config of an existing run folder, with relative paths resolved as when it started."""
-    if not (run_dir / "config.toml").is_file():
-        raise ConfigError(f"{run_dir} is not a run folder: it has no config.toml")
-    record = read_json(run_dir / RUN_RECORD)
+    if not (run_dir / RunFiles.CONFIG).is_file():
+        raise ConfigError(f"{run_dir} is not a run folder: it has no {RunFiles.CONFIG}")
+    record = read_json(run_dir / RunFiles.RUN_RECORD)
     base = Path(record["base_dir"]) if "base_dir" in record else run_dir
-    return load_pipeline(run_dir / "config.toml", overrides, base_dir=base)
+    return load_pipeline(run_dir / RunFiles.CONFIG, overrides, base_dir=base)
 
 
 def find_unfinished(artifacts_root: Path, name: str) -> Path:
@@ -60,7 +49,7 @@ def find_unfinished(artifacts_root: Path, name: str) -> Path:
     folder = artifacts_root / name
     runs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()), reverse=True) if folder.is_dir() else []
     for run_dir in runs:
-        if read_json(run_dir / STATUS).get("status") != "succeeded":
+        if read_json(run_dir / RunFiles.STATUS).get("status") != "succeeded":
             return run_dir
     raise ConfigError(f"--resume: no unfinished run of {name!r} under {folder} (every run there succeeded, or there is none)")
 
@@ -93,9 +82,9 @@ def seed_everything(seed: int) -> None:
 def _prepare_resume(config: PipelineConfig, run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise ConfigError(f"--resume: {run_dir} does not exist")
-    if read_json(run_dir / STATUS).get("status") == "succeeded":
+    if read_json(run_dir / RunFiles.STATUS).get("status") == "succeeded":
         raise ConfigError(f"--resume: {run_dir} already finished successfully; there is nothing to continue")
-    recorded = read_json(run_dir / RUN_RECORD).get("config_sha256")
+    recorded = read_json(run_dir / RunFiles.RUN_RECORD).get("config_sha256")
     if recorded is not None and recorded != config.sha256():
         raise ConfigError(
             f"--resume: the configuration differs from the one {run_dir} was started with; continue that run "
@@ -107,7 +96,7 @@ def run_pipeline(
     config: PipelineConfig,
     host: Host,
     out: Path | None = None,
-    artifacts_root: Path = DEFAULT_ARTIFACTS,
+    artifacts_root: Path = DEFAULT_ROOT,
     quiet: bool = False,
     progress: str = "auto",
     resume: bool = False,
@@ -163,21 +152,21 @@ def _run_as_main(
         run_dir = out
     else:
         run_dir = artifacts.new_run_dir(artifacts_root, config.name, out)
-        artifacts.write_json(run_dir / RUN_RECORD, {
+        artifacts.write_json(run_dir / RunFiles.RUN_RECORD, {
             "pipeline_file": str(config.source.resolve()),
             "base_dir": str(config.root.resolve()),
             "config_sha256": config.sha256(),
         })
-        artifacts.write_text(run_dir / "config.toml", tomli_w.dumps(config.resolved()))
+        artifacts.write_text(run_dir / RunFiles.CONFIG, tomli_w.dumps(config.resolved()))
     run = RunContext(config, host, run_dir, device, progress="none" if quiet else progress, resuming=resume, distributed=distributed)
-    artifacts.write_json(run.path(STATUS), {"status": "running", "resumed": resume})
+    artifacts.write_json(run.path(RunFiles.STATUS), {"status": "running", "resumed": resume})
     seed_everything(config.pipeline.seed)
 
     host.hook.before_pipeline(run=run)
     for stage in config.pipeline.stages:
         run_stage(run, stage)
     host.hook.after_pipeline(run=run)
-    artifacts.write_json(run.path(STATUS), {"status": "succeeded", "stages": list(config.pipeline.stages)})
+    artifacts.write_json(run.path(RunFiles.STATUS), {"status": "succeeded", "stages": list(config.pipeline.stages)})
     write_run_manifest(run, {"resumed": resume, "processes": distributed.world_size})
     if run_dir.parent.resolve() == (artifacts_root / config.name).resolve():
         artifacts.point_latest(run_dir)
@@ -194,7 +183,7 @@ def run_stage(run: RunContext, stage: str, record_failure: bool = True) -> None:
     except BaseException as error:
         if record_failure:
             status = "interrupted" if isinstance(error, (KeyboardInterrupt, Interrupted)) else "failed"
-            artifacts.write_json(run.path(STATUS), {"status": status, "stage": stage, "error": f"{type(error).__name__}: {error}"})
+            artifacts.write_json(run.path(RunFiles.STATUS), {"status": status, "stage": stage, "error": f"{type(error).__name__}: {error}"})
         hook.on_stage_error(run=run, stage=stage, error=error)
         raise
     hook.after_stage(run=run, stage=stage)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from pipeline_core import Exporter, ExportInfo, Register, RunContext, RunFailed, __version__, hookimpl
-from pipeline_core.artifacts import EXPORT_REPORT, replace_folder, versions, write_json
+from pipeline_core.artifacts import RunFiles, replace_folder, versions, write_json
 from pipeline_core.bundle import write_bundle
 from pipeline_core.export import PROBABILITIES, deployable, named_outputs
 from pipeline_core.verification import Tolerance, measure_noise, verify
@@ -74,7 +74,7 @@ def _reject(run: RunContext, staging: Path, failures: list[str]) -> None:
     staging.replace(failed)
     sealed = (run.run_dir / BUNDLE_DIR / MANIFEST).is_file()
     # the run's export_report.json describes bundle/: a failed re-export reports beside its files
-    write_json(failed / EXPORT_REPORT if sealed else run.path(EXPORT_REPORT), run.export_report)
+    write_json(failed / RunFiles.EXPORT_REPORT if sealed else run.path(RunFiles.EXPORT_REPORT), run.export_report)
     kept = f"the sealed {BUNDLE_DIR}/ from before is unchanged; " if sealed else ""
     raise RunFailed(
         "export check failed: " + " | ".join(failures) + f". The rejected files are in {failed}; {kept}the trained weights "
@@ -127,7 +127,7 @@ def export(run: RunContext) -> None:
     write_bundle(staging, info.metadata, run.export_report, info.metadata["training"])
     replace_folder(staging, run.run_dir / BUNDLE_DIR)
     shutil.rmtree(run.run_dir / FAILED, ignore_errors=True)
-    write_json(run.path(EXPORT_REPORT), run.export_report)
+    write_json(run.path(RunFiles.EXPORT_REPORT), run.export_report)
 
 
 @hookimpl

@@ -8,6 +8,7 @@ says the rest. ``"lines"`` prints about ten plain lines per run instead, for log
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -15,8 +16,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline_core import RunContext, hookimpl
 
-KEY = "plugins.progress"
 HIDDEN = ("epoch", "seconds", "lr")
+
+
+@dataclass
+class Display:
+    """This plugin's per-run state: the console, the mode it settled on, and the live bar while training."""
+
+    console: Console = field(default_factory=Console)
+    mode: str = ""  # "bar", "lines" or "none" once settled
+    bar: tuple[Progress, Any] | None = None
 
 
 def _describe(metrics: dict[str, float]) -> str:
@@ -25,54 +34,51 @@ def _describe(metrics: dict[str, float]) -> str:
     return "  ".join(shown + [speed])
 
 
-def _state(run: RunContext) -> dict[str, Any]:
-    """This plugin's per-run state: the console and the mode it settled on."""
-    state = run.state.setdefault(KEY, {})
-    if "mode" not in state:
-        console = Console()
-        mode = run.progress
-        if mode == "auto":
-            mode = "bar" if console.is_terminal else "none"
-        state.update(console=console, mode=mode)
-    return state
+def _display(run: RunContext) -> Display:
+    display = run.plugin_state(Display)
+    if not display.mode:
+        terminal = "bar" if display.console.is_terminal else "none"
+        display.mode = terminal if run.progress == "auto" else run.progress
+    return display
 
 
 @hookimpl
 def before_stage(run: RunContext, stage: str) -> None:
-    state = _state(run)
-    if state["mode"] == "none":
+    display = _display(run)
+    if display.mode == "none":
         return
     train = run.config.train
-    if stage == "train" and train is not None and state["mode"] == "bar":
+    if stage == "train" and train is not None and display.mode == "bar":
         progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=state["console"],
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=display.console,
         )
         progress.start()
-        state["bar"] = (progress, progress.add_task("", total=train.epochs))
+        display.bar = (progress, progress.add_task("", total=train.epochs))
     else:
-        state["console"].print(f"[dim]stage[/dim] {stage}", highlight=False)
+        display.console.print(f"[dim]stage[/dim] {stage}", highlight=False)
 
 
 @hookimpl
 def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
-    state = _state(run)
+    display = _display(run)
     train = run.config.train
-    if state["mode"] == "none" or train is None:
+    if display.mode == "none" or train is None:
         return
-    if "bar" in state:
-        progress, task = state["bar"]
+    if display.bar is not None:
+        progress, task = display.bar
         progress.update(task, completed=epoch, description=_describe(metrics))
         return
     every = max(1, train.epochs // 10)
     if epoch == 1 or epoch % every == 0 or epoch == train.epochs:
-        state["console"].print(f"  epoch {epoch:>{len(str(train.epochs))}}/{train.epochs}  {_describe(metrics)}", highlight=False)
+        display.console.print(f"  epoch {epoch:>{len(str(train.epochs))}}/{train.epochs}  {_describe(metrics)}", highlight=False)
 
 
 def _stop_bar(run: RunContext) -> None:
-    bar = _state(run).pop("bar", None)
-    if bar is not None:
-        bar[0].stop()
+    display = _display(run)
+    if display.bar is not None:
+        display.bar[0].stop()
+        display.bar = None
 
 
 @hookimpl

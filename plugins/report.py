@@ -8,18 +8,13 @@ checks, the model summary and the resolved configuration. It runs after every ot
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from pipeline_core import RunContext, __version__, hookimpl
-from pipeline_core.artifacts import write_text
-from pipeline_core.model_summary import summarize
-from pipeline_core_plugins.plots.figures import FOLDER as PLOTS_FOLDER
-from pipeline_core_plugins.plots.figures import INDEX as PLOTS_INDEX
+from pipeline_core import RunContext, RunFiles, __version__, hookimpl, scalars, summarize
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -30,19 +25,16 @@ def _environment() -> jinja2.Environment:
 
 def render(run: RunContext) -> str:
     """The report's HTML for ``run``."""
-    scalars: dict[str, dict[str, float]] = {}
+    numbers: dict[str, dict[str, float]] = {}
     matrices: dict[str, Any] = {}
     for split, values in run.metrics.items():
-        scalars[split] = {name: value for name, value in values.items() if isinstance(value, float)}
+        numbers[split] = scalars(values)
         if isinstance(values.get("confusion_matrix"), list):
             matrices[split] = values["confusion_matrix"]
-    metric_names = sorted({name for values in scalars.values() for name in values})
-    index = run.run_dir / PLOTS_FOLDER / PLOTS_INDEX  # on disk: a re-export reports the plots its run drew
-    entries = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else {}
-    plots = [
-        {"title": entry["title"], "data": base64.b64encode((run.run_dir / entry["file"]).read_bytes()).decode("ascii")}
-        for entry in entries.values()
-        if (run.run_dir / entry["file"]).is_file()
+    metric_names = sorted({name for values in numbers.values() for name in values})
+    plots = [  # as recorded on disk: a re-export reports the plots its run drew
+        {"title": plot.title, "data": base64.b64encode((run.run_dir / plot.file).read_bytes()).decode("ascii")}
+        for plot in run.plots.recorded().values()
     ]
     summary = "no model was built"
     if run.model is not None and run.data is not None:
@@ -57,16 +49,16 @@ def render(run: RunContext) -> str:
         device=str(run.device),
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         metric_names=metric_names,
-        scalar_metrics=scalars,
+        scalar_metrics=numbers,
         matrices=matrices,
         plots=plots,
         exports=run.export_report,
         model_summary=summary,
-        config=(run.run_dir / "config.toml").read_text(encoding="utf-8"),
+        config=(run.run_dir / RunFiles.CONFIG).read_text(encoding="utf-8"),
         producer=f"pipeline-core {__version__}",
     )
 
 
 @hookimpl(trylast=True)
 def after_pipeline(run: RunContext) -> None:
-    write_text(run.path("report.html"), render(run))
+    run.write_text("report.html", render(run))

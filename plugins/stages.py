@@ -26,11 +26,11 @@ from pipeline_core import (
     checkpoint,
     hookimpl,
 )
-from pipeline_core.artifacts import HISTORY, METRICS, TRAINING, WEIGHTS, atomic_write, write_csv, write_json
+from pipeline_core.artifacts import RunFiles, atomic_write, write_csv, write_json
 from pipeline_core.config import ComponentConfig
-from pipeline_core.context import TrainingSummary
 from pipeline_core.distributed import synchronized_batchnorm
 from pipeline_core.evaluation import compute_metrics, scalars
+from pipeline_core.results import TrainingSummary
 from pipeline_core.signals import stop_on_signals
 from pipeline_core.training.trainer import EarlyStopping, LoopSettings, Trainer, choose_threads
 
@@ -125,7 +125,7 @@ def train(run: RunContext) -> None:
         settings.clip_grad_norm, settings.precision,
     )
     rows_per_step = min(batch or len(train_split), len(train_split)) // run.distributed.world_size
-    run.state["threads"] = choose_threads(model, run.device, run.config.pipeline.threads, max(1, rows_per_step), run.distributed.local_world_size)
+    run.threads = choose_threads(model, run.device, run.config.pipeline.threads, max(1, rows_per_step), run.distributed.local_world_size)
     plan = TrainingPlan(settings.epochs, loop.steps_per_epoch(len(train_split)))
     schedule = run.create(settings.scheduler, optimizer, plan) if settings.scheduler else None
     validation = data.splits.get("validation")
@@ -169,15 +169,15 @@ def train(run: RunContext) -> None:
             ) from None
         finally:
             if run.history and run.is_main:
-                write_csv(run.path(HISTORY), run.history)
+                write_csv(run.path(RunFiles.HISTORY), run.history)
     stopping = settings.early_stopping
     run.training = TrainingSummary(
         settings.epochs, state.epoch, state.step, state.stopped_early, state.best_epoch,
         stopping.monitor if stopping else "", payload is not None,
     )
     if run.is_main:
-        atomic_write(run.path(WEIGHTS), lambda temp: torch.save(model.state_dict(), temp))
-        write_json(run.path(TRAINING), run.training.as_dict())
+        atomic_write(run.path(RunFiles.WEIGHTS), lambda temp: torch.save(model.state_dict(), temp))
+        write_json(run.path(RunFiles.TRAINING), run.training.as_dict())
 
 
 def evaluate(run: RunContext) -> None:
@@ -191,7 +191,7 @@ def evaluate(run: RunContext) -> None:
     for name in ordered:
         split = data.splits[name].to(run.device)
         run.metrics[name] = compute_metrics(run.host.registry, metrics, model, split, data.spec.task, loss_fn)
-    write_json(run.path(METRICS), run.metrics)
+    write_json(run.path(RunFiles.METRICS), run.metrics)
 
 
 @hookimpl

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import click
 
+from pipeline_core.artifacts import DEFAULT_ROOT
 from pipeline_core.cli.options import overrides
 from pipeline_core.errors import ConfigError
-
-DEFAULT_ARTIFACTS = Path("artifacts")
 
 
 @click.command()
 @click.argument("target", metavar="PIPELINE_FILE|RUN_FOLDER", type=click.Path(path_type=Path))
 @overrides
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Run folder (default: artifacts/<name>/<timestamp>).")
-@click.option("--artifacts", "artifacts_root", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ARTIFACTS, show_default=True, help="Where timestamped run folders go.")
+@click.option("--artifacts", "artifacts_root", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ROOT, show_default=True, help="Where timestamped run folders go.")
 @click.option("--resume", is_flag=True, help="Continue an unfinished run from its last checkpoint: RUN_FOLDER, --out DIR, or the newest unfinished run of PIPELINE_FILE.")
 @click.option("--progress", type=click.Choice(["auto", "bar", "lines", "none"]), default="auto", show_default=True, help="auto: a live bar on a terminal, quiet otherwise.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -11,22 +10,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from pipeline_core.artifacts import DEFAULT_ROOT, RunFiles, read_json
 from pipeline_core.errors import ConfigError
+from pipeline_core.results import scalars_by_split
 
-DEFAULT_ARTIFACTS = Path("artifacts")
 HEADLINE = ("accuracy", "f1", "loss", "mse", "r2")
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _config(folder: Path) -> dict[str, Any]:
     """The run's resolved configuration; a damaged file is named, not a traceback."""
-    path = folder / "config.toml"
+    path = folder / RunFiles.CONFIG
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
@@ -37,17 +30,13 @@ def _run_folders(root: Path, name: str | None) -> list[Path]:
     pipelines = [root / name] if name else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     return [
         run for folder in pipelines if folder.is_dir()
-        for run in sorted(folder.iterdir()) if run.is_dir() and not run.is_symlink() and (run / "config.toml").exists()
+        for run in sorted(folder.iterdir()) if run.is_dir() and not run.is_symlink() and (run / RunFiles.CONFIG).exists()
     ]
-
-
-def _scalars(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
-    return {split: {k: v for k, v in values.items() if isinstance(v, (int, float))} for split, values in metrics.items()}
 
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--artifacts", "root", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ARTIFACTS, show_default=True)
+@click.option("--artifacts", "root", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ROOT, show_default=True)
 def runs(name: str | None, root: Path) -> None:
     """List past runs (of pipeline NAME) with their status and test metrics."""
     folders = _run_folders(root, name)
@@ -55,8 +44,8 @@ def runs(name: str | None, root: Path) -> None:
         raise ConfigError(f"no runs{f' of {name!r}' if name else ''} under {root}")
     table = Table("run", "status", "test metrics", "seed", title=f"runs in {root}")
     for folder in folders:
-        status = _json(folder / "status.json").get("status", "unknown")
-        test = _scalars(_json(folder / "metrics.json")).get("test", {})
+        status = read_json(folder / RunFiles.STATUS).get("status", "unknown")
+        test = scalars_by_split(read_json(folder / RunFiles.METRICS)).get("test", {})
         shown = "  ".join(f"{k} {test[k]:.4f}" for k in HEADLINE if k in test)
         try:
             seed = _config(folder).get("pipeline", {}).get("seed", "")
@@ -83,10 +72,10 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def compare(first: Path, second: Path) -> None:
     """Metrics and configuration differences of two run folders, side by side."""
     for folder in (first, second):
-        if not (folder / "config.toml").is_file():
-            raise ConfigError(f"{folder} is not a run folder (no config.toml)")
+        if not (folder / RunFiles.CONFIG).is_file():
+            raise ConfigError(f"{folder} is not a run folder (no {RunFiles.CONFIG})")
     console = Console(width=max(120, Console().width))
-    metrics = [_scalars(_json(folder / "metrics.json")) for folder in (first, second)]
+    metrics = [scalars_by_split(read_json(folder / RunFiles.METRICS)) for folder in (first, second)]
     table = Table("split", "metric", str(first), str(second), "difference", title="metrics")
     for split in sorted(set(metrics[0]) | set(metrics[1])):
         names = sorted(set(metrics[0].get(split, {})) | set(metrics[1].get(split, {})))

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from pipeline_core.results import scalars_by_split
+
 if TYPE_CHECKING:
     from pipeline_core.context import RunContext
 
@@ -14,9 +16,10 @@ if TYPE_CHECKING:
 def print_summary(run: RunContext, seconds: float) -> None:
     console = Console()
     if run.metrics:
-        names = sorted({name for values in run.metrics.values() for name, v in values.items() if isinstance(v, float)})
+        metrics = scalars_by_split(run.metrics)
+        names = sorted({name for values in metrics.values() for name in values})
         table = Table("split", *names, title=f"{run.config.name}: metrics")
-        for split, values in run.metrics.items():
+        for split, values in metrics.items():
             table.add_row(split, *(f"{values[name]:.4f}" if name in values else "" for name in names))
         console.print(table)
     if run.export_report:

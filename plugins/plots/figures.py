@@ -1,4 +1,5 @@
-"""Shared by the plot plugins: a headless matplotlib, atomic PNG writes, and ``plots/index.json``."""
+"""Shared by the plot plugins: a headless matplotlib, a figure's PNG into ``run.plots``, and the
+model's classes for some inputs."""
 
 from __future__ import annotations
 
@@ -11,13 +12,7 @@ matplotlib.use("Agg")  # no display: plots are files
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline_core import RunContext  # noqa: E402
-from pipeline_core.artifacts import atomic_write, write_json  # noqa: E402
-from pipeline_core.evaluation import predict  # noqa: E402
-
-FOLDER = "plots"
-INDEX = "index.json"
-KEY = "plugins.plots"
+from pipeline_core import RunContext, class_indices, predict  # noqa: E402
 
 
 def figure(columns: int = 1, rows: int = 1, width: float = 5.0, height: float = 4.0) -> tuple[Any, Any]:
@@ -26,20 +21,16 @@ def figure(columns: int = 1, rows: int = 1, width: float = 5.0, height: float = 
 
 def save(run: RunContext, name: str, fig: Any, title: str, data: dict[str, Any]) -> None:
     """Write ``plots/<name>.png`` atomically and record it, with ``data``, in ``plots/index.json``."""
-    path = run.path(f"{FOLDER}/{name}.png")
     try:
-        atomic_write(path, lambda temp: fig.savefig(temp, format="png", dpi=100, bbox_inches="tight"))
+        run.plots.add(name, lambda temp: fig.savefig(temp, format="png", dpi=100, bbox_inches="tight"), title, data)
     finally:
         plt.close(fig)
-    index = run.state.setdefault(KEY, {})
-    index[name] = {"file": f"{FOLDER}/{name}.png", "title": title, "data": data}
-    write_json(run.path(f"{FOLDER}/{INDEX}"), index)
 
 
 def predicted_classes(run: RunContext, inputs: torch.Tensor) -> torch.Tensor:
     """Class index per row from the run's model (argmax, or logit > 0 for one logit)."""
-    outputs = predict(run.model, inputs.to(run.device)).cpu()  # type: ignore[arg-type]
-    return (outputs > 0).long().view(-1) if run.data.spec.task == "binary" else outputs.argmax(dim=1)  # type: ignore[union-attr]
+    outputs = predict(run.require_model("plots"), inputs.to(run.device)).cpu()
+    return class_indices(outputs, run.require_data("plots").spec.task)
 
 
 def evaluated_split(run: RunContext) -> str:

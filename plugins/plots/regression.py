@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline_core import RunContext, hookimpl
-from pipeline_core.evaluation import predict
+from pipeline_core import RunContext, hookimpl, predict
 from pipeline_core_plugins.plots import figures
 
 

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from pipeline_core import RunContext, hookimpl
+from pipeline_core import RunContext, hookimpl, scalars
 
 FILE = "events.jsonl"
 
@@ -46,5 +46,4 @@ def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None
 
 @hookimpl
 def after_pipeline(run: RunContext) -> None:
-    scalars = {split: {k: v for k, v in values.items() if isinstance(v, float)} for split, values in run.metrics.items()}
-    _append(run, "pipeline_end", metrics=scalars)
+    _append(run, "pipeline_end", metrics={split: scalars(values) for split, values in run.metrics.items()})

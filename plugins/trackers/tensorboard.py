@@ -5,9 +5,10 @@ Opt-in: list ``"plugins.trackers.tensorboard"`` under ``[pipeline] plugins`` and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core import PluginError, RunContext, hookimpl
+from pipeline_core import PluginError, RunContext, hookimpl, scalars
 
 try:
     from torch.utils.tensorboard import SummaryWriter
@@ -16,18 +17,27 @@ except ImportError as error:  # the extra is not installed
         "the tensorboard tracker needs the tensorboard package: pip install -e '.[tensorboard]'"
     ) from error
 
-KEY = "plugins.trackers.tensorboard"
 
+@dataclass
+class Writer:
+    """This run's event-file writer, open from the first epoch to the end of the run."""
 
-def _writer(run: RunContext) -> Any:
-    if KEY not in run.state:
-        run.state[KEY] = SummaryWriter(log_dir=str(run.path("tensorboard/.keep").parent))
-    return run.state[KEY]
+    writer: Any = None
+
+    def open(self, run: RunContext) -> Any:
+        if self.writer is None:
+            self.writer = SummaryWriter(log_dir=str(run.path("tensorboard/.keep").parent))
+        return self.writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 @hookimpl
 def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
-    writer = _writer(run)
+    writer = run.plugin_state(Writer).open(run)
     for name, value in metrics.items():
         if name != "epoch":
             writer.add_scalar(name.replace("_", "/", 1) if name.startswith(("train_", "val_")) else name, value, epoch)
@@ -35,17 +45,14 @@ def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None
 
 @hookimpl
 def after_pipeline(run: RunContext) -> None:
-    writer = _writer(run)
+    state = run.plugin_state(Writer)
+    writer = state.open(run)
     for split, values in run.metrics.items():
-        for name, value in values.items():
-            if isinstance(value, float):
-                writer.add_scalar(f"final/{split}/{name}", value, 0)
-    writer.close()
-    run.state.pop(KEY, None)
+        for name, value in scalars(values).items():
+            writer.add_scalar(f"final/{split}/{name}", value, 0)
+    state.close()
 
 
 @hookimpl
 def on_stage_error(run: RunContext, stage: str, error: BaseException) -> None:
-    writer = run.state.pop(KEY, None)
-    if writer is not None:
-        writer.close()
+    run.plugin_state(Writer).close()
