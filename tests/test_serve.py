@@ -372,7 +372,11 @@ def test_metrics_and_access_log(server):
     assert f'pipeline_serve_request_duration_seconds_bucket{{endpoint="infer",le="0.001",model="{NAME}",version="1"}}' in text
     assert f'pipeline_serve_batch_size_bucket{{le="1.0",model="{NAME}",version="1"}}' in text
     assert f'pipeline_serve_queue_depth{{model="{NAME}",version="1"}} 0.0' in text
-    assert f'"POST /v2/models/{NAME}/versions/1/infer HTTP/1.1" 200' in server.output()
+    line = f'"POST /v2/models/{NAME}/versions/1/infer HTTP/1.1" 200'
+    deadline = time.monotonic() + 30  # the access log is flushed in blocks, every half second
+    while line not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert line in server.output()
 
 
 def _infer_in_thread(url: str, results: list, index: int) -> threading.Thread:

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -139,7 +139,7 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
         decoded = decode_infer(document, binary, model.input, model.outputs)
         rows = model.check(decoded.array, f"input {model.input.name!r}")
         outputs = await model.infer(rows)
-        body, header_length = encode_infer(model.name, model.version, replace(decoded, array=rows), outputs)
+        body, header_length = encode_infer(model.name, model.version, decoded, outputs)
         headers = {HEADER_LENGTH: str(header_length)} if header_length is not None else None
         media = "application/octet-stream" if header_length is not None else "application/json"
         return Response(body, media_type=media, headers=headers)
@@ -178,20 +178,18 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
                         await model.batcher.stop()
 
     model_path, version_path = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
-    routes = [
+    # the hot routes first: Starlette tries routes in order, and each try is a regular expression
+    routes = [Route(f"{prefix}/{action}", handler, methods=["POST"])
+              for action, handler in (("infer", infer), ("predict", predict_rows)) for prefix in (model_path, version_path)]
+    routes += [
         Route("/v2", server_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/metrics", metrics_endpoint),
     ]
     for prefix in (model_path, version_path):
-        routes += [
-            Route(prefix, model_metadata),
-            Route(f"{prefix}/ready", model_ready),
-            Route(f"{prefix}/config", model_config),
-            Route(f"{prefix}/infer", infer, methods=["POST"]),
-            Route(f"{prefix}/predict", predict_rows, methods=["POST"]),
-        ]
+        routes += [Route(prefix, model_metadata), Route(f"{prefix}/ready", model_ready), Route(f"{prefix}/config", model_config)]
+
     async def no_route(request: Request, error: Exception) -> Response:  # unknown paths and methods: the protocol's error shape too
         status = error.status_code if isinstance(error, HTTPException) else 500
         return _error(status, f"{request.method} {request.url.path}: {getattr(error, 'detail', 'error')}; see GET /v2 and /v2/models/{{name}}")

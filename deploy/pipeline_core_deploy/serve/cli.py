@@ -22,25 +22,6 @@ from pipeline_core_deploy.predict import DeployError
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-def logging_config(level: str, access_log: bool) -> dict[str, Any]:
-    """Server messages on stderr; the access log (one line per request) on stdout."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(message)s"}, "access": {"format": "%(asctime)s %(message)s"}},
-        "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
-            "stdout": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
-        },
-        "loggers": {
-            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},  # ours has the latency
-            "pipeline_core_deploy": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "pipeline_core_deploy.access": {"handlers": ["stdout"] if access_log else [], "level": "INFO", "propagate": False},
-        },
-    }
-
-
 def _describe(model: Any) -> str:
     b = model.batching
     batching = (f"dynamic batching up to {b.max_batch_size} rows, delay {b.max_queue_delay_us} µs, queue {b.max_queue_size}, "
@@ -75,7 +56,7 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     """
     import uvicorn
 
-    from pipeline_core_deploy.serve import config, models
+    from pipeline_core_deploy.serve import config, logs, models
     from pipeline_core_deploy.serve.app import ServerSettings, create_app
 
     flags = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us, "max_queue_size": max_queue_size,
@@ -85,7 +66,7 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     except DeployError as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(error.exit_code) from None
-    logging.config.dictConfig(logging_config(log_level, access_log))
+    logs.configure(log_level, access_log)
     log = logging.getLogger("pipeline_core_deploy.serve")
     for model in repository:
         log.info("%s", _describe(model))

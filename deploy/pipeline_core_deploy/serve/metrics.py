@@ -50,10 +50,15 @@ class Metrics:
         self.queue_depth = Gauge(
             "pipeline_serve_queue_depth", "Requests waiting for a batch", ("model", "version"), registry=self.registry,
         )
+        self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, model: str, version: str, endpoint: str, code: int, seconds: float) -> None:
-        self.requests.labels(model, version, endpoint, str(code)).inc()
-        self.latency.labels(model, version, endpoint).observe(seconds)
+        key = (model, version, endpoint, code)
+        children = self._children.get(key)
+        if children is None:  # label lookups cost more than the update; the label sets are few and bounded
+            children = self._children[key] = (self.requests.labels(model, version, endpoint, str(code)), self.latency.labels(model, version, endpoint))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observer(self, model: str, version: str) -> Observer:
         """What one model's batcher reports to."""
