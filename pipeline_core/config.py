@@ -1,9 +1,10 @@
 """TOML → a validated, typed pipeline config.
 
-Everything is checked before any data is loaded: the host's own sections against their schemas,
-every component ``name`` against the registry, and every component's options against its typed
-signature. All problems are gathered and reported together, each with the file, the line where
-possible, the dotted key path, what was expected, and the closest valid name.
+Everything is checked before any data is loaded, by one pydantic model, :class:`PipelineConfig`,
+validated with the registry in its context: the host's own sections against their schemas, every
+component ``name`` against the registry, and every component's options against its typed signature.
+All problems are gathered and reported together, each with the file, the line where possible, the
+dotted key path, what was expected, and the closest valid name.
 """
 
 from __future__ import annotations
@@ -11,133 +12,119 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pydantic
-from pydantic import AfterValidator, Field
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
 from pipeline_core.errors import ConfigError
 from pipeline_core.options import STRICT, Problem, Schema, suggest, to_plain
 from pipeline_core.registry import Registry
+from pipeline_core.sections import (
+    PROBLEM,
+    ComponentConfig,
+    EvaluateSection,
+    ExportSection,
+    Found,
+    PipelineSection,
+    TrainSection,
+    check_component,
+    component,
+    problem,
+    problems,
+    registry_of,
+    required_table,
+    stages_in,
+)
 from pipeline_core.toml_lines import key_lines, line_of
 
-DEFAULT_STAGES = ("load_data", "build_model", "train", "evaluate", "export")
-#: The section a built-in stage reads; a stage in the list makes its section required.
-STAGE_SECTIONS = {"load_data": "data", "build_model": "model", "train": "train"}
-SECTIONS = ("pipeline", "data", "model", "train", "evaluate", "export", "stages")
+#: ``[data]`` and ``[model]``: components, required when the stage that reads them runs
+DATA = component("dataset", "missing section [data] (stage 'load_data' needs it; choose one of: {names})", "load_data")
+MODEL = component("model", "missing section [model] (stage 'build_model' needs it; choose one of: {names})", "build_model")
 
 
-def _device(value: str) -> str:
-    head, _, index = value.partition(":")
-    if value in ("auto", "cpu", "cuda", "mps") or (head == "cuda" and index.isdigit()):
-        return value
-    raise ValueError("expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+class PipelineConfig(pydantic.BaseModel):
+    """A validated pipeline file: typed sections, chosen components, and where it came from.
 
+    ``PipelineConfig.model_validate(table, context={"registry": registry})`` validates a parsed file
+    (:func:`validate` adds file names, lines and ``--set`` blame to the messages)."""
 
-@dataclass(frozen=True)
-class ComponentConfig:
-    """A component chosen in the TOML file: its kind, its name and its validated options."""
-
-    kind: str
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def as_table(self) -> dict[str, Any]:
-        return {"name": self.name, **to_plain(self.options)}
-
-
-class PipelineSection(pydantic.BaseModel):
     model_config = STRICT
-    name: str = ""
-    description: str = ""
-    seed: int = 0
-    stages: list[str] = list(DEFAULT_STAGES)
-    plugins: list[str] = []
-    disable_plugins: list[str] = []  # built-in or entry-point plugins to leave out of this pipeline
-    device: Annotated[str, AfterValidator(_device)] = "cpu"
-    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    pipeline: PipelineSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    data: Annotated[ComponentConfig | None, DATA] = Field(None, validate_default=True)
+    model: Annotated[ComponentConfig | None, MODEL] = Field(None, validate_default=True)
+    train: TrainSection | None = Field(None, validate_default=True)
+    evaluate: EvaluateSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    export: ExportSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict, validation_alias="stages", validate_default=True)
 
+    _source: Path = PrivateAttr(Path("pipeline.toml"))
+    _overrides: tuple[str, ...] = PrivateAttr(())
+    _base_dir: Path | None = PrivateAttr(None)
 
-class EarlyStoppingSection(pydantic.BaseModel):
-    model_config = STRICT
-    monitor: str = "val_loss"
-    mode: Literal["auto", "min", "max"] = "auto"  # auto: max for accuracy, f1, precision, recall, r2
-    patience: Annotated[int, Field(ge=1)] = 10
-    min_delta: Annotated[float, Field(ge=0)] = 0.0
-    restore_best: bool = True
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _pipeline_table(cls, value: Any, info: ValidationInfo) -> Any:
+        value = required_table("pipeline", value)
+        return {"name": (info.context or {}).get("default_name", ""), **value}
 
+    @field_validator("train", mode="before")
+    @classmethod
+    def _train_table(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and "train" in stages_in(info):
+            raise problem("missing section [train] (stage 'train' needs epochs, batch_size, optimizer and loss)")
+        return value if value is None else required_table("train", value)
 
-class TrainSection(pydantic.BaseModel):
-    model_config = STRICT
-    epochs: Annotated[int, Field(ge=1)]
-    batch_size: Annotated[int, Field(ge=1)] | Literal["full"]
-    shuffle: bool = True
-    drop_last: bool = False
-    accumulate_batches: Annotated[int, Field(ge=1)] = 1
-    clip_grad_norm: Annotated[float, Field(gt=0)] | None = None
-    precision: Literal["32", "bf16", "fp16"] = "32"
-    compile: bool = False
-    compile_backend: str = "inductor"
-    # a checkpoint every N epochs (0: none by count), and whenever this many seconds passed since the
-    # last one; always one at the end. Short runs of fast epochs pay for one checkpoint, long runs lose
-    # at most a minute of work.
-    strategy: Literal["single", "ddp"] = "single"  # ddp: DistributedDataParallel over several processes
-    nproc_per_node: Annotated[int, Field(ge=1)] = 1  # processes `pipeline run` starts on this node for ddp
-    sync_batchnorm: bool = False  # ddp on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
-    checkpoint_every: Annotated[int, Field(ge=0)] = 0
-    checkpoint_seconds: Annotated[float, Field(gt=0)] = 60.0
-    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
-    optimizer: ComponentConfig
-    loss: ComponentConfig
-    scheduler: ComponentConfig | None = None
-    early_stopping: EarlyStoppingSection | None = None
+    @field_validator("evaluate", "export", mode="before")
+    @classmethod
+    def _tables(cls, value: Any, info: ValidationInfo) -> Any:
+        return required_table(str(info.field_name), value)
 
+    @field_validator("stage_options", mode="plain")
+    @classmethod
+    def _stage_options(cls, value: Any, info: ValidationInfo) -> dict[str, dict[str, Any]]:
+        """``[stages.<name>]`` tables: the options of every listed stage, checked against its signature."""
+        registry = registry_of(info)
+        value = required_table("stages", value)
+        found: Found = []
+        options: dict[str, dict[str, Any]] = {}
+        for name, table in value.items():
+            if name not in registry.components["stage"]:
+                found.append(((name,), problem(registry.unknown_message("stage", name))))
+            elif not isinstance(table, dict):
+                found.append(((name,), problem(f"expected a table of options for stage {name!r}, got {table!r}")))
+            else:
+                options[name] = table
+        for name in stages_in(info):
+            if name in registry.components["stage"]:
+                stage, errors = check_component("stage", {**options.get(name, {}), "name": name}, registry)
+                found += [((name, *path), error) for path, error in errors]
+                if stage is not None and stage.options:
+                    options[name] = stage.options
+        if found:
+            raise problems(found, value)
+        return options
 
-class EvaluateSection(pydantic.BaseModel):
-    model_config = STRICT
-    split: str = "test"
-    metrics: list[ComponentConfig]
+    @property
+    def source(self) -> Path:
+        """The pipeline file this config was read from."""
+        return self._source
 
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The ``--set KEY=VALUE`` items applied to the file."""
+        return self._overrides
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")]
-DEFAULT_FORMATS = ("onnx", "torchscript", "torch_export")
-
-
-class ExportSection(pydantic.BaseModel):
-    model_config = STRICT
-    formats: list[ComponentConfig]
-    # |export - eager| <= atol + rtol*|eager| + noise_factor*noise (pipeline_core.verification)
-    atol: Annotated[float, Field(ge=0)] = 1e-6
-    rtol: Annotated[float, Field(ge=0)] = 1e-6
-    noise_factor: Annotated[float, Field(ge=0)] = 4.0
-    check_batch_sizes: list[Annotated[int, Field(ge=1)]] = [1, 2, 7]
-    dynamic_batch: bool = True
-    probabilities: bool = True
-    input_name: Name = "input"
-    output_name: Name | Literal[""] = ""  # empty: "logits" for classifiers, "prediction" for regression
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """A validated pipeline: typed sections, chosen components, and where it came from."""
-
-    source: Path
-    pipeline: PipelineSection
-    data: ComponentConfig | None
-    model: ComponentConfig | None
-    train: TrainSection | None
-    evaluate: EvaluateSection
-    export: ExportSection
-    stage_options: dict[str, dict[str, Any]]
-    overrides: tuple[str, ...] = ()
-    base_dir: Path | None = None  # where relative paths in the file start; default: the file's folder
+    @property
+    def base_dir(self) -> Path | None:
+        """Where relative paths in the file start, when not the file's folder (a run folder's config)."""
+        return self._base_dir
 
     @property
     def root(self) -> Path:
         """The folder relative paths in this config are resolved from."""
-        return self.base_dir if self.base_dir is not None else self.source.parent
+        return self._base_dir if self._base_dir is not None else self._source.parent
 
     @property
     def name(self) -> str:
@@ -168,6 +155,9 @@ class PipelineConfig:
         if self.stage_options:
             table["stages"] = to_plain(self.stage_options)
         return table
+
+
+SECTIONS = ("pipeline", "data", "model", "train", "evaluate", "export", "stages")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,58 +221,6 @@ def plugin_references(table: dict[str, Any], source: Path, key: str = "plugins")
 # Validation
 
 
-class _Checker:
-    """Collects problems with their full key paths while the sections are validated."""
-
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.problems: list[Problem] = []
-
-    def add(self, path: tuple[str | int, ...], message: str) -> None:
-        self.problems.append(Problem(path, message))
-
-    def component(
-        self, kind: str, table: Any, path: tuple[str | int, ...], options_path: tuple[str | int, ...] | None = None
-    ) -> ComponentConfig:
-        """A component table ``{name = ..., option = ...}`` checked against the registry."""
-        placeholder = ComponentConfig(kind, "?")
-        if not isinstance(table, dict):
-            self.add(path, f"expected a table with a 'name' and the {kind}'s options, got {table!r}")
-            return placeholder
-        options = dict(table)
-        name = options.pop("name", None)
-        if name is None:
-            available = ", ".join(self.registry.names(kind))
-            self.add(path, f"missing 'name': which {kind}? (available: {available})")
-            return placeholder
-        if not isinstance(name, str) or name not in self.registry.components[kind]:
-            self.add(path + ("name",), self.registry.unknown_message(kind, str(name)))
-            return placeholder
-        component = self.registry.get(kind, name)
-        values, problems = component.options.validate(options)
-        for problem in problems:
-            self.add((options_path or path) + problem.path, f"{problem.message} [{kind} {name!r}]")
-        for message in component.problems(values) if not problems else []:
-            self.add(options_path or path, f"{message} [{kind} {name!r}]")
-        return ComponentConfig(kind, name, values)
-
-    def section(self, schema: Schema, values: dict[str, Any], path: tuple[str, ...]) -> Any:
-        validated, problems = schema.validate_model(values)
-        for problem in problems:
-            self.add(path + problem.path, problem.message)
-        return validated
-
-
-def _table(raw: dict[str, Any], key: str, checker: _Checker) -> dict[str, Any] | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        checker.add((key,), f"expected a table [{key}], got {value!r}")
-        return None
-    return dict(value)
-
-
 def validate(
     raw: dict[str, Any],
     registry: Registry,
@@ -292,89 +230,36 @@ def validate(
     base_dir: Path | None = None,
 ) -> PipelineConfig:
     """The typed config, or a :class:`ConfigError` listing every problem with file, line and key."""
-    check = _Checker(registry)
-    for key in raw:
-        if key not in SECTIONS:
-            hint = suggest(key, SECTIONS)
-            check.add((key,), f"unknown section{'; ' + hint if hint else ''} (valid sections: {', '.join(SECTIONS)})")
-
-    pipeline_raw = _table(raw, "pipeline", check) or {}
-    pipeline_raw.setdefault("name", source.stem)
-    pipeline = check.section(Schema(PipelineSection), pipeline_raw, ("pipeline",))
-    stages = pipeline.stages if pipeline else list(DEFAULT_STAGES)
-    for index, stage in enumerate(stages):
-        if stage not in registry.components["stage"]:
-            check.add(("pipeline", "stages", index), registry.unknown_message("stage", stage))
-
-    def required_component(section: str, kind: str, stage: str) -> ComponentConfig | None:
-        if section in raw:
-            return check.component(kind, raw[section], (section,))
-        if stage in stages:
-            check.add((section,), f"missing section [{section}] (stage {stage!r} needs it; choose one of: "
-                      f"{', '.join(registry.names(kind))})")
-        return None
-
-    data = required_component("data", "dataset", "load_data")
-    model = required_component("model", "model", "build_model")
-
-    train = None
-    train_raw = _table(raw, "train", check)
-    if train_raw is not None:
-        for key in ("optimizer", "loss", "scheduler"):
-            if key in train_raw:
-                train_raw[key] = check.component(key, train_raw[key], ("train", key))
-            elif key != "scheduler":
-                check.add(("train", key), f"missing table [train.{key}] (name one of: {', '.join(registry.names(key))})")
-                train_raw[key] = ComponentConfig(key, "?")
-        train = check.section(Schema(TrainSection), train_raw, ("train",))
-    elif "train" in stages:
-        check.add(("train",), "missing section [train] (stage 'train' needs epochs, batch_size, optimizer and loss)")
-
-    evaluate_raw = _table(raw, "evaluate", check) or {}
-    metrics = evaluate_raw.get("metrics", [])  # empty: the defaults for the data's task
-    if not isinstance(metrics, list):
-        check.add(("evaluate", "metrics"), f"expected a list of metric names or tables, got {metrics!r}")
-        metrics = []
-    evaluate_raw["metrics"] = [  # a bare name is short for {name = ...}
-        check.component("metric", {"name": m} if isinstance(m, str) else m, ("evaluate", "metrics", i))
-        for i, m in enumerate(metrics)
-    ]
-    evaluate = check.section(Schema(EvaluateSection), evaluate_raw, ("evaluate",))
-
-    export_raw = _table(raw, "export", check) or {}
-    exporter_options = {k: export_raw.pop(k) for k in list(export_raw) if isinstance(export_raw[k], dict)}
-    for name in exporter_options:
-        if name not in registry.components["exporter"]:
-            check.add(("export", name), registry.unknown_message("exporter", name))
-    formats = export_raw.get("formats", list(DEFAULT_FORMATS))
-    if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
-        check.add(("export", "formats"), f"expected a list of exporter names, got {formats!r}")
-        formats = []
-    export_raw["formats"] = [
-        check.component("exporter", {**exporter_options.get(f, {}), "name": f}, ("export", "formats", i), ("export", f))
-        for i, f in enumerate(formats)
-    ]
-    export = check.section(Schema(ExportSection), export_raw, ("export",))
-
-    stage_options: dict[str, dict[str, Any]] = {}
-    stages_raw = _table(raw, "stages", check) or {}
-    for name, options in stages_raw.items():
-        if name not in registry.components["stage"]:
-            check.add(("stages", name), registry.unknown_message("stage", name))
-        elif not isinstance(options, dict):
-            check.add(("stages", name), f"expected a table of options for stage {name!r}, got {options!r}")
-        else:
-            stage_options[name] = options
-    for name in stages:
-        if name in registry.components["stage"]:
-            stage = check.component("stage", {**stage_options.get(name, {}), "name": name}, ("stages", name))
-            if stage.options:
-                stage_options[name] = stage.options
-
-    if check.problems:
+    context = {"registry": registry, "default_name": source.stem}
+    try:
+        config = PipelineConfig.model_validate(raw, strict=True, context=context)
+    except pydantic.ValidationError as error:
         overridden = {parse_override(item)[0] for item in overrides}
-        raise ConfigError(_format(check.problems, source, text, overridden))
-    return PipelineConfig(source, pipeline, data, model, train, evaluate, export, stage_options, overrides, base_dir)
+        raise ConfigError(_format(_problems(error), source, text, overridden)) from None
+    config._source, config._overrides, config._base_dir = source, overrides, base_dir
+    return config
+
+
+_SCHEMA = Schema(PipelineConfig)
+
+
+def _problems(error: pydantic.ValidationError) -> list[Problem]:
+    """Each pydantic error as a problem phrased for a person; unknown sections first."""
+    sections, found = [], []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        if item["type"] == PROBLEM:
+            found.append(Problem(tuple(item["ctx"].get("path", loc)), item["ctx"]["message"]))
+        elif item["type"] == "extra_forbidden" and len(loc) == 1:
+            hint = suggest(str(loc[0]), SECTIONS)
+            sections.append(Problem(loc, f"unknown section{'; ' + hint if hint else ''} (valid sections: {', '.join(SECTIONS)})"))
+        else:
+            found.append(_SCHEMA.phrase(item))
+    unique: list[Problem] = []
+    for entry in sections + found:
+        if entry not in unique:  # a union reports once per member; say it once
+            unique.append(entry)
+    return unique
 
 
 def dotted(path: tuple[str | int, ...]) -> str:
@@ -385,15 +270,17 @@ def dotted(path: tuple[str | int, ...]) -> str:
     return out
 
 
-def _format(problems: list[Problem], source: Path, text: str, overridden: set[tuple[str, ...]]) -> list[str]:
+def _format(found: list[Problem], source: Path, text: str, overridden: set[tuple[str, ...]]) -> list[str]:
+    """``file:line: dotted.key: message``, or ``--set dotted.key: message`` where an override put the value."""
     lines = key_lines(text)
     messages = []
-    for problem in problems:
-        keys = tuple(str(p) for p in problem.path if not isinstance(p, int))
+    for item in found:
+        keys = tuple(str(p) for p in item.path if not isinstance(p, int))
         if any(keys[: len(o)] == o for o in overridden):
-            where = f"--set {dotted(problem.path)}"
+            where = f"--set {dotted(item.path)}"
         else:
-            line = line_of(lines, problem.path)
-            where = f"{source}:{line}: {dotted(problem.path)}" if line else f"{source}: {dotted(problem.path)}"
-        messages.append(f"{where}: {problem.message}")
+            line = line_of(lines, item.path)
+            where = f"{source}:{line}: {dotted(item.path)}" if line else f"{source}: {dotted(item.path)}"
+        messages.append(f"{where}: {item.message}")
     return messages
+

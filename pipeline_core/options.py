@@ -58,6 +58,8 @@ def _is_union(annotation: Any) -> bool:
 
 def _model_class(annotation: Any) -> type[pydantic.BaseModel] | None:
     """The pydantic model an annotation holds (``Model`` or ``Model | None``), if any."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
     candidates = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
     for candidate in candidates:
         if isinstance(candidate, type) and issubclass(candidate, pydantic.BaseModel):
@@ -126,7 +128,7 @@ class Schema:
         except pydantic.ValidationError as error:
             problems: list[Problem] = []
             for item in error.errors(include_url=False):
-                problem = self._problem(item)
+                problem = self.phrase(item)
                 if problem not in problems:  # a union reports once per member; say it once
                     problems.append(problem)
             return None, problems
@@ -138,13 +140,14 @@ class Schema:
             return {}, problems
         return {name: getattr(validated, name) for name in self.annotations}, []
 
-    def _problem(self, item: Any) -> Problem:
+    def phrase(self, item: Any) -> Problem:
+        """One of pydantic's errors as a :class:`Problem` for a person: what was expected, what was got."""
         loc = tuple(item["loc"])
         key = str(loc[0]) if loc else ""
         kind = item["type"]
         nested = _model_class(self.annotations.get(key))
         if nested is not None and len(loc) > 1:  # a problem inside a sub-table: phrase it from that table's schema
-            inner = Schema(nested, self.json_mode)._problem({**item, "loc": loc[1:]})
+            inner = Schema(nested, self.json_mode).phrase({**item, "loc": loc[1:]})
             return Problem(loc[:1] + inner.path, inner.message)
         if kind == "extra_forbidden":
             hint = suggest(key, self.names)
