@@ -51,6 +51,7 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    server_cpu: float = float("nan")  # seconds of server CPU (all threads) during the run
 
     @property
     def throughput(self) -> float:
@@ -124,6 +125,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -212,8 +219,9 @@ def main() -> None:
                 asyncio.run(load(url, requests, 16, 500, 30))  # warm-up: connections, caches, allocator
                 start_rss = rss_mib(server.pid)
                 for concurrency in CONCURRENCY:
+                    cpu = cpu_seconds(server.pid)
                     result = asyncio.run(load(url, requests, concurrency, args.requests, args.seconds))
-                    result.model, result.mode = model, mode
+                    result.model, result.mode, result.server_cpu = model, mode, cpu_seconds(server.pid) - cpu
                     results.append(result)
                 end_rss = rss_mib(server.pid)
             finally:
@@ -225,14 +233,15 @@ def main() -> None:
                     code = None
             memory.append((model, mode, start_rss, end_rss, code))
 
-    print("\n| model | mode | concurrency | requests | requests/s | p50 (ms) | p99 (ms) | errors |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| model | mode | concurrency | requests | requests/s | p50 (ms) | p99 (ms) | errors | server CPU per request (µs) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model, (p50, p99, calls, batched) in ceilings.items():
-        print(f"| {model} | in-process onnxruntime, 1 row | 1 | 5000 | {calls:,.0f} | {p50:.3f} | {p99:.3f} | 0 |")
-        print(f"| {model} | in-process onnxruntime, 64 rows | 1 | 200 | {batched / 64:,.0f} ({batched:,.0f} rows/s) | | | 0 |")
+        print(f"| {model} | in-process onnxruntime, 1 row | 1 | 5000 | {calls:,.0f} | {p50:.3f} | {p99:.3f} | 0 | |")
+        print(f"| {model} | in-process onnxruntime, 64 rows | 1 | 200 | {batched / 64:,.0f} ({batched:,.0f} rows/s) | | | 0 | |")
         for result in (r for r in results if r.model == model):
             print(f"| {model} | {result.mode} | {result.concurrency} | {result.requests} | {result.throughput:,.0f} | "
-                  f"{result.percentile(0.5):.2f} | {result.percentile(0.99):.2f} | {result.errors} |")
+                  f"{result.percentile(0.5):.2f} | {result.percentile(0.99):.2f} | {result.errors} | "
+                  f"{1e6 * result.server_cpu / max(result.requests, 1):.0f} |")
     print("\n| model | mode | server RSS at start (MiB) | at end (MiB) | growth | exit code after SIGTERM |")
     print("|---|---|---|---|---|---|")
     for model, mode, start, end, code in memory:
