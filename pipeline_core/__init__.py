@@ -51,8 +51,10 @@ _EXPORTS = {
     "Exporter": "pipeline_core.export",
     "LoadedModel": "pipeline_core.export",
     "hookimpl": "pipeline_core.hookspecs",
-    "LRSchedule": "pipeline_core.training.trainer",
-    "TrainingPlan": "pipeline_core.training.trainer",
+    "LRSchedule": "pipeline_core.training.schedule",
+    "TrainingPlan": "pipeline_core.training.schedule",
+    "fit": "pipeline_core.training.fit",
+    "Evaluator": "pipeline_core.evaluation",
     "Register": "pipeline_core.registry",
     "class_indices": "pipeline_core.data",
     "predict": "pipeline_core.evaluation",
@@ -84,4 +86,4 @@ if TYPE_CHECKING:
     from pipeline_core.export import Exporter, ExportInfo, LoadedModel
     from pipeline_core.hookspecs import hookimpl
     from pipeline_core.registry import Register
-    from pipeline_core.training.trainer import LRSchedule, TrainingPlan
+    from pipeline_core.training.schedule import LRSchedule, TrainingPlan

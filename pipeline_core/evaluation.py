@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from pipeline_core.config import ComponentConfig
 from pipeline_core.data import Predictions, Split, Task
 from pipeline_core.errors import RunFailed
 from pipeline_core.registry import Registry
+from pipeline_core.results import MetricValue
+from pipeline_core.sections import ComponentConfig
 
-#: A metric is a number, or a matrix such as a confusion matrix.
-MetricValue = float | list[list[int]] | list[list[float]]
+if TYPE_CHECKING:
+    from pipeline_core.context import RunContext
 
 #: Rows per forward pass when predicting a whole split (bounds memory on large splits).
 PREDICT_CHUNK = 8192
+#: The metrics of a pipeline whose ``[evaluate]`` names none, by task.
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "multiclass": ("loss", "accuracy", "f1", "confusion_matrix"),
+    "binary": ("loss", "accuracy", "f1", "confusion_matrix"),
+    "regression": ("loss", "mse", "mae", "r2"),
+}
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
@@ -31,29 +41,35 @@ def predict(model: nn.Module, inputs: torch.Tensor, chunk: int = PREDICT_CHUNK) 
         model.train(was_training)
 
 
-def compute_metrics(
-    registry: Registry,
-    metrics: list[ComponentConfig],
-    model: nn.Module,
-    split: Split,
-    task: Task,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-) -> dict[str, MetricValue]:
-    """``{metric name: value}`` for ``model`` on ``split``."""
-    predictions = Predictions(predict(model, split.inputs), split.targets, task, loss_fn)
-    values: dict[str, MetricValue] = {}
-    for metric in metrics:
-        fn: Any = registry.get("metric", metric.name).factory
-        value = fn(predictions, **metric.options)
-        if isinstance(value, list):
-            values[metric.name] = value
-        elif isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1):
-            values[metric.name] = float(value)
-        else:
-            raise RunFailed(f"metric {metric.name!r} returned {type(value).__name__}; a metric returns a number or a matrix (list of lists)")
-    return values
+@dataclass(frozen=True)
+class Evaluator:
+    """The metrics a run computes, ready to score a model on any split: those ``[evaluate]`` names
+    (or the task's defaults), with the run's loss for the ``loss`` metric."""
 
+    registry: Registry
+    metrics: tuple[ComponentConfig, ...]
+    task: Task
+    loss_fn: Loss | None = None
 
-def scalars(values: dict[str, MetricValue]) -> dict[str, float]:
-    """The single-number metrics (what goes into history rows and summary tables)."""
-    return {name: value for name, value in values.items() if isinstance(value, float)}
+    @classmethod
+    def for_run(cls, run: RunContext, task: Task) -> Evaluator:
+        """The run's metrics for data of ``task``, with a fresh instance of its ``[train.loss]`` (on its device)."""
+        chosen = run.config.evaluate.metrics or [ComponentConfig("metric", name) for name in DEFAULT_METRICS[task]]
+        loss = run.create(run.config.train.loss) if run.config.train is not None else None
+        loss_fn = loss.to(run.device) if isinstance(loss, nn.Module) else loss
+        return cls(run.host.registry, tuple(chosen), task, loss_fn)
+
+    def __call__(self, model: nn.Module, split: Split) -> dict[str, MetricValue]:
+        """``{metric name: value}`` for ``model`` on ``split``."""
+        predictions = Predictions(predict(model, split.inputs), split.targets, self.task, self.loss_fn)
+        values: dict[str, MetricValue] = {}
+        for metric in self.metrics:
+            fn: Any = self.registry.get("metric", metric.name).factory
+            value = fn(predictions, **metric.options)
+            if isinstance(value, list):
+                values[metric.name] = value
+            elif isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1):
+                values[metric.name] = float(value)
+            else:
+                raise RunFailed(f"metric {metric.name!r} returned {type(value).__name__}; a metric returns a number or a matrix (list of lists)")
+        return values

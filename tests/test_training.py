@@ -11,8 +11,10 @@ from torch import nn
 
 from pipeline_core.data import Split
 from pipeline_core.errors import Interrupted, RunFailed
+from pipeline_core.sections import ComponentConfig, EarlyStoppingSection, TrainSection
 from pipeline_core.signals import StopRequest
-from pipeline_core.training.trainer import DEFAULT_THREADS, EarlyStopping, LoopSettings, Trainer, choose_threads
+from pipeline_core.training.threads import DEFAULT_THREADS, choose_threads
+from pipeline_core.training.trainer import Trainer
 
 
 def _problem(rows: int = 10):
@@ -34,9 +36,15 @@ class CountingModel(nn.Module):
         return self.linear(x)
 
 
+def _settings(epochs, batch_size, **options):
+    """The validated [train] section the trainer takes (the test builds the optimizer and loss it names)."""
+    named = {"optimizer": ComponentConfig("optimizer", "sgd"), "loss": ComponentConfig("loss", "cross_entropy")}
+    return TrainSection(epochs=epochs, batch_size=batch_size or "full", **named, **options)
+
+
 def _trainer(model, split, settings, lr=0.1, **options):
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    return Trainer(model, optimizer, nn.CrossEntropyLoss(), split, settings, "multiclass", torch.Generator().manual_seed(1), **options)
+    return Trainer(model, optimizer, nn.CrossEntropyLoss(), split, settings, "multiclass", 1, **options)
 
 
 @pytest.mark.parametrize("batch_size, drop_last, expected", [
@@ -47,15 +55,17 @@ def _trainer(model, split, settings, lr=0.1, **options):
 ])
 def test_batches(batch_size, drop_last, expected):
     model = CountingModel()
-    state = _trainer(model, _problem(), LoopSettings(1, batch_size, drop_last=drop_last)).fit()
+    trainer = _trainer(model, _problem(), _settings(1, batch_size, drop_last=drop_last))
+    summary = trainer.fit()
     assert model.batch_sizes == expected
-    assert state.history[0]["epoch"] == 1 and state.step == len(expected)
+    assert trainer.history[0]["epoch"] == 1 and summary.steps == len(expected)
 
 
 def test_loss_falls_and_history_rows_are_complete():
     model = CountingModel()
-    state = _trainer(model, _problem(64), LoopSettings(30, 16), validate=lambda m: {"loss": 0.5, "accuracy": 1.0}).fit()
-    rows = state.history
+    trainer = _trainer(model, _problem(64), _settings(30, 16), validate=lambda m: {"loss": 0.5, "accuracy": 1.0})
+    trainer.fit()
+    rows = trainer.history
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
     assert rows[-1]["train_accuracy"] >= 0.9
@@ -67,15 +77,16 @@ def test_epoch_loss_is_the_sample_mean():
     model = CountingModel()
     with torch.no_grad():
         expected = nn.CrossEntropyLoss()(model.linear(split.inputs), split.targets).item()
-    state = _trainer(model, split, LoopSettings(1, 3), lr=0.0).fit()  # batches 3, 3, 3, 1
-    assert state.history[0]["train_loss"] == pytest.approx(expected, rel=1e-6)
+    trainer = _trainer(model, split, _settings(1, 3), lr=0.0)  # batches 3, 3, 3, 1
+    trainer.fit()
+    assert trainer.history[0]["train_loss"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_gradient_accumulation_equals_one_big_batch():
     split = _problem(8)
     small, big = CountingModel(), CountingModel()
-    _trainer(small, split, LoopSettings(1, 2, shuffle=False, accumulate=4)).fit()
-    _trainer(big, split, LoopSettings(1, 8, shuffle=False)).fit()
+    _trainer(small, split, _settings(1, 2, shuffle=False, accumulate_batches=4)).fit()
+    _trainer(big, split, _settings(1, 8, shuffle=False)).fit()
     assert torch.allclose(small.linear.weight, big.linear.weight, atol=1e-6)
     assert not torch.equal(small.linear.weight, CountingModel().linear.weight)  # it did step
 
@@ -84,7 +95,7 @@ def test_gradient_clipping_bounds_the_update():
     split = _problem(8)
     model = CountingModel()
     before = copy.deepcopy(model.linear.state_dict())
-    _trainer(model, split, LoopSettings(1, 8, shuffle=False, clip_grad_norm=1e-3), lr=1.0).fit()
+    _trainer(model, split, _settings(1, 8, shuffle=False, clip_grad_norm=1e-3), lr=1.0).fit()
     change = torch.cat([(model.linear.weight - before["weight"]).flatten(), model.linear.bias - before["bias"]])
     assert change.norm() <= 1e-3 + 1e-7  # lr 1 × a gradient clipped to norm 1e-3
 
@@ -93,8 +104,8 @@ def test_non_finite_loss_names_epoch_step_and_checkpoint():
     model = CountingModel()
     with torch.no_grad():
         model.linear.weight.fill_(float("nan"))
-    trainer = _trainer(model, _problem(), LoopSettings(3, 4))
-    trainer.last_checkpoint = "checkpoints/step-000000003.pt"
+    trainer = _trainer(model, _problem(), _settings(3, 4))
+    trainer.checkpoints.last = "checkpoints/step-000000003.pt"
     with pytest.raises(RunFailed, match=r"the loss became nan at epoch 1, step 1 of 3; last good checkpoint: checkpoints/step-000000003.pt"):
         trainer.fit()
 
@@ -103,21 +114,21 @@ def test_early_stopping_restores_the_best_weights():
     values = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.4])
     seen: list[dict] = []
     model = CountingModel()
-    rule = EarlyStopping("val_loss", "min", patience=2, restore_best=True)
+    rule = EarlyStoppingSection(monitor="val_loss", mode="min", patience=2, restore_best=True)
 
     def validate(current):
         seen.append(copy.deepcopy(current.state_dict()))
         return {"loss": next(values)}
 
-    state = _trainer(model, _problem(), LoopSettings(6, 5), validate=validate, early_stopping=rule).fit()
-    assert state.stopped_early and state.epoch == 4 and state.best_epoch == 2
+    summary = _trainer(model, _problem(), _settings(6, 5, early_stopping=rule), validate=validate).fit()
+    assert summary.stopped_early and summary.epochs_run == 4 and summary.best_epoch == 2
     assert torch.equal(model.linear.weight, seen[1]["linear.weight"])
 
 
 def test_unknown_monitor_lists_the_columns():
-    rule = EarlyStopping("val_acc", "max", patience=2)
+    rule = EarlyStoppingSection(monitor="val_acc", mode="max", patience=2)
     with pytest.raises(RunFailed, match=r"early_stopping.monitor is 'val_acc', which is not in the epoch's history \(available: train_loss, train_accuracy, val_accuracy, lr\)"):
-        _trainer(CountingModel(), _problem(), LoopSettings(3, 5), validate=lambda m: {"accuracy": 1.0}, early_stopping=rule).fit()
+        _trainer(CountingModel(), _problem(), _settings(3, 5, early_stopping=rule), validate=lambda m: {"accuracy": 1.0}).fit()
 
 
 class StopAfterSteps(StopRequest):
@@ -129,12 +140,12 @@ class StopAfterSteps(StopRequest):
 
     @property
     def requested(self) -> bool:
-        return self.trainer.state.step >= self.steps
+        return self.trainer.steps.count >= self.steps
 
 
 def test_resume_from_a_mid_epoch_stop_is_bit_identical():
     split = _problem(23)
-    settings = LoopSettings(4, 4, accumulate=2)
+    settings = _settings(4, 4, accumulate_batches=2)
     reference = CountingModel()
     torch.manual_seed(5)
     _trainer(reference, split, settings).fit()
@@ -143,9 +154,8 @@ def test_resume_from_a_mid_epoch_stop_is_bit_identical():
     torch.manual_seed(5)
     saved: list[dict] = []
     trainer = _trainer(stopped, split, settings, checkpoint=lambda payload: saved.append(copy.deepcopy(payload)) or "memory")
-    trainer.stop = StopAfterSteps(trainer, 5)
     with pytest.raises(Interrupted, match="stopped by SIGTERM in epoch 2 after step 5") as caught:
-        trainer.fit()
+        trainer.fit(StopAfterSteps(trainer, 5))
     assert caught.value.exit_code == 143
     # 23 rows in batches of 4 → 6 batches, 3 optimizer steps an epoch; step 5 ends batch 4 of epoch 2
     assert saved[-1]["partial"]["next_start"] == 16 and saved[-1]["epoch"] == 1

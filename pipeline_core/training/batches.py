@@ -1,0 +1,159 @@
+"""The batch loop: one epoch over an in-memory split, the hot path.
+
+Every supported dataset fits in memory, so the split lives on the training device, is permuted once
+per epoch and sliced into batches; a DataLoader's per-item fetching and collation would cost more than
+the small models compute. Losses and predictions stay on the device and are reduced once per epoch,
+so the loop never waits on a host sync per step. Across processes each global batch is split among
+the ranks, and each rank's loss is weighted by its share, so N processes take the same steps as one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipeline_core.data import Split, Task, class_indices
+from pipeline_core.distributed import Distributed
+from pipeline_core.errors import ConfigError
+from pipeline_core.sections import TrainSection
+from pipeline_core.signals import StopRequest
+from pipeline_core.training.steps import OptimizerSteps
+
+
+@dataclass
+class EpochOutcome:
+    """What an epoch's batches added up to: ``totals`` holds (loss sum, correct predictions, rows,
+    batches) over every rank; ``stopped_at`` is the row the epoch continues from when a stop was
+    requested part-way."""
+
+    totals: torch.Tensor
+    losses: list[torch.Tensor]  # this rank's loss of each batch, to name the step that diverged
+    classified: bool  # whether predictions were counted (a classifier that ran at least one batch)
+    summed: bool  # the loss sums over rows (reduction "sum") instead of averaging them
+    stopped_at: int | None = None
+
+    @property
+    def loss(self) -> float:
+        return float(self.totals[0] / (self.totals[3] if self.summed else self.totals[2]))
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.totals[1] / self.totals[2])
+
+    def first_bad_step(self) -> tuple[str, float]:
+        """Where the loss stopped being finite (``step i of n``) and its value there."""
+        stacked = torch.stack(self.losses).float()
+        bad = (~torch.isfinite(stacked)).nonzero()
+        if not len(bad):
+            return "a step of another rank", self.loss
+        return f"step {int(bad[0, 0]) + 1} of {len(stacked)}", float(stacked[int(bad[0, 0])])
+
+
+class BatchLoop:
+    """Runs the batches of an epoch (or of its remainder, after a resume) through ``forward``."""
+
+    def __init__(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        train: Split,
+        settings: TrainSection,
+        task: Task,
+        steps: OptimizerSteps,
+        distributed: Distributed,
+    ) -> None:
+        self.forward, self.loss_fn, self.train, self.settings = forward, loss_fn, train, settings
+        self.classifies = task != "regression"
+        self.task, self.steps, self.ranks = task, steps, distributed
+        size, end = settings.batch_bounds(len(train))
+        last = end % size or size
+        if distributed.enabled and min(size, last) < distributed.world_size:
+            raise ConfigError(
+                f"train.batch_size {size} leaves a batch of {min(size, last)} row(s) for {distributed.world_size} processes; "
+                "every process needs at least one row of each batch (raise batch_size, or set drop_last = true)"
+            )
+
+    @property
+    def summed(self) -> bool:
+        """Whether the loss sums over rows (``reduction = "sum"``) instead of averaging them."""
+        return getattr(self.loss_fn, "reduction", "mean") == "sum"
+
+    def run(self, order: torch.Tensor | None, first: int, carried: torch.Tensor, stop: StopRequest) -> EpochOutcome:
+        """The batches from row ``first`` of the epoch's ``order`` (``None``: unshuffled); ``carried``
+        is what earlier parts of the epoch added up to. Returns early, after an optimizer step, when
+        ``stop`` is requested (one process), or at the epoch's end (several, which stop together)."""
+        ranks, steps, accumulate = self.ranks, self.steps, self.settings.accumulate_batches
+        inputs, targets = (self.train.inputs[order], self.train.targets[order]) if order is not None else (self.train.inputs, self.train.targets)
+        size, end = self.settings.batch_bounds(len(self.train))
+        summed = self.summed
+        losses: list[torch.Tensor] = []
+        weights: list[float] = []
+        predictions: list[torch.Tensor] = []
+        rows: list[tuple[int, int]] = []  # this rank's rows of each batch, as positions in the epoch order
+
+        def outcome(totals: torch.Tensor, stopped_at: int | None = None) -> EpochOutcome:
+            return EpochOutcome(totals, losses, bool(predictions), summed, stopped_at)
+
+        pending = 0
+        for start in range(first, end, size):
+            batch = min(size, end - start)
+            low, high = ranks.bounds(batch)
+            final = pending + 1 == accumulate or start + size >= end
+            with self._no_sync(final), steps.autocast():
+                outputs = self.forward(inputs[start + low : start + high])
+                loss = self.loss_fn(outputs, targets[start + low : start + high])
+            # DDP averages gradients over ranks: weight each rank's loss by its share of the global batch
+            scale = (ranks.world_size if summed else (high - low) * ranks.world_size / batch) / accumulate
+            with self._no_sync(final):
+                steps.backward(loss * scale if scale != 1.0 else loss)
+            losses.append(loss.detach())
+            weights.append(1.0 if summed else float(high - low))
+            rows.append((start + low, start + high))
+            if self.classifies:
+                predictions.append(class_indices(outputs.detach(), self.task))
+            pending += 1
+            if final:
+                steps.step()
+                pending = 0
+                if stop.requested and not ranks.enabled:
+                    return outcome(self._totals(losses, weights, predictions, rows, order, carried), start + size)
+        # One reduction (and host sync) per epoch: loss and, for classifiers, accuracy over every rank.
+        totals = ranks.sum(self._totals(losses, weights, predictions, rows, order, carried))
+        if ranks.enabled and ranks.any(stop.requested, carried.device):  # several processes stop together, at an epoch's end
+            stop.signal = stop.signal or signal.SIGTERM
+            return outcome(totals if ranks.is_main else torch.zeros_like(totals), end)
+        return outcome(totals)
+
+    def _no_sync(self, final: bool) -> Any:
+        """DDP's gradient all-reduce is needed only on the micro-batch that ends an accumulation."""
+        if final or not hasattr(self.forward, "no_sync"):
+            return contextlib.nullcontext()
+        return self.forward.no_sync()
+
+    def _totals(
+        self,
+        losses: list[torch.Tensor],
+        weights: list[float],
+        predictions: list[torch.Tensor],
+        rows: list[tuple[int, int]],
+        order: torch.Tensor | None,
+        carried: torch.Tensor,
+    ) -> torch.Tensor:
+        """This rank's (loss sum, correct predictions, rows, batches) so far this epoch, plus ``carried``."""
+        device = carried.device
+        totals = carried.clone()
+        if losses:
+            totals[0] += (torch.stack(losses).double() * torch.tensor(weights, dtype=torch.float64, device=device)).sum()
+            totals[2] += sum(high - low for low, high in rows)
+            totals[3] += len(losses) if self.ranks.is_main else 0
+        if predictions:
+            positions = torch.cat([torch.arange(low, high, device=device) for low, high in rows])
+            truth = self.train.targets.view(-1).long()
+            seen = truth[order[positions]] if order is not None else truth[positions]
+            totals[1] += (torch.cat(predictions).long() == seen).sum()
+        return totals
