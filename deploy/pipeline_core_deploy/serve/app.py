@@ -8,7 +8,6 @@ its traceback on the server and answered with a one-line 500, never a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +26,16 @@ from pipeline_core_deploy import __version__, predict
 from pipeline_core_deploy.serve.batching import Overloaded
 from pipeline_core_deploy.serve.metrics import Metrics
 from pipeline_core_deploy.serve.models import Repository, ServedModel
-from pipeline_core_deploy.serve.protocol import HEADER_LENGTH, ProtocolError, bad_request, decode_infer, encode_infer, parse_body
+from pipeline_core_deploy.serve.protocol import (
+    HEADER_LENGTH,
+    ProtocolError,
+    bad_request,
+    decode_infer,
+    dumps,
+    encode_infer,
+    loads,
+    parse_body,
+)
 
 log = logging.getLogger("pipeline_core_deploy.serve")
 access_log = logging.getLogger("pipeline_core_deploy.access")
@@ -149,12 +157,12 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
         model = model_of(request)
         body = await _body(request, settings.max_body_bytes)
         try:
-            data = json.loads(body)
+            data = loads(body)
         except (ValueError, UnicodeDecodeError) as error:
             raise bad_request(f"the request body is not valid JSON: {error}") from None
         rows = model.check(predict.rows_from_json(data, model.bundle, "request body"), "request body")
         records = predict.predictions(model.bundle, await model.infer(rows))
-        return JSONResponse({"model_name": model.name, "model_version": model.version, "predictions": records})
+        return Response(dumps({"model_name": model.name, "model_version": model.version, "predictions": records}), media_type="application/json")
 
     @_endpoint("metrics")
     async def metrics_endpoint(request: Request) -> Response:
