@@ -61,6 +61,11 @@ _EXPORTS = {
     "scalars": "pipeline_core.results",
     "summarize": "pipeline_core.model_summary",
     "RunFiles": "pipeline_core.artifacts",
+    "SplitOptions": "pipeline_core.tabular",
+    "Standardize": "pipeline_core.tabular",
+    "check_fractions": "pipeline_core.tabular",
+    "split_options": "pipeline_core.tabular",
+    "split_tabular": "pipeline_core.tabular",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -13,8 +13,17 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from pipeline_core import ConfigError, DataBundle, DatasetContext, Register, hookimpl
-from pipeline_core_plugins.datasets.tabular import check_fractions, split_tabular
+from pipeline_core import (
+    ConfigError,
+    DataBundle,
+    DatasetContext,
+    Register,
+    SplitOptions,
+    check_fractions,
+    hookimpl,
+    split_options,
+    split_tabular,
+)
 
 #: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20
@@ -68,6 +77,7 @@ def _label_order(values: list[str]) -> list[str]:
         return sorted(distinct)
 
 
+@split_options()
 def csv_dataset(
     context: DatasetContext,
     *,
@@ -76,10 +86,7 @@ def csv_dataset(
     features: list[str] | None = None,
     task: Literal["auto", "multiclass", "binary", "regression"] = "auto",
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ",",
-    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2,
-    val_size: Annotated[float, Field(ge=0, lt=1)] = 0.0,
-    standardize: bool = True,
-    stratify: bool = True,
+    split: SplitOptions,
 ) -> DataBundle:
     """A CSV file with a header; ``target`` is the label column, ``features`` the inputs (default: the rest).
 
@@ -112,8 +119,7 @@ def csv_dataset(
         index = {label: i for i, label in enumerate(classes)}
         y = np.array([index[v] for v in labels], dtype=np.int64)
     return split_tabular(
-        x, y, task=kind, seed=context.seed, test_size=test_size, val_size=val_size, standardize=standardize,
-        stratify=stratify, classes=classes, feature_names=tuple(chosen), description=f"CSV file {file.name}",
+        x, y, split, task=kind, seed=context.seed, classes=classes, feature_names=tuple(chosen), description=f"CSV file {file.name}",
     )
 
 

@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pipeline_core import (
+    DataBundle,
+    DatasetContext,
+    Register,
+    SplitOptions,
+    check_fractions,
+    hookimpl,
+    split_options,
+    split_tabular,
+)
 
-from pydantic import Field
 
-from pipeline_core import DataBundle, DatasetContext, Register, hookimpl
-from pipeline_core_plugins.datasets.tabular import check_fractions, split_tabular
-
-Fraction = Annotated[float, Field(gt=0, lt=1)]
-
-
-def iris(
-    context: DatasetContext,
-    *,
-    test_size: Fraction = 0.25,
-    val_size: Annotated[float, Field(ge=0, lt=1)] = 0.0,
-    standardize: bool = True,
-    stratify: bool = True,
-) -> DataBundle:
+@split_options(test_size=0.25)
+def iris(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
     """Iris flowers: 4 features, 3 classes, split with the run's seed."""
     from sklearn.datasets import load_iris  # imported when used: keeps `pipeline --help` fast
 
     raw = load_iris()
     return split_tabular(
-        raw.data,
-        raw.target,
-        task="multiclass",
-        seed=context.seed,
-        test_size=test_size,
-        val_size=val_size,
-        standardize=standardize,
-        stratify=stratify,
-        classes=tuple(str(name) for name in raw.target_names),
-        feature_names=tuple(str(name) for name in raw.feature_names),
+        raw.data, raw.target, split, task="multiclass", seed=context.seed,
+        classes=tuple(str(name) for name in raw.target_names), feature_names=tuple(str(name) for name in raw.feature_names),
         description="Iris (Fisher, 1936) from scikit-learn",
     )
 

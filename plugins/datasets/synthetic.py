@@ -11,32 +11,37 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from pipeline_core import DataBundle, DatasetContext, DataSpec, Register, Split, hookimpl
-from pipeline_core_plugins.datasets.tabular import check_fractions, split_tabular
+from pipeline_core import (
+    DataBundle,
+    DatasetContext,
+    DataSpec,
+    Register,
+    Split,
+    SplitOptions,
+    check_fractions,
+    hookimpl,
+    split_options,
+    split_tabular,
+)
 
-Fraction = Annotated[float, Field(gt=0, lt=1)]
-ValFraction = Annotated[float, Field(ge=0, lt=1)]
 Count = Annotated[int, Field(ge=1)]
 
 
+@split_options(standardize=False, stratify=False)
 def moons(
     context: DatasetContext,
     *,
     samples: Annotated[int, Field(ge=4)] = 1000,
     noise: Annotated[float, Field(ge=0)] = 0.03,
     data_seed: int = 42,
-    test_size: Fraction = 0.2,
-    val_size: ValFraction = 0.0,
-    standardize: bool = False,
-    stratify: bool = False,
+    split: SplitOptions,
 ) -> DataBundle:
     """Two interleaving half circles (scikit-learn's make_moons): a binary task with 2 features."""
     from sklearn.datasets import make_moons
 
     x, y = make_moons(n_samples=samples, noise=noise, random_state=data_seed)
     return split_tabular(
-        x, y, task="binary", seed=context.seed, test_size=test_size, val_size=val_size,
-        standardize=standardize, stratify=stratify, classes=("0", "1"), feature_names=("x1", "x2"),
+        x, y, split, task="binary", seed=context.seed, classes=("0", "1"), feature_names=("x1", "x2"),
         description=f"make_moons(n_samples={samples}, noise={noise}, random_state={data_seed})",
     )
 
@@ -55,6 +60,7 @@ def spiral_points(per_class: int, classes: int, noise: float, data_seed: int) ->
     return x, y
 
 
+@split_options(standardize=False, stratify=False)
 def spirals(
     context: DatasetContext,
     *,
@@ -62,16 +68,12 @@ def spirals(
     classes: Annotated[int, Field(ge=2)] = 3,
     noise: Annotated[float, Field(ge=0)] = 0.2,
     data_seed: int = 42,
-    test_size: Fraction = 0.2,
-    val_size: ValFraction = 0.0,
-    standardize: bool = False,
-    stratify: bool = False,
+    split: SplitOptions,
 ) -> DataBundle:
     """CS231n's spiral arms: a multi-class task with 2 features."""
     x, y = spiral_points(per_class, classes, noise, data_seed)
     return split_tabular(
-        x, y, task="multiclass", seed=context.seed, test_size=test_size, val_size=val_size,
-        standardize=standardize, stratify=stratify, classes=tuple(f"arm{i}" for i in range(classes)),
+        x, y, split, task="multiclass", seed=context.seed, classes=tuple(f"arm{i}" for i in range(classes)),
         feature_names=("x1", "x2"), description=f"CS231n spirals: {classes} arms × {per_class} points, noise {noise}",
     )
 
