@@ -1,6 +1,10 @@
 """pipeline_core: declarative, plugin-based training pipelines for PyTorch.
 
-Quick start for plugin authors. Declare an entry point in your distribution's ``pyproject.toml``::
+This package is the public API for plugin authors, and the only part of pipeline-core a plugin
+imports: the built-in plugins use nothing else (a contract in ``make test`` keeps it so). Everything
+in its submodules is internal and may change; :mod:`pipeline_core.testing` helps a plugin's tests.
+
+Quick start. Declare an entry point in your distribution's ``pyproject.toml``::
 
     [project.entry-points.pipeline_core]
     my_plugin = "my_plugin"
@@ -18,10 +22,11 @@ and implement any hook from :mod:`pipeline_core.hookspecs` in that module::
         \"\"\"A one-hidden-layer MLP; ``hidden`` is validated from the annotation.\"\"\"
         return nn.Sequential(nn.Linear(spec.input_shape[0], hidden), nn.ReLU(), nn.Linear(hidden, spec.num_outputs))
 
-A pipeline file then uses it as ``[model] name = "tiny"  hidden = 32``.
+A pipeline file then uses it as ``[model] name = "tiny"  hidden = 32``. docs/plugins.md lists every
+name below by what a dataset, model, exporter, stage, plot or tracker needs.
 
-The names below are imported on first use, so ``pipeline predict`` (which needs onnxruntime only) starts
-without importing torch.
+The names are imported on first use, so ``pipeline predict`` (which needs onnxruntime only) and
+``pipeline --help`` start without importing torch.
 """
 
 from __future__ import annotations
@@ -29,43 +34,71 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pipeline_core.version import __version__
 
 #: public name → the module that defines it
 _EXPORTS = {
-    "ComponentConfig": "pipeline_core.config",
-    "PipelineConfig": "pipeline_core.config",
-    "RunContext": "pipeline_core.context",
-    "DataBundle": "pipeline_core.data",
-    "DatasetContext": "pipeline_core.data",
-    "DataSpec": "pipeline_core.data",
-    "Predictions": "pipeline_core.data",
-    "Split": "pipeline_core.data",
-    "Task": "pipeline_core.data",
-    "ConfigError": "pipeline_core.errors",
-    "Interrupted": "pipeline_core.errors",
+    # writing a plugin
+    "hookimpl": "pipeline_core.hookspecs",
+    "Register": "pipeline_core.registry",
     "PipelineError": "pipeline_core.errors",
+    "ConfigError": "pipeline_core.errors",
     "PluginError": "pipeline_core.errors",
     "RunFailed": "pipeline_core.errors",
-    "ExportInfo": "pipeline_core.export",
-    "Exporter": "pipeline_core.export",
-    "LoadedModel": "pipeline_core.export",
-    "hookimpl": "pipeline_core.hookspecs",
-    "LRSchedule": "pipeline_core.training.schedule",
-    "TrainingPlan": "pipeline_core.training.schedule",
-    "fit": "pipeline_core.training.fit",
-    "Evaluator": "pipeline_core.evaluation",
-    "Register": "pipeline_core.registry",
-    "class_indices": "pipeline_core.data",
-    "predict": "pipeline_core.evaluation",
-    "scalars": "pipeline_core.results",
-    "summarize": "pipeline_core.model_summary",
-    "RunFiles": "pipeline_core.artifacts",
+    "Interrupted": "pipeline_core.errors",
+    # datasets
+    "DataBundle": "pipeline_core.data",
+    "DataSpec": "pipeline_core.data",
+    "DatasetContext": "pipeline_core.data",
+    "Split": "pipeline_core.data",
+    "Task": "pipeline_core.data",
     "SplitOptions": "pipeline_core.tabular",
     "Standardize": "pipeline_core.tabular",
     "check_fractions": "pipeline_core.tabular",
     "split_options": "pipeline_core.tabular",
     "split_tabular": "pipeline_core.tabular",
+    # schedulers, metrics
+    "LRSchedule": "pipeline_core.training.schedule",
+    "TrainingPlan": "pipeline_core.training.schedule",
+    "Predictions": "pipeline_core.data",
+    "class_indices": "pipeline_core.data",
+    "MetricValue": "pipeline_core.results",
+    "scalars": "pipeline_core.results",
+    # exporters
+    "Exporter": "pipeline_core.export",
+    "ExportInfo": "pipeline_core.export",
+    "LoadedModel": "pipeline_core.export",
+    "LoadedTorchModule": "pipeline_core.export",
+    "METADATA_FILE": "pipeline_core.export",
+    "named_outputs": "pipeline_core.export",
+    "output_names_from": "pipeline_core.export",
+    "atomic_write": "pipeline_core.artifacts",
+    # stages, plots and trackers: the run and its typed results
+    "RunContext": "pipeline_core.context",
+    "RunFiles": "pipeline_core.artifacts",
+    "TrainingSummary": "pipeline_core.results",
+    "Plot": "pipeline_core.plots",
+    "PlotIndex": "pipeline_core.plots",
+    "PipelineConfig": "pipeline_core.config",
+    "ComponentConfig": "pipeline_core.sections",
+    "PipelineSection": "pipeline_core.sections",
+    "TrainSection": "pipeline_core.sections",
+    "EarlyStoppingSection": "pipeline_core.sections",
+    "EvaluateSection": "pipeline_core.sections",
+    "ExportSection": "pipeline_core.sections",
+    "fit": "pipeline_core.training.fit",
+    "Evaluator": "pipeline_core.evaluation",
+    "predict": "pipeline_core.evaluation",
+    "deployable": "pipeline_core.export",
+    "Tolerance": "pipeline_core.verification",
+    "measure_noise": "pipeline_core.verification",
+    "verify": "pipeline_core.verification",
+    "BUNDLE_DIR": "pipeline_core.bundle",
+    "bundle_metadata": "pipeline_core.bundle",
+    "is_sealed": "pipeline_core.bundle",
+    "seal_bundle": "pipeline_core.bundle",
+    "ModelSummary": "pipeline_core.model_summary",
+    "summarize": "pipeline_core.model_summary",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -84,11 +117,37 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from pipeline_core.config import ComponentConfig, PipelineConfig
+    from pipeline_core.artifacts import RunFiles, atomic_write
+    from pipeline_core.bundle import BUNDLE_DIR, bundle_metadata, is_sealed, seal_bundle
+    from pipeline_core.config import PipelineConfig
     from pipeline_core.context import RunContext
-    from pipeline_core.data import DataBundle, DatasetContext, DataSpec, Predictions, Split, Task
+    from pipeline_core.data import DataBundle, DatasetContext, DataSpec, Predictions, Split, Task, class_indices
     from pipeline_core.errors import ConfigError, Interrupted, PipelineError, PluginError, RunFailed
-    from pipeline_core.export import Exporter, ExportInfo, LoadedModel
+    from pipeline_core.evaluation import Evaluator, predict
+    from pipeline_core.export import (
+        METADATA_FILE,
+        Exporter,
+        ExportInfo,
+        LoadedModel,
+        LoadedTorchModule,
+        deployable,
+        named_outputs,
+        output_names_from,
+    )
     from pipeline_core.hookspecs import hookimpl
+    from pipeline_core.model_summary import ModelSummary, summarize
+    from pipeline_core.plots import Plot, PlotIndex
     from pipeline_core.registry import Register
+    from pipeline_core.results import MetricValue, TrainingSummary, scalars
+    from pipeline_core.sections import (
+        ComponentConfig,
+        EarlyStoppingSection,
+        EvaluateSection,
+        ExportSection,
+        PipelineSection,
+        TrainSection,
+    )
+    from pipeline_core.tabular import SplitOptions, Standardize, check_fractions, split_options, split_tabular
+    from pipeline_core.training.fit import fit
     from pipeline_core.training.schedule import LRSchedule, TrainingPlan
+    from pipeline_core.verification import Tolerance, measure_noise, verify

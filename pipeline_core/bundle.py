@@ -11,13 +11,68 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline_core.artifacts import sha256, write_json, write_text
+import torch
+
+from pipeline_core.artifacts import replace_folder, sha256, versions, write_json, write_text
+from pipeline_core.export import ExportInfo, named_outputs
 from pipeline_core.results import scalars
+from pipeline_core.sections import ComponentConfig
+from pipeline_core.version import __version__
 from pipeline_core_deploy import predict as deploy
 
+if TYPE_CHECKING:
+    from pipeline_core.context import RunContext
+
 FORMAT = {"name": "pipeline-core-bundle", "version": 1}
+#: The bundle's folder in a run folder.
+BUNDLE_DIR = deploy.BUNDLE_DIR
+
+
+def is_sealed(folder: Path) -> bool:
+    """Whether ``folder`` is a sealed bundle: one whose manifest was written after every check passed."""
+    return (folder / deploy.MANIFEST).is_file()
+
+
+def _describe(component: ComponentConfig | None, absent: str) -> str:
+    if component is None:
+        return absent
+    options = ", ".join(f"{k}={v}" for k, v in component.options.items())
+    return f"{component.name} ({options})" if options else component.name
+
+
+def bundle_metadata(run: RunContext, info: ExportInfo, reference: torch.nn.Module, example: torch.Tensor) -> dict[str, Any]:
+    """What a deployer needs to know about the model ``info`` describes, JSON-ready: the pipeline,
+    task, classes and features, the input and outputs (as ``reference`` produces them on ``example``),
+    the headline metrics, what produced the weights (epochs actually run), the config hash, versions.
+    Exporters embed it in their files; the bundle's ``metadata.json`` and model card state it."""
+    data, config, train = run.require_data("export"), run.config, run.config.train
+    with torch.no_grad():
+        outputs = named_outputs(reference(example), info.output_names)
+    batch = "batch" if info.dynamic_batch else len(example)
+    training = {
+        "data": _describe(config.data, "unknown"),
+        "model": _describe(config.model, "unknown"),
+        "optimizer": _describe(train.optimizer if train else None, "none"),
+        "loss": _describe(train.loss if train else None, "none"),
+        "seed": config.pipeline.seed,
+        **(run.training.as_dict() if run.training else {}),
+    }
+    return {
+        "producer": f"pipeline-core {__version__}",
+        "pipeline": config.name,
+        "description": config.pipeline.description or data.description,
+        "task": data.spec.task,
+        "classes": list(data.spec.classes),
+        "feature_names": list(data.spec.feature_names),
+        "input": {"name": info.input_name, "shape": [batch, *data.spec.input_shape], "dtype": str(data.spec.input_dtype).removeprefix("torch.")},
+        "outputs": [{"name": name, "shape": [batch, *value.shape[1:]]} for name, value in outputs.items()],
+        "metrics": run.metrics.get(config.evaluate.split, {}),
+        "training": training,
+        "config_sha256": config.sha256(),
+        "versions": versions(),
+    }
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
@@ -129,6 +184,13 @@ def write_bundle(
         if path.is_file() and path.name != deploy.MANIFEST and not path.name.startswith(".")
     }
     return write_json(folder / deploy.MANIFEST, {"format": FORMAT, "files": files})
+
+
+def seal_bundle(staging: Path, target: Path, metadata: dict[str, Any], export_report: dict[str, dict[str, Any]]) -> Path:
+    """Seal ``staging`` (which holds exported files that passed their checks) with its metadata,
+    model card, ``predict.py`` and manifest, then put it in place of ``target`` whole."""
+    write_bundle(staging, metadata, export_report, metadata["training"])
+    return replace_folder(staging, target)
 
 
 def read_metadata(folder: Path) -> dict[str, Any]:

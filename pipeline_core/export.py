@@ -19,8 +19,6 @@ from torch import nn
 
 from pipeline_core.data import DataSpec, Task
 
-PROBABILITIES = "probabilities"
-
 
 class WithProbabilities(nn.Module):
     """A classifier that also returns its class probabilities (softmax, or sigmoid for one logit)."""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import jinja2
 
-from pipeline_core import __version__
 from pipeline_core.errors import ConfigError
+from pipeline_core.version import __version__
 
 TEMPLATES = Path(__file__).parent / "templates" / "plugin"
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*([-_][A-Za-z0-9]+)*$")

@@ -12,59 +12,27 @@ import copy
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from pipeline_core import Exporter, ExportInfo, Register, RunContext, RunFailed, __version__, hookimpl
-from pipeline_core.artifacts import RunFiles, replace_folder, versions, write_json
-from pipeline_core.bundle import write_bundle
-from pipeline_core.export import PROBABILITIES, deployable, named_outputs
-from pipeline_core.verification import Tolerance, measure_noise, verify
-from pipeline_core_deploy.predict import BUNDLE_DIR, MANIFEST
+from pipeline_core import (
+    BUNDLE_DIR,
+    Exporter,
+    ExportInfo,
+    Register,
+    RunContext,
+    RunFailed,
+    RunFiles,
+    Tolerance,
+    bundle_metadata,
+    deployable,
+    hookimpl,
+    is_sealed,
+    measure_noise,
+    seal_bundle,
+    verify,
+)
 
 STAGING = ".bundle.staging"
 FAILED = "bundle.failed"
-
-
-def _describe(component: Any) -> str:
-    options = ", ".join(f"{k}={v}" for k, v in component.options.items())
-    return f"{component.name} ({options})" if options else component.name
-
-
-def _training(run: RunContext) -> dict[str, Any]:
-    """What produced the weights, for the model card and the file metadata: epochs actually run."""
-    train = run.config.train
-    summary = run.training.as_dict() if run.training else {}
-    return {
-        "data": _describe(run.config.data) if run.config.data else "unknown",
-        "model": _describe(run.config.model) if run.config.model else "unknown",
-        "optimizer": _describe(train.optimizer) if train else "none",
-        "loss": _describe(train.loss) if train else "none",
-        "seed": run.config.pipeline.seed,
-        **summary,
-    }
-
-
-def _metadata(run: RunContext, info: ExportInfo, reference: torch.nn.Module, example: torch.Tensor) -> dict[str, Any]:
-    spec = run.data.spec  # type: ignore[union-attr]
-    with torch.no_grad():
-        outputs = named_outputs(reference(example), info.output_names)
-    batch = "batch" if info.dynamic_batch else len(example)
-    return {
-        "producer": f"pipeline-core {__version__}",
-        "pipeline": run.config.name,
-        "description": run.config.pipeline.description or run.data.description,  # type: ignore[union-attr]
-        "task": spec.task,
-        "classes": list(spec.classes),
-        "feature_names": list(spec.feature_names),
-        "input": {"name": info.input_name, "shape": [batch, *spec.input_shape], "dtype": str(spec.input_dtype).removeprefix("torch.")},
-        "outputs": [{"name": name, "shape": [batch, *value.shape[1:]]} for name, value in outputs.items()],
-        "metrics": run.metrics.get(run.config.evaluate.split, {}),
-        "training": _training(run),
-        "config_sha256": run.config.sha256(),
-        "versions": versions(),
-    }
 
 
 def _reject(run: RunContext, staging: Path, failures: list[str]) -> None:
@@ -72,9 +40,9 @@ def _reject(run: RunContext, staging: Path, failures: list[str]) -> None:
     failed = run.run_dir / FAILED
     shutil.rmtree(failed, ignore_errors=True)
     staging.replace(failed)
-    sealed = (run.run_dir / BUNDLE_DIR / MANIFEST).is_file()
+    sealed = is_sealed(run.run_dir / BUNDLE_DIR)
     # the run's export_report.json describes bundle/: a failed re-export reports beside its files
-    write_json(failed / RunFiles.EXPORT_REPORT if sealed else run.path(RunFiles.EXPORT_REPORT), run.export_report)
+    run.write_json(f"{FAILED}/{RunFiles.EXPORT_REPORT}" if sealed else RunFiles.EXPORT_REPORT, run.export_report)
     kept = f"the sealed {BUNDLE_DIR}/ from before is unchanged; " if sealed else ""
     raise RunFailed(
         "export check failed: " + " | ".join(failures) + f". The rejected files are in {failed}; {kept}the trained weights "
@@ -87,15 +55,13 @@ def export(run: RunContext) -> None:
     """Export, reload, check, and seal the deploy bundle."""
     data, model = run.require_data("export"), run.require_model("export")
     settings = run.config.export
-    task = data.spec.task
-    reference = deployable(copy.deepcopy(model).cpu(), task, settings.probabilities)
-    raw_name = settings.output_name or ("prediction" if task == "regression" else "logits")
-    names = (raw_name, PROBABILITIES) if settings.probabilities and task != "regression" else (raw_name,)
+    reference = deployable(copy.deepcopy(model).cpu(), data.spec.task, settings.probabilities)
+    names = settings.output_names(data.spec.task)
     split = run.config.evaluate.split if run.config.evaluate.split in data.splits else "test"
     inputs = data.splits[split].inputs.cpu()
     example = inputs[:2]
     info = ExportInfo(data.spec, run.config.name, settings.input_name, names, settings.dynamic_batch)
-    info = dataclasses.replace(info, metadata=_metadata(run, info, reference, example))
+    info = dataclasses.replace(info, metadata=bundle_metadata(run, info, reference, example))
     # a file with a fixed batch size can only be checked at that size
     checked, sizes = (inputs, settings.check_batch_sizes) if settings.dynamic_batch else (example, [len(example)])
     tolerance = Tolerance(settings.atol, settings.rtol, settings.noise_factor)
@@ -124,10 +90,9 @@ def export(run: RunContext) -> None:
     if failures:
         _reject(run, staging, failures)
 
-    write_bundle(staging, info.metadata, run.export_report, info.metadata["training"])
-    replace_folder(staging, run.run_dir / BUNDLE_DIR)
+    seal_bundle(staging, run.run_dir / BUNDLE_DIR, info.metadata, run.export_report)
     shutil.rmtree(run.run_dir / FAILED, ignore_errors=True)
-    write_json(run.path(RunFiles.EXPORT_REPORT), run.export_report)
+    run.write_json(RunFiles.EXPORT_REPORT, run.export_report)
 
 
 @hookimpl

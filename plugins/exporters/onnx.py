@@ -21,8 +21,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from pipeline_core import ExportInfo, Register, RunFailed, hookimpl
-from pipeline_core.artifacts import atomic_write
+from pipeline_core import ExportInfo, Register, RunFailed, atomic_write, hookimpl
 
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
 

@@ -14,9 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from pipeline_core import ExportInfo, Register, hookimpl
-from pipeline_core.artifacts import atomic_write
-from pipeline_core.export import METADATA_FILE, LoadedTorchModule, output_names_from
+from pipeline_core import METADATA_FILE, ExportInfo, LoadedTorchModule, Register, atomic_write, hookimpl, output_names_from
 
 
 @dataclass
