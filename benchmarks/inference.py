@@ -23,8 +23,9 @@ import numpy as np
 import onnxruntime
 import torch
 
-from pipeline_core.export import PROBABILITIES, deployable
+from pipeline_core import deployable
 from pipeline_core.runner import load_pipeline, run_pipeline
+from pipeline_core.sections import PROBABILITIES
 
 ROOT = Path(__file__).resolve().parent.parent
 

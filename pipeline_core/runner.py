@@ -4,6 +4,7 @@ stage; continues an unfinished run from its last checkpoint."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,19 @@ from pipeline_core.host import Host
 from pipeline_core.plugins import build_host
 
 
-def load_pipeline(path: Path, overrides: tuple[str, ...] = (), base_dir: Path | None = None) -> tuple[PipelineConfig, Host]:
+def load_pipeline(
+    path: Path, overrides: tuple[str, ...] = (), base_dir: Path | None = None, plugins: Iterable[object] = ()
+) -> tuple[PipelineConfig, Host]:
     """Read ``path``, apply ``--set`` overrides, load the plugins it names, and validate it.
 
-    Relative paths in the file (plugins, data) start at ``base_dir``, by default the file's folder."""
+    Relative paths in the file (plugins, data) start at ``base_dir``, by default the file's folder.
+    ``plugins`` are plugin objects registered besides those (:mod:`pipeline_core.testing`)."""
     raw, text = read_toml(path)
     apply_overrides(raw, overrides)
     root = base_dir if base_dir is not None else path.parent
     host = build_host(
         plugin_references(raw, path), base_dir=root, source=str(path),
-        disabled=plugin_references(raw, path, "disable_plugins"),
+        disabled=plugin_references(raw, path, "disable_plugins"), given=plugins,
     )
     return validate(raw, host.registry, path, text, overrides, base_dir), host
 
