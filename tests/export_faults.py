@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline_core.export import ExportInfo, LoadedModel
+from pipeline_core import ExportInfo, LoadedModel
 from pipeline_core_plugins.exporters.onnx import onnx_exporter
 
 

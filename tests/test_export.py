@@ -12,11 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline_core.data import DataSpec
-from pipeline_core.errors import ConfigError, RunFailed
-from pipeline_core.export import ExportInfo, deployable
+from pipeline_core import ConfigError, DataSpec, ExportInfo, RunFailed, Tolerance, deployable, verify
 from pipeline_core.runner import load_pipeline, run_pipeline
-from pipeline_core.verification import Tolerance, verify
 from pipeline_core_plugins.exporters.onnx import onnx_exporter
 from pipeline_core_plugins.exporters.torch_export import torch_export
 from pipeline_core_plugins.exporters.torchscript import torchscript

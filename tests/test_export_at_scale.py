@@ -15,10 +15,8 @@ import pytest
 import torch
 from export_faults import FAULTS, export_onnx
 
-from pipeline_core.context import RunContext
-from pipeline_core.export import ExportInfo, deployable
+from pipeline_core import ExportInfo, RunContext, Tolerance, deployable, measure_noise, verify
 from pipeline_core.runner import load_pipeline, run_pipeline
-from pipeline_core.verification import Tolerance, measure_noise, verify
 
 from digit_images import write_digit_mnist
 
