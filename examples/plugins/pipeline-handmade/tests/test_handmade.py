@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline_core.plugins import build_host
-from pipeline_core.runner import load_pipeline, run_pipeline
+from pipeline_core.testing import build_host, run_pipeline
 from pipeline_handmade.focal import focal
 from pipeline_handmade.relu import HandReLU
 
@@ -34,8 +33,7 @@ def test_found_through_its_entry_point():
 
 
 def test_pipeline_trains_and_every_export_passes(tmp_path):
-    config, host = load_pipeline(PIPELINE, ("train.epochs=40",))
-    run = run_pipeline(config, host, out=tmp_path / "run", quiet=True)
+    run = run_pipeline(PIPELINE, tmp_path, overrides=("train.epochs=40",))
     assert run.metrics["test"]["accuracy"] > 0.9
     assert {name: entry["passed"] for name, entry in run.export_report.items()} == {"onnx": True, "torchscript": True, "torch_export": True}
-    assert set(json.loads((tmp_path / "run" / "stage_seconds.json").read_text())) == {"load_data", "build_model", "train", "evaluate", "export"}
+    assert set(json.loads((run.run_dir / "stage_seconds.json").read_text())) == {"load_data", "build_model", "train", "evaluate", "export"}

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from pipeline_core import RunContext, hookimpl
 
-KEY = "pipeline_handmade.timing"  # this plugin's per-run state lives in run.state[KEY]
+
+@dataclass
+class StageTimes:
+    """This plugin's per-run state: one instance per run, from ``run.plugin_state(StageTimes)``."""
+
+    started: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @hookimpl
 def before_stage(run: RunContext, stage: str) -> None:
-    run.state.setdefault(KEY, {"started": {}, "seconds": {}})["started"][stage] = time.perf_counter()
+    run.plugin_state(StageTimes).started[stage] = time.perf_counter()
 
 
 @hookimpl
 def after_stage(run: RunContext, stage: str) -> None:
-    state = run.state[KEY]
-    state["seconds"][stage] = round(time.perf_counter() - state["started"][stage], 4)
-    run.write_json("stage_seconds.json", state["seconds"])
+    times = run.plugin_state(StageTimes)
+    times.seconds[stage] = round(time.perf_counter() - times.started[stage], 4)
+    run.write_json("stage_seconds.json", times.seconds)
