@@ -477,7 +477,6 @@ def test_bad_configuration_is_refused_at_start(repository, tmp_path):
 
 
 def test_bundle_arguments_and_config_precedence(tmp_path):
-    assert parse_bundle_argument("iris:3=runs/a/bundle") == parse_bundle_argument("iris:3=runs/a/bundle")
     spec = parse_bundle_argument("iris:3=runs/a/bundle")
     assert (spec.path, spec.name, spec.version) == (Path("runs/a/bundle"), "iris", "3")
     assert parse_bundle_argument("runs/a/bundle").name is None
