@@ -74,8 +74,13 @@ def write_text(path: Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(value: Any) -> str:
+    """``value`` as the JSON text every file of a run folder is written in."""
+    return json.dumps(value, indent=2, sort_keys=False, default=str) + "\n"
+
+
 def write_json(path: Path, value: Any) -> Path:
-    return write_text(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+    return write_text(path, json_text(value))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -86,8 +91,8 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Rows with possibly different keys; columns are the union, in first-seen order."""
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows with possibly different keys as CSV; columns are the union, in first-seen order."""
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
@@ -95,7 +100,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return write_text(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def sha256(path: Path) -> str:

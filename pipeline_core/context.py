@@ -97,16 +97,13 @@ class RunContext:
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a text file of the run folder atomically (rank 0 only, like :meth:`write_file`)."""
-        target = self.run_dir / name
-        return artifacts.write_text(self.path(name), text) if self.is_main else target
+        return self.write_file(name, lambda temp: temp.write_bytes(text.encode("utf-8")))
 
     def write_json(self, name: str, value: Any) -> Path:
         """Write a JSON file of the run folder atomically (rank 0 only, like :meth:`write_file`)."""
-        target = self.run_dir / name
-        return artifacts.write_json(self.path(name), value) if self.is_main else target
+        return self.write_text(name, artifacts.json_text(value))
 
     def write_csv(self, name: str, rows: list[dict[str, Any]]) -> Path:
         """Write rows as a CSV file of the run folder atomically; columns are the union of the rows'
         keys, in first-seen order (rank 0 only, like :meth:`write_file`)."""
-        target = self.run_dir / name
-        return artifacts.write_csv(self.path(name), rows) if self.is_main else target
+        return self.write_text(name, artifacts.csv_text(rows))

@@ -91,6 +91,7 @@ class Registry:
         except TypeError as error:
             raise PluginError(str(error)) from error
         text = description or next(iter((factory.__doc__ or "").strip().splitlines()), "")
+        check = check if check is not None else getattr(factory, "pipeline_check", None)
         if check is not None and not callable(check):
             raise PluginError(f"plugin {plugin!r} gave {kind} {name!r} a non-callable check {check!r}")
         self.components[kind][name] = Component(kind, name, factory, plugin, schema, text, check)
@@ -124,7 +125,9 @@ class Register:
 
     ``register(name, component, description="", check=None)``: ``component`` is called with the
     host's context arguments and the validated options; ``check(**options)``, if given, runs at
-    validation time and raises ``ValueError`` for a combination of options that cannot work.
+    validation time and raises ``ValueError`` for a combination of options that cannot work. Without
+    one, a component's own ``pipeline_check`` attribute is used (:func:`~pipeline_core.split_options`
+    gives its loaders one).
     """
 
     def __init__(self, registry: Registry, kind: str, plugin: str) -> None:

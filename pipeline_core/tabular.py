@@ -47,7 +47,8 @@ def split_options(*, test_size: float = 0.2, standardize: bool = True, stratify:
 
     The loader declares a keyword-only ``split: SplitOptions`` and receives them in it; the pipeline
     file sets ``test_size``, ``val_size``, ``standardize`` and ``stratify`` in its ``[data]`` table,
-    validated like any option. Register it with ``check=check_fractions``::
+    validated like any option, and :func:`check_fractions` (the loader's ``pipeline_check``, which
+    ``register`` uses unless given another ``check``) refuses fractions that leave nothing to train on::
 
         @split_options(test_size=0.25)
         def flowers(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
@@ -73,6 +74,7 @@ def split_options(*, test_size: float = 0.2, standardize: bool = True, stratify:
         own = [parameter for name, parameter in signature.parameters.items() if name != "split"]
         with_split.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
         with_split.__annotations__ = {**hints, **_ANNOTATIONS}
+        with_split.pipeline_check = check_fractions  # type: ignore[attr-defined]
         return typing.cast(Loader, with_split)
 
     return decorate

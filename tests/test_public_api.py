@@ -104,8 +104,9 @@ def flowers(context: DatasetContext, *, petals: int = 5, split: SplitOptions) ->
 
 def test_split_options_adds_the_four_options_after_a_loaders_own():
     registry = Registry()
-    registry.add("dataset", "flowers", flowers, "tests", check=check_fractions)
+    registry.add("dataset", "flowers", flowers, "tests")  # no check given: the loader's own, check_fractions
     component = registry.get("dataset", "flowers")
+    assert component.check is check_fractions
     assert component.options.names == ["petals", "test_size", "val_size", "standardize", "stratify"]
     assert component.options.defaults == {"petals": 5, "test_size": 0.3, "val_size": 0.0, "standardize": False, "stratify": True}
     assert component.description == "Flowers with ``petals`` petals, split as the options say."

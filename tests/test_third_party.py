@@ -37,7 +37,7 @@ SOURCES = {
     "src/pipeline_rings/__init__.py": '''
         """Rings: a dataset of concentric rings, a model for it and a traced TorchScript exporter."""
 
-        from pipeline_core import Register, check_fractions, hookimpl
+        from pipeline_core import Register, hookimpl
         from pipeline_rings.data import rings
         from pipeline_rings.exporter import traced
         from pipeline_rings.model import ring_net
@@ -45,7 +45,7 @@ SOURCES = {
 
         @hookimpl
         def register_datasets(register: Register) -> None:
-            register("rings", rings, check=check_fractions)
+            register("rings", rings)  # split_options brings its check of the fractions
 
 
         @hookimpl
@@ -178,6 +178,8 @@ SOURCES = {
         def test_options_are_validated(tmp_path):
             with pytest.raises(ConfigError, match="data.per_ring: input should be greater than or equal to 10"):
                 load_pipeline(small_pipeline(data={"name": "rings", "per_ring": 3}), tmp_path)
+            with pytest.raises(ConfigError, match="data: test_size [+] val_size is 1.05; it must leave data to train on"):
+                load_pipeline(small_pipeline(data={"name": "rings", "test_size": 0.75, "val_size": 0.3}), tmp_path)
     ''',
 }
 

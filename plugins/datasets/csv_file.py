@@ -19,7 +19,6 @@ from pipeline_core import (
     DatasetContext,
     Register,
     SplitOptions,
-    check_fractions,
     hookimpl,
     split_options,
     split_tabular,
@@ -125,4 +124,4 @@ def csv_dataset(
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("csv", csv_dataset, check=check_fractions)
+    register("csv", csv_dataset)

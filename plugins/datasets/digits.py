@@ -10,7 +10,6 @@ from pipeline_core import (
     DatasetContext,
     Register,
     SplitOptions,
-    check_fractions,
     hookimpl,
     split_options,
     split_tabular,
@@ -31,4 +30,4 @@ def digits(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("digits", digits, check=check_fractions)
+    register("digits", digits)

@@ -7,7 +7,6 @@ from pipeline_core import (
     DatasetContext,
     Register,
     SplitOptions,
-    check_fractions,
     hookimpl,
     split_options,
     split_tabular,
@@ -29,4 +28,4 @@ def iris(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("iris", iris, check=check_fractions)
+    register("iris", iris)

@@ -18,7 +18,6 @@ from pipeline_core import (
     Register,
     Split,
     SplitOptions,
-    check_fractions,
     hookimpl,
     split_options,
     split_tabular,
@@ -102,6 +101,6 @@ def random_regression(
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("moons", moons, check=check_fractions)
-    register("spirals", spirals, check=check_fractions)
+    register("moons", moons)
+    register("spirals", spirals)
     register("random_regression", random_regression)

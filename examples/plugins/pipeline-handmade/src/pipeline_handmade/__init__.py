@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline_core import Register, check_fractions, hookimpl
+from pipeline_core import Register, hookimpl
 from pipeline_handmade.circles import circles
 from pipeline_handmade.focal import focal
 from pipeline_handmade.relu import handmade_mlp
@@ -13,7 +13,7 @@ __all__ = ["after_stage", "before_stage", "register_datasets", "register_losses"
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("circles", circles, check=check_fractions)
+    register("circles", circles)
 
 
 @hookimpl
