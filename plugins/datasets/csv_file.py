@@ -13,16 +13,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from pipeline_core import (
-    ConfigError,
-    DataBundle,
-    DatasetContext,
-    Register,
-    SplitOptions,
-    hookimpl,
-    split_options,
-    split_tabular,
-)
+from pipeline_core import ConfigError, DataBundle, DatasetContext, Register, SplitOptions, hookimpl, split_options, split_tabular
 
 #: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20

@@ -5,15 +5,7 @@ They ship with scikit-learn, so this is the real-handwriting workload that runs 
 
 from __future__ import annotations
 
-from pipeline_core import (
-    DataBundle,
-    DatasetContext,
-    Register,
-    SplitOptions,
-    hookimpl,
-    split_options,
-    split_tabular,
-)
+from pipeline_core import DataBundle, DatasetContext, Register, SplitOptions, hookimpl, split_options, split_tabular
 
 
 @split_options()

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline_core import (
-    DataBundle,
-    DatasetContext,
-    Register,
-    SplitOptions,
-    hookimpl,
-    split_options,
-    split_tabular,
-)
+from pipeline_core import DataBundle, DatasetContext, Register, SplitOptions, hookimpl, split_options, split_tabular
 
 
 @split_options(test_size=0.25)
