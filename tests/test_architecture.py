@@ -14,6 +14,8 @@ import grimp
 
 from pipeline_core import builtins
 
+from test_examples import install
+
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
@@ -103,10 +105,7 @@ def test_builtins_are_known_by_name_and_every_plugin_module_is_one():
 def test_an_installed_distribution_holds_only_this_projects_import_names(tmp_path):
     """A non-editable install (what `pip install pipeline-core` does) into an empty folder."""
     target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)],
-        check=True, capture_output=True, timeout=600,
-    )
+    install(ROOT, target)
     names = {path.name for path in target.iterdir() if not path.name.endswith(".dist-info") and path.name != "bin"}
     assert names == {"pipeline_core", "pipeline_core_plugins"}
     assert (target / "pipeline_core_plugins" / "templates" / "report.html.j2").is_file()

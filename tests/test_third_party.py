@@ -7,13 +7,14 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from test_examples import install
 
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
 
@@ -191,12 +192,7 @@ def rings(tmp_path_factory):
     for name, text in SOURCES.items():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    site = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(source)],
-        check=True, capture_output=True, timeout=300,
-    )
-    return source, {**os.environ, "PYTHONPATH": str(site)}
+    return source, install(source, tmp_path_factory.mktemp("site"))
 
 
 def test_the_plugin_imports_only_the_public_api(rings):
