@@ -61,7 +61,12 @@ class Evaluator:
 
     def __call__(self, model: nn.Module, split: Split) -> dict[str, MetricValue]:
         """``{metric name: value}`` for ``model`` on ``split``."""
-        predictions = Predictions(predict(model, split.inputs), split.targets, self.task, self.loss_fn)
+        return self.score(predict(model, split.inputs), split.targets)
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, MetricValue]:
+        """``{metric name: value}`` for a model's raw ``outputs`` on a split with ``targets``: how the
+        same metrics are computed for a model that is not a PyTorch module (an ONNX variant)."""
+        predictions = Predictions(outputs, targets, self.task, self.loss_fn)
         values: dict[str, MetricValue] = {}
         for metric in self.metrics:
             fn: Any = self.registry.get("metric", metric.name).factory

@@ -4,6 +4,8 @@ check it against the eager model, then seal the bundle and put it in place of ``
 A failed check fails the run (exit code 1) and never touches an existing ``bundle/``: the rejected
 files go to ``bundle.failed/`` for inspection, the trained weights stay in ``weights.pt``, and the
 error names the command that exports them again (``pipeline export RUN``) once the cause is fixed.
+The optimized variants of ``model.onnx`` (``[export.optimize]``, :mod:`pipeline_core_plugins.optimize`)
+are made from the checked file and gated on the test split before the bundle is sealed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from pipeline_core import (
     BUNDLE_DIR,
+    ConfigError,
     Exporter,
     ExportInfo,
     Register,
@@ -30,6 +33,7 @@ from pipeline_core import (
     seal_bundle,
     verify,
 )
+from pipeline_core_plugins.optimize import ONNX_FILE, make_variants
 
 STAGING = ".bundle.staging"
 FAILED = "bundle.failed"
@@ -67,12 +71,17 @@ def export(run: RunContext) -> None:
     tolerance = Tolerance(settings.atol, settings.rtol, settings.noise_factor)
     noise = measure_noise(reference, checked, names)  # once: every format is held to the same yardstick
 
+    exporters: dict[str, Exporter] = {component.name: run.create(component) for component in settings.formats}
+    onnx = next((name for name, exporter in exporters.items() if exporter.filename == ONNX_FILE), None)
+    if settings.variants and onnx is None:
+        raise ConfigError(f"export.optimize.variants are made from {ONNX_FILE}, which no format in export.formats writes: add \"onnx\"")
+
     staging = run.run_dir / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     failures = []
     for component in settings.formats:
-        exporter: Exporter = run.create(component)
+        exporter = exporters[component.name]
         path: Path = staging / exporter.filename
         entry = {"file": f"{BUNDLE_DIR}/{exporter.filename}"}
         try:
@@ -89,8 +98,14 @@ def export(run: RunContext) -> None:
             failures.append(f"{component.name}: " + "; ".join(report["problems"]))
     if failures:
         _reject(run, staging, failures)
+    variants = make_variants(run, staging / ONNX_FILE)  # each gated; a failed required one fails the run
+    if settings.variants:
+        run.export_report[str(onnx)]["variants"] = variants.report
+    if variants.failures:
+        _reject(run, staging, variants.failures)
 
-    seal_bundle(staging, run.run_dir / BUNDLE_DIR, info.metadata, run.export_report)
+    metadata = {**info.metadata, "variants": variants.shipped} if variants.shipped else info.metadata
+    seal_bundle(staging, run.run_dir / BUNDLE_DIR, metadata, run.export_report)
     shutil.rmtree(run.run_dir / FAILED, ignore_errors=True)
     run.write_json(RunFiles.EXPORT_REPORT, run.export_report)
 
