@@ -133,9 +133,10 @@ def server(repository, trained, tmp_path_factory) -> Iterator[Server]:
 
 
 def expected(bundle: Path, rows, tmp: Path) -> list[dict]:
-    """What predict.py answers for ``rows`` written to a JSON file."""
+    """What predict.py answers for ``rows`` written to a JSON file (the records it writes)."""
     (tmp / "rows.json").write_text(json.dumps(rows))
-    return predict.predict(bundle, tmp / "rows.json", tmp / "out.json")
+    assert predict.predict(bundle, tmp / "rows.json", tmp / "out.json") == len(rows)
+    return json.loads((tmp / "out.json").read_text())
 
 
 def predict_py_error(bundle: Path, content: str, tmp: Path) -> str:

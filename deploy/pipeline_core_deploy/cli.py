@@ -1,5 +1,8 @@
 """``pipeline-deploy``: the deploy side's own command line, for an environment without PyTorch
-or pipeline-core (``pip install ./deploy``): ``serve`` and ``predict``."""
+or pipeline-core (``pip install ./deploy``): ``serve``, ``predict``, ``keygen`` and ``sign``.
+
+The commands are defined here once; the training CLI (``pipeline predict|serve|keygen|sign``) adds
+the same ones, so both say the same things."""
 
 from __future__ import annotations
 
@@ -11,6 +14,17 @@ from pipeline_core_deploy import __version__
 from pipeline_core_deploy import predict as deploy
 from pipeline_core_deploy.serve.cli import serve
 
+VERIFY_KEY_HELP = "Refuse the bundle unless its manifest is signed by this Ed25519 public key (see `sign`)."
+
+
+def _warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def _fail(error: deploy.DeployError) -> SystemExit:
+    click.secho(f"error: {error}", fg="red", err=True)
+    return SystemExit(error.exit_code)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pipeline-deploy")
@@ -18,22 +32,57 @@ def cli() -> None:
     """Serve and run pipeline-core bundles with NumPy and onnxruntime alone."""
 
 
-@cli.command()
+@click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="Rows to predict: .csv, .npy or .json.")
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False), help="Write predictions here (.csv or .json); default: stdout as CSV.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True, help="Rows per onnxruntime call.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="onnxruntime provider.")
-def predict(bundle: Path, input_path: Path, output: Path | None, batch_size: int, device: str) -> None:
+@click.option("--verify-key", type=click.Path(path_type=Path, dir_okay=False), help=VERIFY_KEY_HELP)
+def predict(bundle: Path, input_path: Path, output: Path | None, batch_size: int, device: str, verify_key: Path | None) -> None:
     """Predict with BUNDLE (a bundle folder, or a run folder holding bundle/)."""
     try:
-        deploy.predict(bundle, input_path, output, batch_size, device)
+        count = deploy.predict(bundle, input_path, output, batch_size, device, verify_key, warn=_warn)
     except deploy.DeployError as error:
-        click.echo(f"error: {error}", err=True)
-        raise SystemExit(error.exit_code) from None
+        raise _fail(error) from None
+    if output is not None:
+        click.echo(f"{count} predictions written to {output}", err=True)
 
 
-cli.add_command(serve)
+@click.command()
+@click.option("--out", "folder", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the two key files.")
+@click.option("--name", default="bundle-signing", show_default=True, help="The key files are NAME.key (private) and NAME.pub (public).")
+def keygen(folder: Path, name: str) -> None:
+    """Make an Ed25519 key pair for signing bundles: NAME.key (private, mode 0600) and NAME.pub."""
+    from pipeline_core_deploy import signing
+
+    try:
+        private, public, identity = signing.generate_keys(folder, name)
+    except deploy.DeployError as error:
+        raise _fail(error) from None
+    click.echo(f"key {identity}\n  private: {private} (mode 0600: keep it secret, with whoever signs bundles)\n"
+               f"  public:  {public} (give it to deployers: --verify-key {public})")
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The Ed25519 private key (NAME.key from `keygen`).")
+def sign(bundle: Path, key_path: Path) -> None:
+    """Sign BUNDLE's manifest (a bundle folder, or a run folder holding bundle/).
+
+    The bundle is verified first; the signature goes beside the manifest as manifest.json.sig.
+    Deployers check it with --verify-key PUBLIC_KEY on predict, serve and the bundle's predict.py."""
+    from pipeline_core_deploy import signing
+
+    try:
+        path, identity = signing.sign_bundle(bundle, key_path, warn=_warn)
+    except deploy.DeployError as error:
+        raise _fail(error) from None
+    click.echo(f"signed with key {identity}: {path}")
+
+
+for command in (predict, serve, keygen, sign):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -6,32 +6,50 @@ onnxruntime, and a copy of it ships inside every bundle as ``predict.py``::
     pip install onnxruntime numpy
     python bundle/predict.py bundle --input rows.csv --output predictions.csv
 
-Loading is safe: every file is checked against the bundle's ``manifest.json`` (sha256) before use, and
-an ONNX file whose weights live in external data outside the bundle is refused. Bad input gets an
-error naming what the bundle expects (its feature names, input shape and dtype), never a traceback.
+Loading is safe: every file is checked against the bundle's ``manifest.json`` (sha256) before use, an
+ONNX file whose weights live in external data outside the bundle is refused, and what the bundle
+states twice (classes, feature names, the input and outputs in ``metadata.json``, in ``model.onnx``'s
+own ``metadata_props`` and in its graph) must agree. With ``--verify-key PUBLIC_KEY`` the manifest
+must also carry an Ed25519 signature by that key (``manifest.json.sig``, written by ``pipeline sign``;
+checking it needs the ``cryptography`` package, imported only then). Files the manifest does not list
+are reported, never read.
+
+Bad input gets an error naming what the bundle expects (its feature names, input shape and dtype),
+never a traceback. Rows are counted as data rows from 1 (a CSV header is not a row), and a CSV's
+messages also give the line of the file: ``rows.csv, line 7: data row 6, column 'x': 'abc' is not
+a number``.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import hashlib
-import io
 import json
 import math
+import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.json"
 MODEL = "model.onnx"
+SIGNATURE = "manifest.json.sig"
 BUNDLE_DIR = "bundle"
 INPUT_FORMATS = (".csv", ".npy", ".json")
+SIGNATURE_FORMAT = {"name": "pipeline-core-signature", "version": 1}
+TASKS = ("multiclass", "binary", "regression")
+#: a run folder's own files, read only to explain why a run folder has no bundle
+RUN_STATUS, RUN_WEIGHTS, FAILED_BUNDLE = "status.json", "weights.pt", "bundle.failed"
+#: rows predicted and written at a time, so the output never holds every row's record at once
+OUTPUT_CHUNK = 65536
 
 
 class DeployError(Exception):
@@ -53,6 +71,14 @@ def _read_json(path: Path, what: str) -> Any:
         raise DeployError(f"{what} {path} cannot be read: {error}") from None
 
 
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    return _clip(repr(value), limit)
+
+
 def bundle_folder(path: Path) -> Path:
     """``path`` itself, or its ``bundle/`` when ``path`` is a run folder."""
     if (path / BUNDLE_DIR / MANIFEST).is_file() and not (path / METADATA).is_file():
@@ -60,9 +86,281 @@ def bundle_folder(path: Path) -> Path:
     return path
 
 
+def _run_without_bundle(run: Path) -> str | None:
+    """Why the run folder ``run`` has no sealed bundle, from its ``status.json`` (None: not a run folder)."""
+    try:
+        status = json.loads((run / RUN_STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(status, dict):
+        return None
+    state, stage = status.get("status"), status.get("stage")
+    at = f" at stage {stage!r}" if stage else ""
+    if (run / RUN_WEIGHTS).is_file():
+        remedy = f"after fixing the cause, export its trained weights again with `pipeline export {run}`"
+    else:
+        remedy = f"it has no trained weights ({RUN_WEIGHTS}) either; continue it with `pipeline run {run} --resume` or run it again"
+    if state in ("failed", "interrupted"):
+        error = _clip(" ".join(str(status.get("error", "")).split()), 240)
+        rejected = f"; the files its export rejected are in {run / FAILED_BUNDLE}, unsealed" if (run / FAILED_BUNDLE).is_dir() else ""
+        return f"this run {state}{at} ({error}), so it has no bundle{rejected}; {remedy}"
+    if state == "running":
+        return f"this run has not finished (status.json says 'running'{at}; it may still be running, or it was killed), so it has no bundle yet"
+    stages = status.get("stages")
+    if isinstance(stages, list) and "export" not in stages:
+        return f"this run's stages {stages} have no 'export' stage, so it has no bundle; {remedy}"
+    return f"this run (status {state!r}) has no sealed bundle ({run / BUNDLE_DIR / MANIFEST} is missing); {remedy}"
+
+
+def _hash_mismatch(path: Path, entry: dict[str, Any], data: bytes) -> str:
+    """Both hashes in full, where they first differ, and whether the size changed too."""
+    expected, found = str(entry.get("sha256")), _sha256(data)
+    at = next((i for i, (a, b) in enumerate(zip(expected, found, strict=False)) if a != b), min(len(expected), len(found)))
+    size = entry.get("bytes")
+    if isinstance(size, int) and size != len(data):
+        sizes = f"; the manifest says {size} bytes, the file has {len(data)}"
+    else:
+        sizes = f"; the file still has {len(data)} bytes, so bytes were changed in place" if isinstance(size, int) else ""
+    return (f"bundle file {path} does not match its sha256 in manifest.json: expected {expected}, found {found} "
+            f"(first difference at hex digit {at + 1} of {len(expected)}{sizes}); refusing a modified bundle")
+
+
+def _verified(folder: Path, name: str, expected: dict[str, Any]) -> bytes:
+    if name not in expected:
+        raise DeployError(f"{folder / MANIFEST} does not list {name}; refusing a file the bundle does not vouch for")
+    try:
+        data = (folder / name).read_bytes()
+    except FileNotFoundError:
+        raise DeployError(f"bundle file is missing: {folder / name}") from None
+    except OSError as error:
+        raise DeployError(f"bundle file {folder / name} cannot be read: {error}") from None
+    if _sha256(data) != expected[name]["sha256"]:
+        raise DeployError(_hash_mismatch(folder / name, expected[name], data))
+    return data
+
+
+def _manifest_files(folder: Path, manifest: bytes) -> dict[str, dict[str, Any]]:
+    try:
+        files = json.loads(manifest)["files"]
+        if all(isinstance(entry["sha256"], str) for entry in files.values()):
+            return files
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    raise DeployError(f"{folder / MANIFEST} is not a bundle manifest: expected {{\"files\": {{NAME: {{\"sha256\": ...}}}}}}")
+
+
+def _unlisted(folder: Path, files: dict[str, Any]) -> list[str]:
+    """Files in the bundle folder that the manifest does not list (nor the manifest and its signature)."""
+    listed = {*files, MANIFEST, SIGNATURE}
+    found = []
+    for root, _, names in os.walk(folder):
+        found.extend((Path(root) / name).relative_to(folder).as_posix() for name in names)
+    return sorted(name for name in found if name not in listed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures (pipeline sign writes them; pipeline_core_deploy.signing holds the signing side)
+
+
+def ed25519_api() -> Any:
+    """cryptography's exceptions, serialization and ed25519 modules, imported on first use."""
+    try:
+        from cryptography import exceptions
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError:
+        raise DeployError("checking a bundle's signature needs the 'cryptography' package: pip install cryptography") from None
+    return exceptions, serialization, ed25519
+
+
+def key_id(public_key: Any) -> str:
+    """A short name for an Ed25519 public key: the first 16 hex digits of the sha256 of its raw bytes."""
+    _, serialization, _ = ed25519_api()
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return _sha256(raw)[:16]
+
+
+def load_public_key(path: Path) -> Any:
+    """The Ed25519 public key in ``path`` (PEM, as ``pipeline keygen`` writes it, or OpenSSH)."""
+    exceptions, serialization, ed25519 = ed25519_api()
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DeployError(f"--verify-key: public key file not found: {path}") from None
+    except OSError as error:
+        raise DeployError(f"--verify-key: cannot read {path}: {error}") from None
+    if b"PRIVATE KEY" in data:
+        raise DeployError(f"--verify-key: {path} is a private key; checking a signature takes the public key "
+                          "(the .pub file `pipeline keygen` wrote beside it), and the private key stays with whoever signs")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(data)
+        else:
+            key = serialization.load_ssh_public_key(data)
+    except (ValueError, TypeError, exceptions.UnsupportedAlgorithm) as error:
+        raise DeployError(f"--verify-key: {path} is not a public key in PEM or OpenSSH format ({error})") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise DeployError(f"--verify-key: {path} is a {type(key).__name__} key; bundles are signed with Ed25519 keys (`pipeline keygen`)")
+    return key
+
+
+def verify_signature(folder: Path, manifest: bytes, key_path: Path) -> str:
+    """Check that ``manifest`` (the bytes of ``folder``'s manifest) carries a valid signature by the
+    public key in ``key_path``; returns the key's id. Raises :class:`DeployError` otherwise."""
+    key = load_public_key(key_path)
+    exceptions, _, _ = ed25519_api()
+    wanted = key_id(key)
+    path = folder / SIGNATURE
+    if not path.is_file():
+        raise DeployError(f"{folder} is not signed (no {SIGNATURE} beside its manifest), and --verify-key {key_path} accepts only "
+                          "bundles signed with its private key (`pipeline sign BUNDLE --key PRIVATE_KEY`); refusing it")
+    document = _read_json(path, "the bundle's signature")
+    try:
+        signature, signer = base64.b64decode(document["signature"], validate=True), str(document["key_id"])
+    except (KeyError, TypeError, ValueError):
+        raise DeployError(f"{path} is not a signature written by `pipeline sign`: expected \"key_id\" and a base64 \"signature\"") from None
+    if signer != wanted:
+        raise DeployError(f"{path}: the bundle was signed with key {signer}, not with {key_path} (key {wanted}); "
+                          "refusing a bundle signed by someone else")
+    try:
+        key.verify(signature, manifest)
+    except exceptions.InvalidSignature:
+        changed = document.get("manifest_sha256") not in (None, _sha256(manifest))
+        reason = f"{MANIFEST} was changed after it was signed" if changed else "the signature does not match the manifest (was the signature file edited?)"
+        raise DeployError(f"{path}: {reason}; refusing the bundle (checked with {key_path}, key {wanted})") from None
+    return wanted
+
+
+# ---------------------------------------------------------------------------------------------
+# What the bundle states twice must agree
+
+_ONNX_DTYPES = {"float": "float32", "double": "float64", "float16": "float16", "uint8": "uint8", "int8": "int8",
+                "uint16": "uint16", "int16": "int16", "int32": "int32", "int64": "int64", "bool": "bool"}
+
+
+def _check_metadata(path: Path, metadata: Any) -> None:
+    """The parts of ``metadata.json`` this module relies on, with the shapes it relies on."""
+    def bad(what: str, value: Any) -> DeployError:
+        return DeployError(f"{path}: {what}, got {_show(value)}; is it a pipeline-core bundle's metadata?")
+
+    if not isinstance(metadata, dict):
+        raise bad("expected an object", metadata)
+    if metadata.get("task") not in TASKS:
+        raise bad(f"'task' must be one of {list(TASKS)}", metadata.get("task"))
+    spec = metadata.get("input")
+    if not (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("shape"), list) and len(spec["shape"]) >= 2
+            and all(isinstance(d, int) and d > 0 for d in spec["shape"][1:]) and spec.get("dtype") in _ONNX_DTYPES.values()):
+        raise bad("'input' must be {\"name\": ..., \"shape\": [batch, positive sizes...], \"dtype\": ...}", spec)
+    outputs = metadata.get("outputs")
+    if not (isinstance(outputs, list) and outputs and all(isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("shape"), list) for o in outputs)):
+        raise bad("'outputs' must be a list of {\"name\": ..., \"shape\": [...]}", outputs)
+    for key in ("classes", "feature_names"):
+        if not (isinstance(metadata.get(key, []), list) and all(isinstance(v, str) for v in metadata.get(key, []))):
+            raise bad(f"'{key}' must be a list of names", metadata.get(key))
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _first_difference(ours: Any, theirs: Any, where: str) -> tuple[str, Any, Any]:
+    """The deepest key under which two JSON values differ (lists are compared whole)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in sorted(set(ours) | set(theirs), key=str):
+            a, b = ours.get(key, "(nothing)"), theirs.get(key, "(nothing)")
+            if _canonical(a) != _canonical(b):
+                return _first_difference(a, b, f"{where}.{key}")
+    return where, ours, theirs
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _props_disagreements(metadata: dict[str, Any], props: dict[str, str]) -> list[str]:
+    """``model.onnx``'s metadata_props (each value a string, or JSON for other values) against
+    ``metadata.json``: the exporter writes both from one dict."""
+    problems = []
+    for key in sorted(props):
+        if key not in metadata:
+            problems.append(f"model.onnx's metadata_props state {key!r} = {_show(_parsed(props[key]))}, but metadata.json has no {key!r}")
+            continue
+        stated = metadata[key]
+        embedded = props[key] if isinstance(stated, str) else _parsed(props[key])
+        if _canonical(stated) != _canonical(embedded):
+            where, ours, theirs = _first_difference(stated, embedded, key)
+            problems.append(f"metadata.json says {where!r} is {_show(ours)}, but model.onnx's metadata_props say {_show(theirs)}")
+    return problems
+
+
+def _dims_agree(stated: Sequence[Any], declared: Sequence[Any]) -> bool:
+    """Whole sizes must be equal; a named size (the batch axis) must be named in both."""
+    if len(stated) != len(declared):
+        return False
+    return all(a == b if isinstance(a, int) else not isinstance(b, int) for a, b in zip(stated, declared, strict=True))
+
+
+def _graph_disagreements(metadata: dict[str, Any], session: Any) -> list[str]:
+    """``metadata.json``'s input and outputs against the ONNX graph's own declarations."""
+    problems = []
+    spec, inputs = metadata["input"], session.get_inputs()
+    if len(inputs) != 1:
+        problems.append(f"metadata.json describes one input {spec['name']!r}, but model.onnx's graph takes {len(inputs)}: {[i.name for i in inputs]}")
+    else:
+        graph = inputs[0]
+        dtype = _ONNX_DTYPES.get(graph.type.removeprefix("tensor(").removesuffix(")"), graph.type)
+        if graph.name != spec["name"]:
+            problems.append(f"metadata.json names the input {spec['name']!r}, but model.onnx's graph names it {graph.name!r}")
+        if dtype != spec["dtype"]:
+            problems.append(f"metadata.json says the input {spec['name']!r} is {spec['dtype']}, but model.onnx's graph takes {dtype}")
+        if not _dims_agree(spec["shape"], graph.shape):
+            problems.append(f"metadata.json gives the input {spec['name']!r} the shape {spec['shape']}, but model.onnx's graph declares {list(graph.shape)}")
+    stated = {o["name"]: o["shape"] for o in metadata["outputs"]}
+    declared = {o.name: o.shape for o in session.get_outputs()}
+    if list(stated) != list(declared):
+        problems.append(f"metadata.json lists the outputs {list(stated)}, but model.onnx's graph has {list(declared)}")
+    for name in stated.keys() & declared.keys():
+        if not _dims_agree(stated[name], declared[name]):
+            problems.append(f"metadata.json gives the output {name!r} the shape {stated[name]}, but model.onnx's graph declares {list(declared[name])}")
+    return problems
+
+
+def _count_disagreements(metadata: dict[str, Any], session: Any) -> list[str]:
+    """Counts stated twice: feature names against the input's width, classes against the output's."""
+    problems = []
+    shape, features = metadata["input"]["shape"], metadata.get("feature_names") or []
+    if features and len(features) != math.prod(shape[1:]):
+        problems.append(f"metadata.json lists {len(features)} feature names {_show(features)}, but its input shape {shape} takes {math.prod(shape[1:])} value(s) per row")
+    first = metadata["outputs"][0]["name"]
+    declared = next((o.shape for o in session.get_outputs() if o.name == first), None)
+    width = declared[-1] if declared and len(declared) >= 2 and isinstance(declared[-1], int) else None
+    classes, task = metadata.get("classes") or [], metadata["task"]
+    if task == "multiclass" and classes and width is not None and width != len(classes):
+        problems.append(f"metadata.json lists {len(classes)} classes {_show(classes)}, but model.onnx's output {first!r} gives {width} value(s) per row (shape {list(declared)})")
+    if task == "binary" and (len(classes) not in (0, 2) or width not in (None, 1)):
+        problems.append(f"a binary model has 2 classes and one output value per row; metadata.json lists {_show(classes)} and model.onnx's output {first!r} has the shape {list(declared or [])}")
+    return problems
+
+
+def _cross_check(folder: Path, metadata: dict[str, Any], session: Any) -> None:
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    problems = [*_props_disagreements(metadata, props), *_graph_disagreements(metadata, session), *_count_disagreements(metadata, session)]
+    if problems:
+        raise DeployError(f"{folder}: the bundle contradicts itself, so it was changed after export (or put together by hand); refusing it: {'; '.join(problems)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening a bundle
+
+
 def _external_locations(model: bytes) -> list[str]:
     """Where the model's tensors keep external data (needs the onnx package; without it,
     onnxruntime's own check that external data stays beside the model applies)."""
+    if b"location" not in model:  # external data always names its file under the key "location"
+        return []
     try:
         import onnx
     except ImportError:
@@ -75,21 +373,6 @@ def _external_locations(model: bytes) -> list[str]:
     return locations
 
 
-def _verified(folder: Path, name: str, expected: dict[str, Any]) -> bytes:
-    if name not in expected:
-        raise DeployError(f"{folder / MANIFEST} does not list {name}; refusing a file the bundle does not vouch for")
-    try:
-        data = (folder / name).read_bytes()
-    except FileNotFoundError:
-        raise DeployError(f"bundle file is missing: {folder / name}") from None
-    if _sha256(data) != expected[name]["sha256"]:
-        raise DeployError(
-            f"bundle file {folder / name} does not match its sha256 in manifest.json "
-            f"(expected {expected[name]['sha256'][:12]}…, found {_sha256(data)[:12]}…); refusing a modified bundle"
-        )
-    return data
-
-
 @dataclass
 class Bundle:
     """A verified bundle: its metadata and an onnxruntime session for its model."""
@@ -97,6 +380,12 @@ class Bundle:
     folder: Path
     metadata: dict[str, Any]
     session: Any
+    #: files in the folder that the manifest does not list (reported, never read)
+    unlisted: list[str] = field(default_factory=list)
+    #: the id of the key whose signature was checked, when one was
+    signer: str | None = None
+    #: the sha256 of the manifest as it was verified
+    manifest_sha256: str = ""
 
     @property
     def task(self) -> str:
@@ -122,10 +411,27 @@ class Bundle:
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
+    def warnings(self) -> list[str]:
+        """What a deployer should know but that does not stop the bundle: files nobody vouches for."""
+        if not self.unlisted:
+            return []
+        names = ", ".join(self.unlisted[:10]) + (f" and {len(self.unlisted) - 10} more" if len(self.unlisted) > 10 else "")
+        return [f"{self.folder} holds {len(self.unlisted)} file(s) its manifest does not list: {names}; "
+                "they are not verified (nor signed) and nothing here reads them"]
+
     def describe_input(self) -> str:
         width = math.prod(self.input_shape)
         names = f": {', '.join(self.feature_names)}" if self.feature_names else ""
         return f"{width} {self.input_dtype.name} value(s) per row, shape {list(self.input_shape)}{names}"
+
+    def column(self, index: int) -> str:
+        """How a message names the value at flat position ``index`` of a row: its feature name when known."""
+        names = self.feature_names
+        if len(names) == math.prod(self.input_shape):
+            return f"column {names[index]!r}"
+        if len(self.input_shape) > 1:
+            return f"position {[int(i) for i in np.unravel_index(index, self.input_shape)]}"
+        return f"column {index + 1}"
 
     def run(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
         """Every output of the model for ``inputs`` (already shaped and typed), in batches."""
@@ -138,16 +444,29 @@ class Bundle:
         return {name: np.concatenate(values) for name, values in zip(names, parts, strict=True)}
 
 
-def open_bundle(path: Path, device: str = "cpu", threads: int = 0) -> Bundle:
+def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: Path | None = None) -> Bundle:
     """Verify and open a bundle folder (or a run folder holding ``bundle/``). ``threads`` sets
     onnxruntime's intra-op threads (0: its default, one per core); a server that runs several
-    batches or models at once chooses fewer, so they do not fight over the cores."""
-    folder = bundle_folder(Path(path))
+    batches or models at once chooses fewer, so they do not fight over the cores. With
+    ``verify_key`` (a public key file) the manifest must carry a valid signature by that key."""
+    path = Path(path)
+    folder = bundle_folder(path)
     if not folder.is_dir():
         raise DeployError(f"no bundle at {path}: expected a folder holding {MANIFEST}, {METADATA} and {MODEL}")
-    manifest = _read_json(folder / MANIFEST, "the bundle's manifest")
-    files = manifest.get("files", {}) if isinstance(manifest, dict) else {}
-    metadata = json.loads(_verified(folder, METADATA, files))
+    try:
+        manifest = (folder / MANIFEST).read_bytes()  # read once: the bytes checked are the bytes used
+    except FileNotFoundError:
+        reason = _run_without_bundle(path)
+        raise DeployError(f"{path}: {reason}" if reason else f"the bundle's manifest is missing: {folder / MANIFEST}") from None
+    except OSError as error:
+        raise DeployError(f"the bundle's manifest {folder / MANIFEST} cannot be read: {error}") from None
+    signer = verify_signature(folder, manifest, Path(verify_key)) if verify_key is not None else None
+    files = _manifest_files(folder, manifest)
+    try:
+        metadata = json.loads(_verified(folder, METADATA, files))
+    except ValueError as error:
+        raise DeployError(f"{folder / METADATA} is not JSON: {error}") from None
+    _check_metadata(folder / METADATA, metadata)
     model = _verified(folder, MODEL, files)
     root = folder.resolve()
     for location in _external_locations(model):
@@ -169,18 +488,12 @@ def open_bundle(path: Path, device: str = "cpu", threads: int = 0) -> Bundle:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(folder / MODEL), options, providers=providers)
-    return Bundle(folder, metadata, session)
+    _cross_check(folder, metadata, session)
+    return Bundle(folder, metadata, session, _unlisted(folder, files), signer, _sha256(manifest))
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading inputs
-
-
-def _number(cell: str, where: str) -> float:
-    try:
-        return float(cell)
-    except ValueError:
-        raise DeployError(f"{where}: {cell!r} is not a number") from None
 
 
 def _is_number(cell: str) -> bool:
@@ -193,6 +506,10 @@ def _is_number(cell: str) -> bool:
 
 def _columns_by_name(header: list[str], bundle: Bundle, source: str) -> list[int]:
     expected = bundle.feature_names
+    repeated = {name: [i + 1 for i, h in enumerate(header) if h == name] for name in header if header.count(name) > 1}
+    if repeated:
+        listed = "; ".join(f"{name!r} {len(at)} times (columns {', '.join(map(str, at))})" for name, at in repeated.items())
+        raise DeployError(f"{source}: the header names {listed}; each column may appear once; the bundle expects the columns {expected}")
     missing = [name for name in expected if name not in header]
     unknown = [name for name in header if name not in expected]
     if missing or unknown:
@@ -205,34 +522,108 @@ def _columns_by_name(header: list[str], bundle: Bundle, source: str) -> list[int
     return [header.index(name) for name in expected]
 
 
-def _read_csv(path: Path, bundle: Bundle) -> np.ndarray:
-    rows = [row for row in csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))) if any(c.strip() for c in row)]
-    if not rows:
-        raise DeployError(f"{path} is empty: expected rows of {bundle.describe_input()}")
-    header: list[str] | None = None
-    if not any(_is_number(cell) for cell in rows[0]):  # a header has no numbers; a bad data row has some
-        header = [cell.strip() for cell in rows[0]]
-        rows = rows[1:]
-        if not rows:
-            raise DeployError(f"{path} has a header but no rows")
-    order = _columns_by_name(header, bundle, str(path)) if header and bundle.feature_names else None
+def _open_text(path: Path) -> TextIO:
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _csv_rows(path: Path, header: bool) -> Iterator[tuple[int, int, list[str]]]:
+    """(data row counted from 1, line of the file, cells) for every row that is not blank, after the header."""
+    try:
+        with _open_text(path) as stream:
+            reader = csv.reader(stream)
+            number = -1 if header else 0
+            for cells in reader:
+                if any(cell.strip() for cell in cells):
+                    number += 1
+                    if number > 0:
+                        yield number, reader.line_num, cells
+    except UnicodeDecodeError as error:
+        raise DeployError(f"{path} is not UTF-8 text: {error}") from None
+
+
+def _csv_header(path: Path, bundle: Bundle) -> tuple[list[str] | None, int]:
+    """The header (None when the first row that is not blank holds a number: it is data) and the
+    number of lines up to the end of the header (0 without one)."""
+    try:
+        with _open_text(path) as stream:
+            reader = csv.reader(stream)
+            for cells in reader:
+                if any(cell.strip() for cell in cells):
+                    if any(_is_number(cell) for cell in cells):  # a header has no numbers; a bad data row has some
+                        return None, 0
+                    return [cell.strip() for cell in cells], reader.line_num
+    except UnicodeDecodeError as error:
+        raise DeployError(f"{path} is not UTF-8 text: {error}") from None
+    raise DeployError(f"{path} is empty: expected rows of {bundle.describe_input()}")
+
+
+def _csv_numbers(path: Path, skip: int) -> np.ndarray | None:
+    """The file after its first ``skip`` lines as a float64 table by NumPy's own parser (fast), or
+    None when it reads no clean table of numbers; the cell-by-cell reader then says what is wrong."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": the cell reader says it better
+            return np.loadtxt(path, dtype=np.float64, delimiter=",", comments=None, skiprows=skip, ndmin=2,
+                              encoding="utf-8-sig", quotechar='"')
+    except ValueError:
+        return None
+
+
+def _csv_cells(path: Path, bundle: Bundle, header: list[str] | None) -> np.ndarray:
+    """The rows read cell by cell: slow, but it names the line, row and column of the first bad cell."""
     width = math.prod(bundle.input_shape)
     names = header or bundle.feature_names
-    values = []
-    for number, row in enumerate(rows, start=2 if header else 1):
-        if len(row) != width:
-            raise DeployError(f"{path}: row {number} has {len(row)} values; the bundle expects {bundle.describe_input()}")
-        cells = [row[i] for i in order] if order else row
-        columns = order or range(len(row))
-        values.append([
-            _number(cell, f"{path}: row {number}, column {repr(names[c]) if c < len(names) else c + 1}")
-            for cell, c in zip(cells, columns, strict=True)
-        ])
-    return np.asarray(values, dtype=np.float64)
+    rows = []
+    for number, line, cells in _csv_rows(path, header is not None):
+        if len(cells) != width:
+            raise DeployError(f"{path}, line {line}: data row {number} has {len(cells)} values; the bundle expects {bundle.describe_input()}")
+        try:
+            rows.append([float(cell) for cell in cells])
+        except ValueError:
+            column = next(c for c, cell in enumerate(cells) if not _is_number(cell))
+            label = repr(names[column]) if column < len(names) else column + 1
+            raise DeployError(f"{path}, line {line}: data row {number}, column {label}: {cells[column]!r} is not a number") from None
+    if not rows:
+        raise DeployError(f"{path} has a header but no rows" if header else f"{path} is empty: expected rows of {bundle.describe_input()}")
+    return np.asarray(rows, dtype=np.float64)
 
 
-def _read_json_rows(path: Path, bundle: Bundle) -> np.ndarray:
-    return rows_from_json(_read_json(path, "input file"), bundle, str(path))
+def _csv_line(path: Path, header: bool) -> Callable[[int], str]:
+    """Where data row ``index + 1`` is in the file, for a message about it (reads the file again)."""
+
+    def locate(index: int) -> str:
+        return next((f", line {line}" for number, line, _ in _csv_rows(path, header) if number == index + 1), "")
+
+    return locate
+
+
+def _read_csv(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str]]:
+    header, skip = _csv_header(path, bundle)
+    order = _columns_by_name(header, bundle, f"{path}, line {skip}") if header and bundle.feature_names else None
+    values = _csv_numbers(path, skip)
+    if values is None or len(values) == 0 or values.shape[1] != math.prod(bundle.input_shape):
+        values = _csv_cells(path, bundle, header)
+    if order is not None and order != sorted(order):
+        values = values[:, order]
+    return values, _csv_line(path, header is not None)
+
+
+def _read_json_rows(path: Path, bundle: Bundle) -> tuple[np.ndarray, None]:
+    return rows_from_json(_read_json(path, "input file"), bundle, str(path)), None
+
+
+def _first_bad_row(data: list[Any]) -> str:
+    """Which row stops a list of rows from being one array of numbers."""
+    first = None
+    for number, row in enumerate(data, start=1):
+        try:
+            shape = np.asarray(row, dtype=np.float64).shape
+        except (TypeError, ValueError):
+            return f"; data row {number} holds something other than numbers: {_show(row, 80)}"
+        if first is not None and shape != first:
+            return f"; data row {number} has shape {list(shape)}, data row 1 {list(first)}"
+        first = shape
+    return ""
 
 
 def rows_from_json(data: Any, bundle: Bundle, source: str) -> np.ndarray:
@@ -247,16 +638,17 @@ def rows_from_json(data: Any, bundle: Bundle, source: str) -> np.ndarray:
         raise DeployError(f"{source} holds no rows: expected a list of rows of {bundle.describe_input()}")
     if all(isinstance(row, dict) for row in data):
         for number, row in enumerate(data, start=1):
-            _columns_by_name(list(row), bundle, f"{source}: row {number}")
+            _columns_by_name(list(row), bundle, f"{source}: data row {number}")
         data = [[row[name] for name in bundle.feature_names] for row in data]
     try:
         array = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError):
-        raise DeployError(f"{source}: every value must be a number and every row the same length; expected {bundle.describe_input()}") from None
+        raise DeployError(f"{source}: every value must be a number and every row the same length{_first_bad_row(data)}; "
+                          f"expected {bundle.describe_input()}") from None
     return array
 
 
-def _read_npy(path: Path, bundle: Bundle) -> np.ndarray:
+def _read_npy(path: Path, bundle: Bundle) -> tuple[np.ndarray, None]:
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:
@@ -265,7 +657,7 @@ def _read_npy(path: Path, bundle: Bundle) -> np.ndarray:
         raise DeployError(f"{path}: expected a numeric array, got dtype {array.dtype}")
     if array.size == 0:
         raise DeployError(f"{path} is empty: expected rows of {bundle.describe_input()}")
-    return array
+    return array, None
 
 
 def read_inputs(path: Path, bundle: Bundle) -> np.ndarray:
@@ -278,13 +670,15 @@ def read_inputs(path: Path, bundle: Bundle) -> np.ndarray:
         raise DeployError(f"input file not found: {path}")
     if path.stat().st_size == 0:
         raise DeployError(f"{path} is empty: expected rows of {bundle.describe_input()}")
-    return check_rows(readers[path.suffix.lower()](path, bundle), bundle, str(path))
+    array, locate = readers[path.suffix.lower()](path, bundle)
+    return check_rows(array, bundle, str(path), locate)
 
 
-def check_rows(array: np.ndarray, bundle: Bundle, source: str) -> np.ndarray:
+def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[[int], str] | None = None) -> np.ndarray:
     """``array`` checked and shaped to what the bundle's model takes: any row layout with the right
     number of values, finite, and representable in the model's dtype. Files and the server's
-    requests go through this one check, so both get the same messages (prefixed with ``source``)."""
+    requests go through this one check, so both get the same messages (prefixed with ``source``,
+    and with what ``locate`` says of a row's place in its file)."""
     shape, width = bundle.input_shape, math.prod(bundle.input_shape)
     if array.ndim == 1 and array.size == width:
         array = array.reshape(1, width)
@@ -292,16 +686,23 @@ def check_rows(array: np.ndarray, bundle: Bundle, source: str) -> np.ndarray:
         raise DeployError(f"{source} holds no rows: expected rows of {bundle.describe_input()}")
     if math.prod(array.shape[1:]) != width:  # any row layout with the right count: (N, 784), (N, 28, 28), ...
         raise DeployError(f"{source}: rows have shape {list(array.shape[1:])}; the bundle expects {bundle.describe_input()}")
-    array = array.reshape(len(array), *shape)
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        row = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0][0]) + 1
-        raise DeployError(f"{source}: row {row} holds a value that is not finite (NaN or infinity)")
+    flat = array.reshape(len(array), width)
+
+    def where(bad: np.ndarray) -> tuple[str, Any]:
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        return f"{source}{locate(row) if locate else ''}: data row {row + 1}", (bundle.column(column), flat[row, column].item())
+
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        place, (column, value) = where(~np.isfinite(flat))
+        raise DeployError(f"{place} holds a value that is not finite (NaN or infinity) in {column}: {value}")
     dtype = bundle.input_dtype
     if dtype.kind in "iu" and array.dtype != dtype:
         info = np.iinfo(dtype)
-        if (array != np.round(array)).any() or array.min() < info.min or array.max() > info.max:
-            raise DeployError(f"{source}: the model takes {dtype.name} inputs; values must be whole numbers in [{info.min}, {info.max}]")
-    return array.astype(dtype, copy=False)
+        bad = (flat != np.round(flat)) | (flat < info.min) | (flat > info.max)
+        if bad.any():
+            place, (column, value) = where(bad)
+            raise DeployError(f"{place}, {column} holds {value!r}: the model takes {dtype.name} inputs; values must be whole numbers in [{info.min}, {info.max}]")
+    return array.reshape(len(array), *shape).astype(dtype, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,14 +714,13 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def predictions(bundle: Bundle, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """One record per row: the class label and its probabilities, or the predicted values."""
+def _table(bundle: Bundle, outputs: dict[str, np.ndarray]) -> tuple[list[str], list[str] | None, np.ndarray]:
+    """The predictions as columns: value column names, the labels (None for regression), the values."""
     raw = outputs[bundle.metadata["outputs"][0]["name"]]
     if bundle.task == "regression":
         values = raw.reshape(len(raw), -1)
-        if values.shape[1] == 1:
-            return [{"prediction": float(v[0])} for v in values]
-        return [{f"prediction_{i}": float(x) for i, x in enumerate(v)} for v in values]
+        names = ["prediction"] if values.shape[1] == 1 else [f"prediction_{i}" for i in range(values.shape[1])]
+        return names, None, values
     probabilities = outputs.get("probabilities")
     if bundle.task == "binary":
         positive = (probabilities if probabilities is not None else 1 / (1 + np.exp(-raw))).reshape(-1)
@@ -328,51 +728,82 @@ def predictions(bundle: Bundle, outputs: dict[str, np.ndarray]) -> list[dict[str
     elif probabilities is None:
         probabilities = _softmax(raw)
     classes = bundle.classes or [str(i) for i in range(probabilities.shape[1])]
-    return [
-        {"label": classes[int(p.argmax())], **{f"probability_{c}": float(x) for c, x in zip(classes, p, strict=True)}}
-        for p in probabilities
-    ]
+    labels = [classes[i] for i in probabilities.argmax(axis=1).tolist()]
+    return [f"probability_{c}" for c in classes], labels, probabilities
 
 
-def write_predictions(records: list[dict[str, Any]], output: Path | None) -> None:
-    """CSV (or JSON when ``output`` ends in .json) to ``output``, or CSV on standard output."""
-    if output is not None and output.suffix.lower() == ".json":
-        text = json.dumps(records, indent=1) + "\n"
-    else:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
-        text = buffer.getvalue()
+def predictions(bundle: Bundle, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """One record per row: the class label and its probabilities, or the predicted values."""
+    names, labels, values = _table(bundle, outputs)
+    rows = values.tolist()
+    if labels is None:
+        return [dict(zip(names, row, strict=True)) for row in rows]
+    return [{"label": label, **dict(zip(names, row, strict=True))} for label, row in zip(labels, rows, strict=True)]
+
+
+def _write_records(stream: TextIO, bundle: Bundle, rows: np.ndarray, batch_size: int, as_json: bool) -> None:
+    """Predict ``rows`` and write them OUTPUT_CHUNK at a time: CSV with a header, or a JSON list of records."""
+    writer = csv.writer(stream, lineterminator="\n")
+    for start in range(0, len(rows), OUTPUT_CHUNK):
+        outputs = bundle.run(rows[start : start + OUTPUT_CHUNK], batch_size)
+        if as_json:  # the text json.dumps(records, indent=1) gives for all rows, a chunk at a time
+            stream.write(("[\n" if start == 0 else ",\n") + json.dumps(predictions(bundle, outputs), indent=1)[2:-2])
+            continue
+        names, labels, values = _table(bundle, outputs)
+        if start == 0:
+            writer.writerow(names if labels is None else ["label", *names])
+        writer.writerows(values.tolist() if labels is None else ([label, *row] for label, row in zip(labels, values.tolist(), strict=True)))
+    if as_json:
+        stream.write("\n]\n")
+
+
+def write_predictions(bundle: Bundle, rows: np.ndarray, output: Path | None, batch_size: int = 1024) -> None:
+    """Predict ``rows`` (checked by :func:`read_inputs`) and write CSV, or JSON when ``output`` ends in
+    .json, to ``output`` (atomically: a complete file or none) or as CSV to standard output."""
     if output is None:
-        sys.stdout.write(text)
+        _write_records(sys.stdout, bundle, rows, batch_size, as_json=False)
         return
     temporary = output.with_name(f".{output.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(output)
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as stream:
+            _write_records(stream, bundle, rows, batch_size, as_json=output.suffix.lower() == ".json")
+        temporary.replace(output)
+    except OSError as error:
+        raise DeployError(f"cannot write the predictions to {output}: {error}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
-def predict(bundle_path: Path, input_path: Path, output: Path | None = None, batch_size: int = 1024, device: str = "cpu") -> list[dict[str, Any]]:
-    """Open ``bundle_path``, read ``input_path``, run the model, write the predictions."""
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def predict(bundle_path: Path, input_path: Path, output: Path | None = None, batch_size: int = 1024, device: str = "cpu",
+            verify_key: Path | None = None, warn: Callable[[str], None] = _warn) -> int:
+    """Open ``bundle_path`` (checking its signature against ``verify_key`` when given), read
+    ``input_path``, run the model, write the predictions; returns the number of rows predicted."""
     if batch_size < 1:
         raise DeployError(f"--batch-size must be at least 1, got {batch_size}")
-    bundle = open_bundle(bundle_path, device)
-    records = predictions(bundle, bundle.run(read_inputs(input_path, bundle), batch_size))
-    write_predictions(records, output)
-    return records
+    bundle = open_bundle(bundle_path, device, verify_key=verify_key)
+    for message in bundle.warnings():
+        warn(message)
+    rows = read_inputs(input_path, bundle)
+    write_predictions(bundle, rows, output, batch_size)
+    return len(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python predict.py BUNDLE --input FILE [--output FILE] [--batch-size N] [--device cpu|cuda]``."""
+    """``python predict.py BUNDLE --input FILE [--output FILE] [--batch-size N] [--device cpu|cuda] [--verify-key PUBLIC_KEY]``."""
     parser = argparse.ArgumentParser(prog="predict.py", description="Predict with a pipeline-core bundle using onnxruntime.")
     parser.add_argument("bundle", type=Path, help="the bundle folder (or a run folder holding bundle/)")
     parser.add_argument("--input", required=True, type=Path, help="rows to predict: .csv, .npy or .json")
     parser.add_argument("--output", type=Path, help="where to write predictions (.csv or .json); default: stdout")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--verify-key", type=Path, help="refuse the bundle unless its manifest is signed by this Ed25519 public key")
     args = parser.parse_args(argv)
     try:
-        predict(args.bundle, args.input, args.output, args.batch_size, args.device)
+        predict(args.bundle, args.input, args.output, args.batch_size, args.device, args.verify_key)
     except DeployError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

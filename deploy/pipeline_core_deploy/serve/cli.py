@@ -27,8 +27,9 @@ def _describe(model: Any) -> str:
     batching = (f"dynamic batching up to {b.max_batch_size} rows, delay {b.max_queue_delay_us} µs, queue {b.max_queue_size}, "
                 f"{b.instances} instance(s)") if b.dynamic_batching else f"no batching, queue {b.max_queue_size}"
     outputs = ", ".join(o.name for o in model.outputs)
+    signed = f"; signed by key {model.bundle.signer} (checked)" if model.bundle.signer else ""
     return (f"model {model.name!r} version {model.version!r} from {model.bundle.folder}: "
-            f"{model.input.datatype} {list(model.input.shape)} -> {outputs}; {batching}")
+            f"{model.input.datatype} {list(model.input.shape)} -> {outputs}; {batching}{signed}")
 
 
 @click.command()
@@ -47,12 +48,16 @@ def _describe(model: Any) -> str:
 @click.option("--timeout-graceful-shutdown", type=click.IntRange(min=0), default=30, show_default=True, help="Seconds to finish in-flight requests after SIGTERM.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request on stdout.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+@click.option("--verify-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Serve only bundles whose manifest is signed by this Ed25519 public key (per model: verify_key in --config).")
 def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: int, max_batch_size: int | None,
           max_queue_delay_us: int | None, max_queue_size: int | None, instances: int | None, dynamic_batching: bool | None,
-          threads: int, max_body_bytes: int, device: str, timeout_graceful_shutdown: int, access_log: bool, log_level: str) -> None:
+          threads: int, max_body_bytes: int, device: str, timeout_graceful_shutdown: int, access_log: bool, log_level: str,
+          verify_key: Path | None) -> None:
     """Serve BUNDLE folders over the Open Inference Protocol (KServe v2 REST), with dynamic batching.
 
-    Each bundle is verified against its manifest first; a bad one stops the server with exit code 2.
+    Each bundle is verified against its manifest first (and its signature, with --verify-key); a bad
+    one stops the server with exit code 2.
     """
     import uvicorn
 
@@ -62,7 +67,7 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     flags = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us, "max_queue_size": max_queue_size,
              "instances": instances, "dynamic_batching": dynamic_batching}
     try:
-        repository = models.load(config.model_specs(bundles, config_file, flags), device, threads)
+        repository = models.load(config.model_specs(bundles, config_file, flags, verify_key), device, threads)
     except DeployError as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(error.exit_code) from None
@@ -70,6 +75,8 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     log = logging.getLogger("pipeline_core_deploy.serve")
     for model in repository:
         log.info("%s", _describe(model))
+        for message in model.bundle.warnings():
+            log.warning("%s", message)
     settings = ServerSettings(max_body_bytes=max_body_bytes, inference_threads=os.cpu_count() or 2, access_log=access_log)
     server = uvicorn.Server(uvicorn.Config(
         create_app(repository, settings), host=host, port=port, log_config=None, access_log=False,

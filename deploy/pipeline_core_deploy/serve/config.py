@@ -6,6 +6,7 @@ defaults and per-model options in Triton's terms::
     [defaults]                  # every model, unless its own table says otherwise
     max_batch_size = 64
     max_queue_delay_us = 200
+    verify_key = "keys/team.pub"       # serve only bundles signed by this key (relative to this file)
 
     [[models]]
     bundle = "artifacts/iris/latest"   # relative to this file
@@ -13,8 +14,8 @@ defaults and per-model options in Triton's terms::
     version = "2"                      # default: metadata, else the folder's name
     max_batch_size = 16
 
-Precedence, weakest first: built-in defaults, the file's ``[defaults]``, the command line's flags,
-a model's own table.
+Precedence, weakest first: built-in defaults, the file's ``[defaults]``, the command line's flags
+(``--verify-key`` among them), a model's own table.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pipeline_core_deploy.serve.models import ModelSpec
 
 BATCHING_KEYS = {f.name: f.type for f in dataclasses.fields(BatchingConfig)}
 MODEL_KEYS = {"bundle", "name", "version"}
+KEY_OPTION = "verify_key"
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[A-Za-z0-9_.-]+))?=(?P<path>.+)$")
 
 
@@ -46,10 +48,10 @@ def parse_bundle_argument(argument: str) -> ModelSpec:
 def _batching(table: Mapping[str, Any], where: str, base: BatchingConfig) -> BatchingConfig:
     values = {}
     for key, value in table.items():
-        if key in MODEL_KEYS:
+        if key in MODEL_KEYS or key == KEY_OPTION:
             continue
         if key not in BATCHING_KEYS:
-            raise DeployError(f"{where}: unknown key {key!r}; valid keys: {', '.join([*sorted(MODEL_KEYS), *BATCHING_KEYS])}")
+            raise DeployError(f"{where}: unknown key {key!r}; valid keys: {', '.join([*sorted(MODEL_KEYS), *BATCHING_KEYS, KEY_OPTION])}")
         expected = bool if key == "dynamic_batching" else int
         if type(value) is not expected:
             raise DeployError(f"{where}: {key} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
@@ -73,12 +75,26 @@ def _read_file(path: Path) -> dict[str, Any]:
     return document
 
 
-def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: Mapping[str, Any] | None = None) -> list[ModelSpec]:
-    """Every bundle to serve with its batching: from the file's ``[[models]]`` and the arguments."""
+def _key(table: Mapping[str, Any], where: str, config_file: Path | None, default: Path | None) -> Path | None:
+    """``verify_key`` of a table in the file (relative to the file), else ``default``."""
+    if KEY_OPTION not in table:
+        return default
+    value = table[KEY_OPTION]
+    if not isinstance(value, str) or not value:
+        raise DeployError(f"{where}: {KEY_OPTION} must be the path of a public key file, got {value!r}")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or config_file is None else config_file.parent / path
+
+
+def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: Mapping[str, Any] | None = None,
+                verify_key: Path | None = None) -> list[ModelSpec]:
+    """Every bundle to serve with its batching and the key its signature must verify with: from the
+    file's ``[[models]]`` and the arguments."""
     document = _read_file(config_file) if config_file is not None else {}
     defaults = _batching(document.get("defaults", {}), f"{config_file}: [defaults]", BatchingConfig())
     defaults = _batching({k: v for k, v in (flags or {}).items() if v is not None}, "command line", defaults)
-    specs = [dataclasses.replace(parse_bundle_argument(argument), batching=defaults) for argument in bundles]
+    default_key = verify_key or _key(document.get("defaults", {}), f"{config_file}: [defaults]", config_file, None)
+    specs = [dataclasses.replace(parse_bundle_argument(argument), batching=defaults, verify_key=default_key) for argument in bundles]
     models = document.get("models", [])
     if not isinstance(models, list):
         raise DeployError(f"{config_file}: 'models' must be an array of tables ([[models]])")
@@ -96,6 +112,7 @@ def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: 
             str(table["name"]) if "name" in table else None,
             str(table["version"]) if "version" in table else None,
             _batching(table, where, defaults),
+            _key(table, where, config_file, default_key),
         ))
     if not specs:
         raise DeployError("no bundle to serve: name one or more BUNDLE folders, or [[models]] in --config")

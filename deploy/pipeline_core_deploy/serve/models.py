@@ -7,7 +7,8 @@ after resolving links such as ``artifacts/iris/latest``), so a Triton-style layo
 versions of one name may be served; a request without a version gets the newest (numeric versions
 compare as numbers, others as text, which orders timestamped run folders by time).
 
-Every bundle is verified against its manifest by ``predict.open_bundle`` before anything is served.
+Every bundle is verified against its manifest by ``predict.open_bundle`` before anything is served
+(and its signature checked, for a bundle given a ``verify_key``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class ModelSpec:
     name: str | None = None
     version: str | None = None
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    #: an Ed25519 public key: serve the bundle only if its manifest is signed by it
+    verify_key: Path | None = None
 
 
 def _version_key(version: str) -> tuple[int, int, str]:
@@ -168,7 +171,7 @@ def load(specs: Iterable[ModelSpec], device: str = "cpu", threads: int = 1) -> R
     """Verify and open every bundle (a :class:`predict.DeployError` names the first bad one)."""
     models = []
     for spec in specs:
-        bundle = predict.open_bundle(spec.path, device, threads)
+        bundle = predict.open_bundle(spec.path, device, threads, spec.verify_key)
         name = spec.name or str(bundle.metadata.get("pipeline") or "model")
         version = spec.version or default_version(bundle.folder, bundle.metadata)
         for what, value in (("name", name), ("version", version)):
