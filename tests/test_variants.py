@@ -221,3 +221,110 @@ def test_fp16_is_checked_on_the_gpu_where_there_is_one(tmp_path):
     pipeline = small_pipeline(pipeline={"device": "cuda"}, export={"formats": ["onnx"], "optimize": {"variants": ["fp16"]}})
     entry = run_pipeline(pipeline, tmp_path).export_report["onnx"]["variants"]["fp16"]
     assert entry["providers"][0] == "CUDAExecutionProvider" and "note" not in entry and entry["shipped"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing a variant where the bundle is used: predict.py, pipeline predict, pipeline-deploy, serve
+
+
+def _probabilities(records: list[dict], classes: list[str]) -> np.ndarray:
+    return np.array([[record[f"probability_{name}"] for name in classes] for record in records])
+
+
+def _session_probabilities(path, rows: np.ndarray) -> np.ndarray:
+    return onnxruntime.InferenceSession(str(path)).run(["probabilities"], {"input": rows})[0]
+
+
+@pytest.fixture(scope="module")
+def rows_file(iris_run, tmp_path_factory):
+    rows = iris_run.data.splits["test"].inputs.cpu().numpy()
+    path = tmp_path_factory.mktemp("rows") / "rows.npy"
+    np.save(path, rows)
+    return path, rows
+
+
+@pytest.mark.parametrize("variant", ["int8_dynamic", "fp16", "float32"])
+def test_predict_py_runs_the_chosen_variant(iris_run, rows_file, tmp_path, variant):
+    import subprocess
+    import sys
+
+    bundle, (path, rows) = iris_run.run_dir / "bundle", rows_file
+    output = tmp_path / "out.json"
+    done = subprocess.run([sys.executable, bundle / "predict.py", bundle, "--input", path, "--output", output, "--variant", variant],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    classes = json.loads((bundle / "metadata.json").read_text())["classes"]
+    got = _probabilities(json.loads(output.read_text()), classes)
+    file = "model.onnx" if variant == "float32" else f"model.{variant}.onnx"
+    np.testing.assert_allclose(got, _session_probabilities(bundle / file, rows), rtol=1e-6, atol=1e-7)
+    if variant == "int8_dynamic":  # int8 arithmetic: not model.onnx's numbers
+        assert np.abs(got - _session_probabilities(bundle / "model.onnx", rows)).max() > 1e-6
+
+
+def test_pipeline_and_pipeline_deploy_predict_take_variant(iris_run, rows_file, tmp_path):
+    from pipeline_core_deploy.cli import cli as deploy_cli
+
+    bundle, (path, rows) = iris_run.run_dir / "bundle", rows_file
+    classes = json.loads((bundle / "metadata.json").read_text())["classes"]
+    expected = _session_probabilities(bundle / "model.int8_static.onnx", rows)
+    for command, name in ((cli, "pipeline"), (deploy_cli, "pipeline-deploy")):
+        output = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(command, ["predict", str(iris_run.run_dir), "--input", str(path), "--output", str(output),
+                                              "--variant", "int8_static"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        np.testing.assert_allclose(_probabilities(json.loads(output.read_text()), classes), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_an_unknown_variant_is_refused_with_the_bundles_variants(iris_run, rows_file, tmp_path):
+    result = CliRunner().invoke(cli, ["predict", str(iris_run.run_dir), "--input", str(rows_file[0]), "--variant", "int4"])
+    assert result.exit_code == 2
+    assert "--variant int4: " in result.output and "has no such variant; it has float32 (model.onnx), optimized (model.optimized.onnx), " \
+        "int8_dynamic (model.int8_dynamic.onnx), int8_static (model.int8_static.onnx), fp16 (model.fp16.onnx)" in result.output
+
+
+def test_a_bundle_without_variants_says_how_to_add_one(tmp_path, write_pipeline):
+    run_dir = tmp_path / "run"
+    assert invoke("run", write_pipeline(), "--out", run_dir, "--quiet", "--set", 'export.formats=["onnx"]').exit_code == 0
+    rows = tmp_path / "rows.csv"
+    rows.write_text("5.1,3.5,1.4,0.2\n")
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), "--input", str(rows), "--variant", "fp16"])
+    assert result.exit_code == 2 and "has no variants, only model.onnx (float32)" in result.output
+    assert "pipeline export RUN --set 'export.optimize.variants=" in result.output
+
+
+def test_a_variant_that_was_left_out_cannot_be_chosen(flipping_run, tmp_path):
+    rows = tmp_path / "rows.npy"
+    np.save(rows, flipping_run.data.splits["test"].inputs[:3].cpu().numpy())
+    result = CliRunner().invoke(cli, ["predict", str(flipping_run.run_dir), "--input", str(rows), "--variant", "int8_dynamic"])
+    assert result.exit_code == 2 and "it has float32 (model.onnx), fp16 (model.fp16.onnx)" in result.output
+
+
+def test_serve_serves_the_chosen_variant_per_model(iris_run, rows_file, tmp_path):
+    import textwrap
+
+    import httpx
+    from test_serve import _refused, start
+
+    bundle, (_, rows) = iris_run.run_dir / "bundle", rows_file
+    config = tmp_path / "serve.toml"
+    config.write_text(textwrap.dedent(f"""
+        [[models]]
+        bundle = "{bundle}"
+        name = "iris_fp16"
+        variant = "fp16"
+    """))
+    server = start([f"iris_int8={bundle}", "--variant", "int8_dynamic", "--config", str(config), "--no-access-log"], tmp_path)
+    try:
+        for name, file in (("iris_int8", "model.int8_dynamic.onnx"), ("iris_fp16", "model.fp16.onnx")):
+            variant = file.split(".")[1]
+            parameters = httpx.get(f"{server.url}/v2/models/{name}", timeout=10).json()["parameters"]
+            assert parameters["variant"] == variant and parameters["variant_figures"]["file"] == file
+            body = {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}]}
+            answer = httpx.post(f"{server.url}/v2/models/{name}/infer", json=body, timeout=10).json()
+            outputs = {output["name"]: np.array(output["data"]).reshape(output["shape"]) for output in answer["outputs"]}
+            np.testing.assert_allclose(outputs["probabilities"], _session_probabilities(bundle / file, rows), rtol=1e-6, atol=1e-7)
+        assert "(variant int8_dynamic)" in server.output()
+    finally:
+        assert server.stop() == 0
+    refused = _refused([str(bundle), "--variant", "int3"])
+    assert refused.returncode == 2 and "--variant int3: " in refused.stderr and "has no such variant" in refused.stderr

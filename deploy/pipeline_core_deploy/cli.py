@@ -15,6 +15,7 @@ from pipeline_core_deploy import predict as deploy
 from pipeline_core_deploy.serve.cli import serve
 
 VERIFY_KEY_HELP = "Refuse the bundle unless its manifest is signed by this Ed25519 public key (see `sign`)."
+VARIANT_HELP = "Run one of the bundle's optimized variants (int8_dynamic, fp16, ...: metadata.json lists them) instead of model.onnx."
 
 
 def _warn(message: str) -> None:
@@ -39,10 +40,12 @@ def cli() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True, help="Rows per onnxruntime call.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="onnxruntime provider.")
 @click.option("--verify-key", type=click.Path(path_type=Path, dir_okay=False), help=VERIFY_KEY_HELP)
-def predict(bundle: Path, input_path: Path, output: Path | None, batch_size: int, device: str, verify_key: Path | None) -> None:
+@click.option("--variant", metavar="NAME", help=VARIANT_HELP)
+def predict(bundle: Path, input_path: Path, output: Path | None, batch_size: int, device: str, verify_key: Path | None,
+            variant: str | None) -> None:
     """Predict with BUNDLE (a bundle folder, or a run folder holding bundle/)."""
     try:
-        count = deploy.predict(bundle, input_path, output, batch_size, device, verify_key, warn=_warn)
+        count = deploy.predict(bundle, input_path, output, batch_size, device, verify_key, warn=_warn, variant=variant)
     except deploy.DeployError as error:
         raise _fail(error) from None
     if output is not None:

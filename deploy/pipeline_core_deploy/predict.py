@@ -41,6 +41,8 @@ import numpy as np
 MANIFEST = "manifest.json"
 METADATA = "metadata.json"
 MODEL = "model.onnx"
+#: the name ``--variant`` gives model.onnx itself, beside the optimized variants metadata.json lists
+BASELINE_VARIANT = "float32"
 SIGNATURE = "manifest.json.sig"
 BUNDLE_DIR = "bundle"
 INPUT_FORMATS = (".csv", ".npy", ".json")
@@ -386,6 +388,8 @@ class Bundle:
     signer: str | None = None
     #: the sha256 of the manifest as it was verified
     manifest_sha256: str = ""
+    #: which of the bundle's files runs: ``float32`` (model.onnx) or an optimized variant (``--variant``)
+    variant: str = BASELINE_VARIANT
 
     @property
     def task(self) -> str:
@@ -444,11 +448,28 @@ class Bundle:
         return {name: np.concatenate(values) for name, values in zip(names, parts, strict=True)}
 
 
-def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: Path | None = None) -> Bundle:
+def variant_file(folder: Path, metadata: dict[str, Any], variant: str | None) -> str:
+    """The file that runs ``variant``: model.onnx for none or ``float32``, else the variant the
+    bundle lists in metadata.json (each passed its accuracy gate at export); an unknown name is an
+    error listing what the bundle has."""
+    listed = metadata.get("variants") or {}
+    if variant in (None, BASELINE_VARIANT):
+        return MODEL
+    if variant in listed and isinstance(listed[variant], dict) and isinstance(listed[variant].get("file"), str):
+        return str(listed[variant]["file"])
+    if not listed:
+        raise DeployError(f"--variant {variant}: {folder} has no variants, only {MODEL} ({BASELINE_VARIANT}); "
+                          "add some with `pipeline export RUN --set 'export.optimize.variants=[\"int8_dynamic\"]'`")
+    choices = ", ".join(f"{name} ({entry.get('file')})" for name, entry in listed.items() if isinstance(entry, dict))
+    raise DeployError(f"--variant {variant}: {folder} has no such variant; it has {choices}")
+
+
+def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: Path | None = None, variant: str | None = None) -> Bundle:
     """Verify and open a bundle folder (or a run folder holding ``bundle/``). ``threads`` sets
     onnxruntime's intra-op threads (0: its default, one per core); a server that runs several
     batches or models at once chooses fewer, so they do not fight over the cores. With
-    ``verify_key`` (a public key file) the manifest must carry a valid signature by that key."""
+    ``verify_key`` (a public key file) the manifest must carry a valid signature by that key.
+    ``variant`` runs one of the bundle's optimized variants instead of model.onnx (see :func:`variant_file`)."""
     path = Path(path)
     folder = bundle_folder(path)
     if not folder.is_dir():
@@ -467,12 +488,13 @@ def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: P
     except ValueError as error:
         raise DeployError(f"{folder / METADATA} is not JSON: {error}") from None
     _check_metadata(folder / METADATA, metadata)
-    model = _verified(folder, MODEL, files)
+    model_file = variant_file(folder, metadata, variant)
+    model = _verified(folder, model_file, files)
     root = folder.resolve()
     for location in _external_locations(model):
         target = (folder / location).resolve()
         if Path(location).is_absolute() or root not in target.parents:
-            raise DeployError(f"{folder / MODEL} keeps weights in external data outside the bundle ({location!r}); refused")
+            raise DeployError(f"{folder / model_file} keeps weights in external data outside the bundle ({location!r}); refused")
         _verified(folder, target.relative_to(root).as_posix(), files)
 
     import onnxruntime
@@ -487,9 +509,9 @@ def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: P
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(folder / MODEL), options, providers=providers)
+    session = onnxruntime.InferenceSession(str(folder / model_file), options, providers=providers)
     _cross_check(folder, metadata, session)
-    return Bundle(folder, metadata, session, _unlisted(folder, files), signer, _sha256(manifest))
+    return Bundle(folder, metadata, session, _unlisted(folder, files), signer, _sha256(manifest), variant or BASELINE_VARIANT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -779,12 +801,12 @@ def _warn(message: str) -> None:
 
 
 def predict(bundle_path: Path, input_path: Path, output: Path | None = None, batch_size: int = 1024, device: str = "cpu",
-            verify_key: Path | None = None, warn: Callable[[str], None] = _warn) -> int:
+            verify_key: Path | None = None, warn: Callable[[str], None] = _warn, variant: str | None = None) -> int:
     """Open ``bundle_path`` (checking its signature against ``verify_key`` when given), read
     ``input_path``, run the model, write the predictions; returns the number of rows predicted."""
     if batch_size < 1:
         raise DeployError(f"--batch-size must be at least 1, got {batch_size}")
-    bundle = open_bundle(bundle_path, device, verify_key=verify_key)
+    bundle = open_bundle(bundle_path, device, verify_key=verify_key, variant=variant)
     for message in bundle.warnings():
         warn(message)
     rows = read_inputs(input_path, bundle)
@@ -793,7 +815,7 @@ def predict(bundle_path: Path, input_path: Path, output: Path | None = None, bat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python predict.py BUNDLE --input FILE [--output FILE] [--batch-size N] [--device cpu|cuda] [--verify-key PUBLIC_KEY]``."""
+    """``python predict.py BUNDLE --input FILE [--output FILE] [--batch-size N] [--device cpu|cuda] [--verify-key PUBLIC_KEY] [--variant NAME]``."""
     parser = argparse.ArgumentParser(prog="predict.py", description="Predict with a pipeline-core bundle using onnxruntime.")
     parser.add_argument("bundle", type=Path, help="the bundle folder (or a run folder holding bundle/)")
     parser.add_argument("--input", required=True, type=Path, help="rows to predict: .csv, .npy or .json")
@@ -801,9 +823,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--verify-key", type=Path, help="refuse the bundle unless its manifest is signed by this Ed25519 public key")
+    parser.add_argument("--variant", help="run one of the bundle's optimized variants (metadata.json lists them) instead of model.onnx")
     args = parser.parse_args(argv)
     try:
-        predict(args.bundle, args.input, args.output, args.batch_size, args.device, args.verify_key)
+        predict(args.bundle, args.input, args.output, args.batch_size, args.device, args.verify_key, variant=args.variant)
     except DeployError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

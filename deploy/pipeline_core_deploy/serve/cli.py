@@ -28,7 +28,8 @@ def _describe(model: Any) -> str:
                 f"{b.instances} instance(s)") if b.dynamic_batching else f"no batching, queue {b.max_queue_size}"
     outputs = ", ".join(o.name for o in model.outputs)
     signed = f"; signed by key {model.bundle.signer} (checked)" if model.bundle.signer else ""
-    return (f"model {model.name!r} version {model.version!r} from {model.bundle.folder}: "
+    variant = f" (variant {model.bundle.variant})" if model.bundle.variant != "float32" else ""
+    return (f"model {model.name!r} version {model.version!r} from {model.bundle.folder}{variant}: "
             f"{model.input.datatype} {list(model.input.shape)} -> {outputs}; {batching}{signed}")
 
 
@@ -50,10 +51,11 @@ def _describe(model: Any) -> str:
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
 @click.option("--verify-key", type=click.Path(path_type=Path, dir_okay=False),
               help="Serve only bundles whose manifest is signed by this Ed25519 public key (per model: verify_key in --config).")
+@click.option("--variant", metavar="NAME", help="Serve this optimized variant of each bundle (int8_dynamic, fp16, ...) instead of model.onnx (per model: variant in --config).")
 def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: int, max_batch_size: int | None,
           max_queue_delay_us: int | None, max_queue_size: int | None, instances: int | None, dynamic_batching: bool | None,
           threads: int, max_body_bytes: int, device: str, timeout_graceful_shutdown: int, access_log: bool, log_level: str,
-          verify_key: Path | None) -> None:
+          verify_key: Path | None, variant: str | None) -> None:
     """Serve BUNDLE folders over the Open Inference Protocol (KServe v2 REST), with dynamic batching.
 
     Each bundle is verified against its manifest first (and its signature, with --verify-key); a bad
@@ -67,7 +69,7 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     flags = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us, "max_queue_size": max_queue_size,
              "instances": instances, "dynamic_batching": dynamic_batching}
     try:
-        repository = models.load(config.model_specs(bundles, config_file, flags, verify_key), device, threads)
+        repository = models.load(config.model_specs(bundles, config_file, flags, verify_key, variant), device, threads)
     except DeployError as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(error.exit_code) from None

@@ -12,10 +12,11 @@ defaults and per-model options in Triton's terms::
     bundle = "artifacts/iris/latest"   # relative to this file
     name = "iris"                      # default: the bundle's pipeline name
     version = "2"                      # default: metadata, else the folder's name
+    variant = "int8_dynamic"           # one of the bundle's optimized variants (default: model.onnx)
     max_batch_size = 16
 
 Precedence, weakest first: built-in defaults, the file's ``[defaults]``, the command line's flags
-(``--verify-key`` among them), a model's own table.
+(``--verify-key`` and ``--variant`` among them), a model's own table.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pipeline_core_deploy.serve.batching import BatchingConfig
 from pipeline_core_deploy.serve.models import ModelSpec
 
 BATCHING_KEYS = {f.name: f.type for f in dataclasses.fields(BatchingConfig)}
-MODEL_KEYS = {"bundle", "name", "version"}
+MODEL_KEYS = {"bundle", "name", "version", "variant"}
 KEY_OPTION = "verify_key"
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[A-Za-z0-9_.-]+))?=(?P<path>.+)$")
 
@@ -87,14 +88,15 @@ def _key(table: Mapping[str, Any], where: str, config_file: Path | None, default
 
 
 def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: Mapping[str, Any] | None = None,
-                verify_key: Path | None = None) -> list[ModelSpec]:
+                verify_key: Path | None = None, variant: str | None = None) -> list[ModelSpec]:
     """Every bundle to serve with its batching and the key its signature must verify with: from the
     file's ``[[models]]`` and the arguments."""
     document = _read_file(config_file) if config_file is not None else {}
     defaults = _batching(document.get("defaults", {}), f"{config_file}: [defaults]", BatchingConfig())
     defaults = _batching({k: v for k, v in (flags or {}).items() if v is not None}, "command line", defaults)
     default_key = verify_key or _key(document.get("defaults", {}), f"{config_file}: [defaults]", config_file, None)
-    specs = [dataclasses.replace(parse_bundle_argument(argument), batching=defaults, verify_key=default_key) for argument in bundles]
+    specs = [dataclasses.replace(parse_bundle_argument(argument), batching=defaults, verify_key=default_key, variant=variant)
+             for argument in bundles]
     models = document.get("models", [])
     if not isinstance(models, list):
         raise DeployError(f"{config_file}: 'models' must be an array of tables ([[models]])")
@@ -102,7 +104,7 @@ def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: 
         where = f"{config_file}: [[models]] entry {number}"
         if not isinstance(table, dict) or not isinstance(table.get("bundle"), str):
             raise DeployError(f"{where}: needs bundle = \"PATH\" (relative to the file)")
-        for key in ("name", "version"):
+        for key in ("name", "version", "variant"):
             if key in table and not isinstance(table[key], str | int):
                 raise DeployError(f"{where}: {key} must be a string, got {table[key]!r}")
         path = Path(table["bundle"]).expanduser()
@@ -113,6 +115,7 @@ def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: 
             str(table["version"]) if "version" in table else None,
             _batching(table, where, defaults),
             _key(table, where, config_file, default_key),
+            str(table["variant"]) if "variant" in table else variant,
         ))
     if not specs:
         raise DeployError("no bundle to serve: name one or more BUNDLE folders, or [[models]] in --config")

@@ -40,6 +40,7 @@ class ModelSpec:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     #: an Ed25519 public key: serve the bundle only if its manifest is signed by it
     verify_key: Path | None = None
+    variant: str | None = None  # one of the bundle's optimized variants instead of model.onnx
 
 
 def _version_key(version: str) -> tuple[int, int, str]:
@@ -105,6 +106,9 @@ class ServedModel:
                 "feature_names": self.bundle.feature_names,
                 "metrics": meta.get("metrics", {}),
                 "config_sha256": meta.get("config_sha256"),
+                # which file serves: model.onnx (float32) or an optimized variant, with its measured figures
+                "variant": self.bundle.variant,
+                **({"variant_figures": meta["variants"][self.bundle.variant]} if self.bundle.variant in meta.get("variants", {}) else {}),
             },
         }
 
@@ -171,7 +175,7 @@ def load(specs: Iterable[ModelSpec], device: str = "cpu", threads: int = 1) -> R
     """Verify and open every bundle (a :class:`predict.DeployError` names the first bad one)."""
     models = []
     for spec in specs:
-        bundle = predict.open_bundle(spec.path, device, threads, spec.verify_key)
+        bundle = predict.open_bundle(spec.path, device, threads, spec.verify_key, spec.variant)
         name = spec.name or str(bundle.metadata.get("pipeline") or "model")
         version = spec.version or default_version(bundle.folder, bundle.metadata)
         for what, value in (("name", name), ("version", version)):
