@@ -296,6 +296,14 @@ def test_predict_on_an_unfinished_run_without_weights_says_so(failed_run, rows, 
     _refused(invoke("predict", run, "--input", rows), "this run has not finished (status.json says 'running'", "so it has no bundle yet")
 
 
+def test_predict_on_a_run_whose_sealed_bundle_lost_its_manifest_says_so(trained, rows, tmp_path):
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    (run / "bundle" / "manifest.json").unlink()  # the run's own manifest.json is still there: not a bundle's
+    _refused(invoke("predict", run, "--input", rows),
+             f"{run}: this run (status 'succeeded') has no sealed bundle ({run / 'bundle' / 'manifest.json'} is missing)",
+             f"export its trained weights again with `pipeline export {run}`")
+
+
 # ---------------------------------------------------------------------------------------------
 # The server
 

@@ -265,13 +265,17 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
 def _first_difference(ours: Any, theirs: Any, where: str) -> tuple[str, Any, Any]:
     """The deepest key under which two JSON values differ (lists are compared whole)."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
         for key in sorted(set(ours) | set(theirs), key=str):
-            a, b = ours.get(key, "(nothing)"), theirs.get(key, "(nothing)")
-            if _canonical(a) != _canonical(b):
-                return _first_difference(a, b, f"{where}.{key}")
+            if key not in ours or key not in theirs or _canonical(ours[key]) != _canonical(theirs[key]):
+                return _first_difference(ours.get(key, _Absent()), theirs.get(key, _Absent()), f"{where}.{key}")
     return where, ours, theirs
 
 
@@ -474,11 +478,14 @@ def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: P
     folder = bundle_folder(path)
     if not folder.is_dir():
         raise DeployError(f"no bundle at {path}: expected a folder holding {MANIFEST}, {METADATA} and {MODEL}")
+    if folder == path and not (path / METADATA).is_file():  # a run folder without a sealed bundle/
+        reason = _run_without_bundle(path)
+        if reason:
+            raise DeployError(f"{path}: {reason}")
     try:
         manifest = (folder / MANIFEST).read_bytes()  # read once: the bytes checked are the bytes used
     except FileNotFoundError:
-        reason = _run_without_bundle(path)
-        raise DeployError(f"{path}: {reason}" if reason else f"the bundle's manifest is missing: {folder / MANIFEST}") from None
+        raise DeployError(f"the bundle's manifest is missing: {folder / MANIFEST}") from None
     except OSError as error:
         raise DeployError(f"the bundle's manifest {folder / MANIFEST} cannot be read: {error}") from None
     signer = verify_signature(folder, manifest, Path(verify_key)) if verify_key is not None else None
