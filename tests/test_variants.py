@@ -154,6 +154,7 @@ def test_a_required_variant_that_fails_fails_the_run_and_keeps_the_weights(tmp_p
     # the same run exported again with the variant no longer required: a bundle without it
     result = invoke("export", run_dir, "--set", "export.optimize.int8_dynamic.required=false")
     assert result.exit_code == 0, result.output
+    assert "LEFT OUT" in result.output and "test accuracy dropped" in result.output
     assert not (run_dir / "bundle" / "model.int8_dynamic.onnx").exists() and (run_dir / "bundle" / "model.onnx").is_file()
 
 
@@ -178,6 +179,7 @@ def test_reexport_adds_a_variant_to_a_finished_run_without_training(tmp_path, wr
     assert not list((run_dir / "bundle").glob("model.*.onnx"))
     result = invoke("export", run_dir, "--set", 'export.optimize.variants=["int8_dynamic"]')
     assert result.exit_code == 0, result.output
+    assert "variants of model.onnx" in result.output and "shipped" in result.output  # the summary says what shipped
     bundle = run_dir / "bundle"
     assert (bundle / "model.int8_dynamic.onnx").is_file()
     assert "int8_dynamic" in json.loads((bundle / "metadata.json").read_text())["variants"]

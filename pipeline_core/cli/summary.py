@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -34,4 +34,22 @@ def print_summary(run: RunContext, seconds: float) -> None:
                 f"{report['max_abs_diff']:.1e}", f"{report['max_rel_diff']:.1e}", providers,
             )
         console.print(table)
+    variants = {name: entry for report in run.export_report.values() for name, entry in report.get("variants", {}).items()}
+    if variants:
+        console.print(_variants_table(variants))
     console.print(f"run folder: {run.run_dir}   ({seconds:.1f} s)", highlight=False)
+
+
+def _variants_table(variants: dict[str, dict[str, Any]]) -> Table:
+    """Each variant of model.onnx: shipped with its measured figures, or left out and why."""
+    table = Table("variant", "gate", "test split", "size", "batch 1024", title="variants of model.onnx (bundle/)")
+    for name, entry in variants.items():
+        if "accuracy" in entry:
+            quality = f"accuracy {entry['accuracy']['variant']:.4f} ({0.0 - entry['accuracy']['drop_points'] + 0.0:+.2f} pts)"
+        else:
+            quality = f"relative error {entry['relative_error']:.1e}" if "relative_error" in entry else ""
+        if entry["shipped"]:
+            table.add_row(name, "shipped", quality, f"{entry['size_ratio']:.2f}×", f"{entry['latency_ms']['batch_1024']:.3f} ms")
+        else:
+            table.add_row(name, "LEFT OUT", entry["reason"], "", "")
+    return table
