@@ -9,6 +9,7 @@ dotted key path, what was expected, and the closest valid name.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import tomllib
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pydantic
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from pipeline_core.errors import ConfigError
 from pipeline_core.options import STRICT, Problem, Schema, suggest, to_plain
@@ -37,6 +38,7 @@ from pipeline_core.sections import (
     required_table,
     stages_in,
 )
+from pipeline_core.sweep_section import SweepSection, check_against_file, inline_toml
 from pipeline_core.toml_lines import key_lines, line_of
 
 #: ``[data]`` and ``[model]``: components, required when the stage that reads them runs
@@ -58,10 +60,36 @@ class PipelineConfig(pydantic.BaseModel):
     evaluate: EvaluateSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     export: ExportSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict, validation_alias="stages", validate_default=True)
+    sweep: SweepSection | None = None  # `pipeline sweep` searches it; not part of a run's resolved config
 
     _source: Path = PrivateAttr(Path("pipeline.toml"))
     _overrides: tuple[str, ...] = PrivateAttr(())
     _base_dir: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_table(cls, value: Any, info: ValidationInfo) -> Any:
+        """The file as read: [sweep] parameters are checked by setting their values into it."""
+        if isinstance(value, dict) and info.context is not None:
+            info.context["table"] = value
+        return value
+
+    @model_validator(mode="after")
+    def _sweep_against_file(self, info: ValidationInfo) -> PipelineConfig:
+        """Every value a [sweep] parameter may take must pass as ``--set`` would; the objective must
+        be a validation metric; the data must have a validation split."""
+        if self.sweep is None:
+            return self
+        context = info.context or {}
+        table = context.get("table", {})
+        metrics = [metric.name for metric in self.evaluate.metrics] or registry_of(info).names("metric")
+        found = check_against_file(
+            self.sweep, lambda path, value: _problems_with(table, path, value, context), self.pipeline.stages, metrics,
+            self.data.options if self.data else None, lambda path: _holds(table, path),
+        )
+        if found:
+            raise problems(found, table)
+        return self
 
     @field_validator("pipeline", mode="before")
     @classmethod
@@ -124,7 +152,7 @@ class PipelineConfig(pydantic.BaseModel):
     @property
     def root(self) -> Path:
         """The folder relative paths in this config are resolved from."""
-        return self._base_dir if self._base_dir is not None else self._source.parent
+        return self._base_dir if self._base_dir is not None else declared_root(self._source, self.pipeline.base_dir)
 
     @property
     def name(self) -> str:
@@ -157,7 +185,31 @@ class PipelineConfig(pydantic.BaseModel):
         return table
 
 
-SECTIONS = ("pipeline", "data", "model", "train", "evaluate", "export", "stages")
+SECTIONS = ("pipeline", "data", "model", "train", "evaluate", "export", "stages", "sweep")
+
+
+def _holds(table: dict[str, Any], path: tuple[str | int, ...]) -> bool:
+    node: Any = table
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _problems_with(table: dict[str, Any], path: tuple[str, ...], value: Any, context: dict[str, Any]) -> list[str]:
+    """The problems of the file (without [sweep]) with ``value`` set at ``path``, as ``--set`` sets it."""
+    changed = copy.deepcopy({key: item for key, item in table.items() if key != "sweep"})
+    try:
+        apply_overrides(changed, (f"{'.'.join(path)}={inline_toml(value)}",))
+        PipelineConfig.model_validate(
+            changed, strict=True, context={"registry": context["registry"], "default_name": context.get("default_name", "")}
+        )
+    except ConfigError as error:
+        return error.problems
+    except pydantic.ValidationError as error:
+        return [f"{dotted(item.path)}: {item.message}" for item in _problems(error)]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +257,12 @@ def apply_overrides(table: dict[str, Any], overrides: tuple[str, ...]) -> None:
                 raise ConfigError(f"--set {item!r}: {prefix} is a value, not a table, so it has no key {path[depth + 1]!r}")
             node = child
         node[path[-1]] = value
+
+
+def declared_root(source: Path, base_dir: Any) -> Path:
+    """Where relative paths of the file ``source`` start: its ``[pipeline] base_dir`` (relative to
+    the file's folder), else that folder."""
+    return source.parent / base_dir if isinstance(base_dir, str) and base_dir else source.parent
 
 
 def plugin_references(table: dict[str, Any], source: Path, key: str = "plugins") -> list[str]:
@@ -266,7 +324,8 @@ def dotted(path: tuple[str | int, ...]) -> str:
     """``("evaluate", "metrics", 1, "name")`` → ``evaluate.metrics[1].name``."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        name = f'"{part}"' if isinstance(part, str) and "." in part else str(part)  # a [sweep] parameter's key
+        out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
     return out
 
 

@@ -13,6 +13,8 @@ class PipelineError(Exception):
     exit_code: int = 1
     #: already shown to the user (by the process that failed); the CLI only returns the exit code
     reported: bool = False
+    #: what a run folder's ``status.json`` says when this error stopped the run
+    run_status: str = "failed"
 
 
 class ConfigError(PipelineError):
@@ -40,6 +42,19 @@ class RunFailed(PipelineError):
 class Interrupted(PipelineError):
     """A signal stopped the run after a checkpoint was written; the exit code is 128 + the signal."""
 
+    run_status = "interrupted"
+
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signal_number
+
+
+class Pruned(PipelineError):
+    """A sweep's pruner stopped a trial before its last epoch: not a failure, the run folder's status
+    is ``pruned``. ``epoch`` is the last epoch that ran."""
+
+    run_status = "pruned"
+
+    def __init__(self, message: str, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch

@@ -4,7 +4,7 @@ stage; continues an unfinished run from its last checkpoint."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,10 @@ import torch
 
 from pipeline_core import artifacts
 from pipeline_core.artifacts import DEFAULT_ROOT, RunFiles, read_json
-from pipeline_core.config import PipelineConfig, apply_overrides, plugin_references, read_toml, validate
+from pipeline_core.config import PipelineConfig, apply_overrides, declared_root, plugin_references, read_toml, validate
 from pipeline_core.context import RunContext
 from pipeline_core.distributed import Distributed, check_sync_batchnorm, join, leave
-from pipeline_core.errors import ConfigError, Interrupted
+from pipeline_core.errors import ConfigError, PipelineError
 from pipeline_core.host import Host
 from pipeline_core.plugins import build_host
 
@@ -31,7 +31,8 @@ def load_pipeline(
     ``plugins`` are plugin objects registered besides those (:mod:`pipeline_core.testing`)."""
     raw, text = read_toml(path)
     apply_overrides(raw, overrides)
-    root = base_dir if base_dir is not None else path.parent
+    declared = raw.get("pipeline", {}).get("base_dir") if isinstance(raw.get("pipeline"), dict) else None
+    root = base_dir if base_dir is not None else declared_root(path, declared)
     host = build_host(
         plugin_references(raw, path), base_dir=root, source=str(path),
         disabled=plugin_references(raw, path, "disable_plugins"), given=plugins,
@@ -51,7 +52,7 @@ def load_run(run_dir: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineCo
 def find_unfinished(artifacts_root: Path, name: str) -> Path:
     """The newest run folder of pipeline ``name`` that did not succeed."""
     folder = artifacts_root / name
-    runs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()), reverse=True) if folder.is_dir() else []
+    runs = sorted((p for p in folder.iterdir() if (p / RunFiles.CONFIG).is_file() and not p.is_symlink()), reverse=True) if folder.is_dir() else []
     for run_dir in runs:
         if read_json(run_dir / RunFiles.STATUS).get("status") != "succeeded":
             return run_dir
@@ -104,12 +105,14 @@ def run_pipeline(
     quiet: bool = False,
     progress: str = "auto",
     resume: bool = False,
+    provenance: Mapping[str, Any] | None = None,
 ) -> RunContext:
     """Run every stage of ``config``; returns the finished context. Errors propagate after the
     ``on_stage_error`` hook; the run folder then holds what completed, never a half-written file.
 
     With ``resume``, ``out`` is an existing run folder of the same configuration: stages run again
-    and training continues from the folder's last checkpoint."""
+    and training continues from the folder's last checkpoint. ``provenance`` is recorded in the run
+    folder's ``run.json`` and manifest (a sweep names the study and trial a run belongs to)."""
     device = resolve_device(config.pipeline.device)
     strategy = config.train.strategy if config.train else "single"
     check_sync_batchnorm(strategy, config.train.sync_batchnorm if config.train else False, device)
@@ -120,7 +123,7 @@ def run_pipeline(
     try:
         if not distributed.is_main:
             return _run_as_worker(config, host, out, device, distributed, resume)
-        return _run_as_main(config, host, out, artifacts_root, quiet, progress, resume, device, distributed)
+        return _run_as_main(config, host, out, artifacts_root, quiet, progress, resume, device, distributed, dict(provenance or {}))
     finally:
         leave()
 
@@ -148,6 +151,7 @@ def _run_as_main(
     resume: bool,
     device: torch.device,
     distributed: Distributed,
+    provenance: dict[str, Any],
 ) -> RunContext:
     if resume:
         if out is None:
@@ -160,6 +164,7 @@ def _run_as_main(
             "pipeline_file": str(config.source.resolve()),
             "base_dir": str(config.root.resolve()),
             "config_sha256": config.sha256(),
+            **provenance,
         })
         artifacts.write_text(run_dir / RunFiles.CONFIG, tomli_w.dumps(config.resolved()))
     run = RunContext(config, host, run_dir, device, progress="none" if quiet else progress, resuming=resume, distributed=distributed)
@@ -171,7 +176,7 @@ def _run_as_main(
         run_stage(run, stage)
     host.hook.after_pipeline(run=run)
     artifacts.write_json(run.path(RunFiles.STATUS), {"status": "succeeded", "stages": list(config.pipeline.stages)})
-    write_run_manifest(run, {"resumed": resume, "processes": distributed.world_size})
+    write_run_manifest(run, {"resumed": resume, "processes": distributed.world_size, **provenance})
     if run_dir.parent.resolve() == (artifacts_root / config.name).resolve():
         artifacts.point_latest(run_dir)
     return run
@@ -186,7 +191,7 @@ def run_stage(run: RunContext, stage: str, record_failure: bool = True) -> None:
         run.host.registry.get("stage", stage).factory(run, **run.config.stage_options.get(stage, {}))
     except BaseException as error:
         if record_failure:
-            status = "interrupted" if isinstance(error, (KeyboardInterrupt, Interrupted)) else "failed"
+            status = error.run_status if isinstance(error, PipelineError) else "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             artifacts.write_json(run.path(RunFiles.STATUS), {"status": status, "stage": stage, "error": f"{type(error).__name__}: {error}"})
         hook.on_stage_error(run=run, stage=stage, error=error)
         raise

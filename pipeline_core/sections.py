@@ -148,6 +148,7 @@ class PipelineSection(pydantic.BaseModel):
     disable_plugins: list[str] = []  # built-in or entry-point plugins to leave out of this pipeline
     device: Annotated[str, AfterValidator(_device)] = "cpu"
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    base_dir: str | None = None  # where relative paths in the file start, relative to the file (default: its folder)
 
     @field_validator("stages")
     @classmethod

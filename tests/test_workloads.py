@@ -21,6 +21,7 @@ PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 SHORT = {
     "iris": ("train.epochs=3",),
     "moons": ("train.epochs=50",),
+    "moons_sweep": ("train.epochs=50",),  # `pipeline run` of a sweep's file: one run with the values as written
     "spirals": ("train.epochs=50",),
     "regression": ("train.epochs=20",),
     "digits": ("train.epochs=2",),

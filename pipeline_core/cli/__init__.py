@@ -100,9 +100,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _add_builtin_commands() -> None:
-    from pipeline_core.cli import export, inspect, plugin, plugins, predict, run, runs, serve, sign, validate
+    from pipeline_core.cli import export, inspect, plugin, plugins, predict, run, runs, serve, sign, sweep, validate
 
-    for module in (run, export, validate, inspect, predict, serve, sign, runs, plugins, plugin):
+    for module in (run, sweep, export, validate, inspect, predict, serve, sign, runs, plugins, plugin):
         for command in module.COMMANDS:
             cli.add_command(command)
 

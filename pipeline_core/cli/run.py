@@ -46,6 +46,8 @@ def run(
         if resume and overrides:
             raise ConfigError("--resume keeps the run's configuration; drop --set (start a new run to change it)")
         config, host = load_pipeline(target, overrides)
+        if config.sweep is not None:
+            click.echo(f"note: {target} has a [sweep] table; this is one run with the values as written (`pipeline sweep {target}` searches)", err=True)
 
     strategy = config.train.strategy if config.train else "single"
     processes = nproc_per_node or (config.train.nproc_per_node if config.train else 1)

@@ -13,6 +13,7 @@ from rich.table import Table
 from pipeline_core.artifacts import DEFAULT_ROOT, RunFiles, read_json
 from pipeline_core.errors import ConfigError
 from pipeline_core.results import scalars_by_split
+from pipeline_core.sweep.folder import SweepFolder, sweep_folders
 
 HEADLINE = ("accuracy", "f1", "loss", "mse", "r2")
 
@@ -38,10 +39,18 @@ def _run_folders(root: Path, name: str | None) -> list[Path]:
 @click.argument("name", required=False)
 @click.option("--artifacts", "root", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ROOT, show_default=True)
 def runs(name: str | None, root: Path) -> None:
-    """List past runs (of pipeline NAME) with their status and test metrics."""
-    folders = _run_folders(root, name)
-    if not folders:
+    """List past runs and sweeps (of pipeline NAME) with their status and test metrics."""
+    folders, sweeps = _run_folders(root, name), sweep_folders(root, name)
+    if not folders and not sweeps:
         raise ConfigError(f"no runs{f' of {name!r}' if name else ''} under {root}")
+    console = Console(width=max(120, Console().width))
+    if folders:
+        console.print(_runs_table(folders, root))
+    if sweeps:
+        console.print(_sweeps_table(sweeps, root))
+
+
+def _runs_table(folders: list[Path], root: Path) -> Table:
     table = Table("run", "status", "test metrics", "seed", title=f"runs in {root}")
     for folder in folders:
         status = read_json(folder / RunFiles.STATUS).get("status", "unknown")
@@ -52,7 +61,25 @@ def runs(name: str | None, root: Path) -> None:
         except ConfigError:
             status, seed = f"{status} (config.toml unreadable)", ""
         table.add_row(str(folder.relative_to(root)), status, shown, str(seed))
-    Console(width=max(120, Console().width)).print(table)
+    return table
+
+
+def _sweeps_table(sweeps: list[SweepFolder], root: Path) -> Table:
+    """Each sweep from its sweep.json: trials by state, the best trial and its test metrics."""
+    table = Table("sweep", "state", "trials", "objective", "best trial", "its test metrics", title=f"sweeps in {root}")
+    for sweep in sweeps:
+        record = read_json(sweep.record)
+        counts = record.get("trials", {})
+        trials = ", ".join(f"{counts[state]} {label}" for state, label in (("complete", "complete"), ("pruned", "pruned"), ("fail", "failed")) if counts.get(state))
+        best = record.get("best") or {}
+        test = scalars_by_split({"test": best.get("test") or {}})["test"]
+        shown = "  ".join(f"{k} {test[k]:.4f}" for k in HEADLINE if k in test)
+        value = f"{best['trial']}: {best['value']:.4f}" if "trial" in best else "—"
+        table.add_row(
+            str(sweep.root.relative_to(root)), str(record.get("state", "unknown")), trials or "none",
+            f"{record.get('objective', '?')} ({record.get('direction', '?')})", value, shown,
+        )
+    return table
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:

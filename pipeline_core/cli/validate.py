@@ -19,6 +19,12 @@ def validate(pipeline_file: Path, overrides: tuple[str, ...]) -> None:
     config, _ = load_pipeline(pipeline_file, overrides)
     stages = " → ".join(config.pipeline.stages)
     click.echo(f"{pipeline_file}: valid ({stages})")
+    if config.sweep is not None:
+        sweep = config.sweep
+        click.echo(
+            f"[sweep]: valid ({len(sweep.parameters)} parameters, {sweep.objective} ({sweep.resolved_direction}), "
+            f"sampler {sweep.sampler.name}, pruner {sweep.pruner.name}): `pipeline sweep {pipeline_file}`"
+        )
 
 
 COMMANDS = [validate]

@@ -18,7 +18,8 @@ def after_stage(run: RunContext, stage: str) -> None:
         return
     if data.spec.task == "regression" or data.spec.input_shape != (2,):
         return
-    splits = [(name, data.splits[name]) for name in ("train", "test")]
+    held_out = "test" if "test" in data.splits else figures.evaluated_split(run)  # a sweep's trial holds the test split out
+    splits = [(name, data.splits[name]) for name in ("train", held_out)]
     points = torch.cat([split.inputs for _, split in splits]).float().cpu()
     low, high = points.min(dim=0).values, points.max(dim=0).values
     margin = (high - low) * 0.1
@@ -38,5 +39,5 @@ def after_stage(run: RunContext, stage: str) -> None:
         axis.set_ylabel(names[1])
         axis.set_title(f"{name} ({len(split)} points)")
         counts[name] = len(split)
-    figures.save(run, "decision_boundary", fig, "Decision boundary: training and test points",
+    figures.save(run, "decision_boundary", fig, f"Decision boundary: training and {held_out} points",
                  {"points": counts, "grid": [RESOLUTION, RESOLUTION], "region_classes": sorted(set(regions.view(-1).tolist()))})

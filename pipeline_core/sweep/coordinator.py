@@ -1,0 +1,172 @@
+"""``pipeline sweep``: validate the file and its [sweep], check the data has a validation split,
+create or continue the study, run the trials (here, in ``--jobs`` worker processes, or anywhere
+else given the same storage), then select the best trial, score it on the test split once, and
+write ``sweep.json``, ``best.toml`` and the report.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from pipeline_core.artifacts import read_json
+from pipeline_core.config import PipelineConfig, parse_override
+from pipeline_core.context import RunContext
+from pipeline_core.data import DatasetContext
+from pipeline_core.errors import ConfigError, PipelineError, RunFailed
+from pipeline_core.evaluation import DEFAULT_METRICS
+from pipeline_core.host import Host
+from pipeline_core.runner import load_pipeline, resolve_device
+from pipeline_core.sweep import processes, report, results
+from pipeline_core.sweep import study as studies
+from pipeline_core.sweep.folder import SweepFolder
+from pipeline_core.sweep.storage import display_url, keeps_heartbeats, open_storage, storage_url
+from pipeline_core.sweep.trial import VALIDATION, TrialRunner
+from pipeline_core.sweep.worker import Worker
+from pipeline_core.sweep_section import SweepSection
+from pipeline_core.training.threads import DEFAULT_THREADS
+
+
+class WorkersFailed(PipelineError):
+    """A worker process of ``--jobs`` ended with an error; it reported it itself."""
+
+    reported = True
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"a worker process exited with code {code}")
+        self.exit_code = code
+
+
+@dataclass
+class Sweep:
+    """A sweep as one command sees it: the validated file, its study and where everything goes."""
+
+    config: PipelineConfig
+    host: Host
+    source: results.SweepSource
+    folder: SweepFolder
+    study_name: str
+    url: str
+
+    @property
+    def sweep(self) -> SweepSection:
+        return self.source.sweep
+
+    @property
+    def shown_storage(self) -> str:
+        return display_url(self.url)
+
+    def storage(self) -> optuna.storages.BaseStorage:
+        return open_storage(self.url, self.sweep, studies.dead_worker_callback(self.sweep.retries))
+
+    def study(self, worker: int = 0) -> optuna.Study:
+        return studies.open_study(self.storage(), self.study_name, self.sweep, self.shown_storage, worker)
+
+
+def prepare(
+    pipeline_file: Path, overrides: tuple[str, ...], artifacts_root: Path, study: str | None, storage: str | None, trials: int | None
+) -> Sweep:
+    """The validated pipeline and its sweep; ``trials`` (``--trials``) replaces ``sweep.trials``."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial gets one line of ours; failures are recorded with it
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries, constant liar
+    config, host = load_pipeline(pipeline_file, overrides)
+    if config.sweep is None:
+        raise ConfigError(f"{pipeline_file} has no [sweep] table: add one with an objective, a budget and parameters (see docs/sweeps.md)")
+    searched = set(config.sweep.parameters)
+    for item in overrides:
+        key = ".".join(parse_override(item)[0])
+        if key in searched:
+            raise ConfigError(f"--set {item}: {key} is a [sweep] parameter; every trial chooses its value (drop --set or the parameter)")
+    sweep = config.sweep if trials is None else config.sweep.model_copy(update={"trials": trials})
+    name = study or config.name
+    folder = SweepFolder.of(artifacts_root, config.name, name)
+    return Sweep(config, host, results.SweepSource(pipeline_file, overrides, sweep), folder, name, storage_url(storage, folder))
+
+
+def check_data(prepared: Sweep) -> None:
+    """Load the data once: it must have a validation split, and the objective must be a metric the
+    validation split is scored with (the task's defaults when ``[evaluate]`` names none)."""
+    config = prepared.config
+    if config.data is None:
+        return
+    run = RunContext(config, prepared.host, prepared.folder.root, resolve_device(config.pipeline.device), progress="none")
+    bundle = run.create(config.data, DatasetContext(config.pipeline.seed, config.root))
+    if VALIDATION not in bundle.splits:
+        raise ConfigError(
+            f"{config.source}: data {config.data.name!r} gives no validation split (it has {', '.join(sorted(bundle.splits))}); "
+            "a sweep scores each trial on the validation split: set the dataset's validation fraction (e.g. data.val_size = 0.2)"
+        )
+    metrics = [metric.name for metric in config.evaluate.metrics] or list(DEFAULT_METRICS[bundle.spec.task])
+    if prepared.sweep.metric not in metrics:
+        raise ConfigError(
+            f"{config.source}: sweep.objective {prepared.sweep.objective!r}: the validation split of this {bundle.spec.task} data is "
+            f"scored with {', '.join(metrics)}; choose one of {', '.join('val_' + m for m in metrics)} or list it in [evaluate] metrics"
+        )
+
+
+def budget(sweep: SweepSection) -> int | None:
+    """The study's trial budget: ``trials``, else the grid's size for the grid sampler, else none (the timeout decides)."""
+    if sweep.trials is not None:
+        return sweep.trials
+    return sweep.grid_size() if sweep.sampler.name == "grid" else None
+
+
+def work(prepared: Sweep, worker: int = 0) -> int:
+    """Run trials in this process until the study's budget is used up; returns how many ran here."""
+    storage = prepared.storage()
+    study = studies.open_study(storage, prepared.study_name, prepared.sweep, prepared.shown_storage, worker)
+    objective = TrialRunner(
+        prepared.source.pipeline_file, prepared.source.overrides, prepared.sweep, list(prepared.config.pipeline.stages),
+        prepared.folder, prepared.study_name, prepared.shown_storage,
+    )
+    loop = Worker(
+        study, objective, budget(prepared.sweep), prepared.sweep.timeout, studies.dead_worker_callback(prepared.sweep.retries),
+        heartbeats=keeps_heartbeats(storage),
+    )
+    return loop.run()
+
+
+def start(prepared: Sweep) -> optuna.Study:
+    """The study, created or continued; a new study in a folder that holds another study's trials is refused."""
+    study = prepared.study()
+    if not study.get_trials(deepcopy=False) and prepared.folder.trial_folders():
+        raise ConfigError(
+            f"{prepared.folder.root} holds trial folders, but study {prepared.study_name!r} in {prepared.shown_storage} has no trials: "
+            "they belong to an earlier study; remove the folder or name another study (--study NAME)"
+        )
+    results.write_record(study, prepared.source, prepared.folder, prepared.shown_storage, "running")
+    return study
+
+
+def run_workers(prepared: Sweep, jobs: int, worker_arguments: list[str]) -> None:
+    """The trials: in this process for one job, else in ``jobs`` worker processes."""
+    if jobs == 1:
+        work(prepared)
+        return
+    code = processes.start(worker_arguments, jobs, max(1, DEFAULT_THREADS // jobs))
+    if code != 0:
+        raise WorkersFailed(code)
+
+
+def finish(prepared: Sweep) -> dict[str, Any]:
+    """Select the best trial, score it on the test split (once), write sweep.json, best.toml and the report."""
+    study = prepared.study()
+    previous = read_json(prepared.folder.record)
+    best = results.best_record(study, prepared.source, prepared.folder, previous)
+    trials = study.get_trials(deepcopy=False)
+    unfinished = any(trial.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) for trial in trials)
+    record = results.write_record(study, prepared.source, prepared.folder, prepared.shown_storage, "running" if unfinished else "finished", best)
+    report.write(study, prepared.sweep, prepared.folder, record)
+    if best is None:
+        found = results.counts(trials)
+        errors = [trial.user_attrs["error"] for trial in trials if "error" in trial.user_attrs]
+        raise RunFailed(
+            f"no trial of study {prepared.study_name!r} completed ({found['pruned']} pruned, {found['fail']} failed)"
+            + (f"; the first failure: {errors[0]}" if errors else "")
+        )
+    return record
+

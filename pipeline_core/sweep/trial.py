@@ -1,0 +1,130 @@
+"""One trial: the pipeline run with the trial's values, in its own run folder, scored on the
+validation split; the test split is held out of it.
+
+The trial is an ordinary run (``config.toml``, ``history.csv``, ``metrics.json``, ``report.html``)
+of the file with ``--set`` items for the drawn values, without the export stage and with
+``evaluate.split = "validation"``. A plugin of the sweep (:class:`TrialReporter`) takes the test
+split out of the data as soon as it is loaded, and reports the objective to Optuna at the end of
+each epoch (``on_epoch_end``), so the pruner can stop a poor trial; the run folder then says
+``pruned``. The trial number and the folder name each other: the folder is ``trials/<number>``, the
+trial's user attributes hold the folder, and the folder's ``run.json`` holds the study and trial.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from pipeline_core.context import RunContext
+from pipeline_core.errors import ConfigError, Interrupted, PipelineError, Pruned
+from pipeline_core.hookspecs import hookimpl
+from pipeline_core.runner import load_pipeline, run_pipeline
+from pipeline_core.sweep import space
+from pipeline_core.sweep.folder import SweepFolder
+from pipeline_core.sweep_section import SweepSection, inline_toml
+
+HELD_OUT = "test"
+VALIDATION = "validation"
+
+
+class TrialFailed(Exception):
+    """A trial that could not finish (its values diverged, a plugin raised): recorded, and the sweep goes on."""
+
+
+def trial_overrides(stages: list[str]) -> tuple[str, ...]:
+    """What a trial changes besides its values: no export (the best trial's file is exported by
+    ``pipeline run``), and the evaluated split is the validation split."""
+    return (f"pipeline.stages={inline_toml([stage for stage in stages if stage != 'export'])}", f'evaluate.split="{VALIDATION}"')
+
+
+class TrialReporter:
+    """The sweep's plugin inside a trial: holds the test split out and reports each epoch."""
+
+    def __init__(self, trial: optuna.Trial, sweep: SweepSection) -> None:
+        self.trial, self.objective, self.every = trial, sweep.objective, sweep.report_every
+        self.epochs = 0
+
+    @hookimpl(tryfirst=True)
+    def after_stage(self, run: RunContext, stage: str) -> None:
+        if run.data is not None:
+            run.data.splits.pop(HELD_OUT, None)  # trials never see the test split; the best trial is scored on it once
+
+    @hookimpl(trylast=True)
+    def on_epoch_end(self, run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs = epoch
+        if self.objective not in metrics:
+            raise ConfigError(
+                f"sweep.objective {self.objective!r} is not in the epoch's history row ({', '.join(metrics)}); "
+                "the validation split is scored with [evaluate] metrics (or the task's defaults): choose one of the val_ columns"
+            )
+        if epoch % self.every:
+            return
+        value = metrics[self.objective]
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            raise Pruned(f"the pruner stopped trial {self.trial.number} at epoch {epoch} ({self.objective} {value:.6g})", epoch)
+
+
+@dataclass
+class TrialRunner:
+    """Optuna's objective: runs trial after trial of ``pipeline_file`` into ``folder``."""
+
+    pipeline_file: Path
+    overrides: tuple[str, ...]  # the command's --set items, for every trial
+    sweep: SweepSection
+    stages: list[str]
+    folder: SweepFolder
+    study: str
+    storage: str  # shown, without a password
+    current: int | None = field(default=None, init=False)  # the trial this process runs now
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.current = trial.number
+        values = space.suggest(trial, self.sweep)
+        run_dir = self.folder.trial_dir(trial.number)
+        for key, value in {"run_dir": str(run_dir.resolve()), "host": socket.gethostname(), "pid": os.getpid()}.items():
+            trial.set_user_attr(key, value)
+        reporter = TrialReporter(trial, self.sweep)
+        started = time.perf_counter()
+        try:
+            config, host = load_pipeline(self.pipeline_file, (*self.overrides, *trial_overrides(self.stages), *space.overrides(values)), plugins=[reporter])
+            run = run_pipeline(config, host, out=run_dir, quiet=True, progress="none", provenance={"sweep": self._provenance(trial.number)})
+            value = _objective(run, self.sweep.metric)
+        except Pruned:
+            self._record(trial, reporter.epochs, started)
+            raise optuna.TrialPruned() from None
+        except (Interrupted, KeyboardInterrupt):
+            raise
+        except Exception as error:  # a trial's failure is its result: recorded, and the sweep goes on
+            self._record(trial, reporter.epochs, started, error)
+            raise TrialFailed(_describe(error)) from error
+        self._record(trial, reporter.epochs, started)
+        return value
+
+    def _provenance(self, number: int) -> dict[str, Any]:
+        return {"study": self.study, "storage": self.storage, "trial": number, "sweep_folder": str(self.folder.root.resolve())}
+
+    @staticmethod
+    def _record(trial: optuna.Trial, epochs: int, started: float, error: BaseException | None = None) -> None:
+        trial.set_user_attr("epochs", epochs)
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+        if error is not None:
+            trial.set_user_attr("error", _describe(error))
+
+
+def _objective(run: RunContext, metric: str) -> float:
+    """The finished trial's value: ``metric`` of its final weights on the validation split."""
+    value = run.metrics.get(VALIDATION, {}).get(metric)
+    if not isinstance(value, (int, float)):
+        raise PipelineError(f"the trial's validation metrics have no number {metric!r} ({', '.join(run.metrics.get(VALIDATION, {}))})")
+    return float(value)
+
+
+def _describe(error: BaseException) -> str:
+    return str(error) if isinstance(error, PipelineError) else f"{type(error).__name__}: {error}"
