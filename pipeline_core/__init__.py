@@ -50,6 +50,7 @@ _EXPORTS = {
     "DataBundle": "pipeline_core.data",
     "DataSpec": "pipeline_core.data",
     "DatasetContext": "pipeline_core.data",
+    "ImageSpec": "pipeline_core.data",
     "Split": "pipeline_core.data",
     "Task": "pipeline_core.data",
     "SplitOptions": "pipeline_core.tabular",
@@ -121,7 +122,7 @@ if TYPE_CHECKING:
     from pipeline_core.bundle import BUNDLE_DIR, bundle_metadata, is_sealed, seal_bundle
     from pipeline_core.config import PipelineConfig
     from pipeline_core.context import RunContext
-    from pipeline_core.data import DataBundle, DatasetContext, DataSpec, Predictions, Split, Task, class_indices
+    from pipeline_core.data import DataBundle, DatasetContext, DataSpec, ImageSpec, Predictions, Split, Task, class_indices
     from pipeline_core.errors import ConfigError, Interrupted, PipelineError, PluginError, RunFailed
     from pipeline_core.evaluation import Evaluator, predict
     from pipeline_core.export import (

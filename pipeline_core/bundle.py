@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pipeline_core.artifacts import replace_folder, sha256, versions, write_json, write_text
+from pipeline_core.data import DataSpec
 from pipeline_core.export import ExportInfo, named_outputs
 from pipeline_core.results import scalars
 from pipeline_core.sections import ComponentConfig
@@ -67,12 +68,21 @@ def bundle_metadata(run: RunContext, info: ExportInfo, reference: torch.nn.Modul
         "classes": list(data.spec.classes),
         "feature_names": list(data.spec.feature_names),
         "input": {"name": info.input_name, "shape": [batch, *data.spec.input_shape], "dtype": str(data.spec.input_dtype).removeprefix("torch.")},
+        **({"image": image_metadata(data.spec)} if data.spec.image is not None else {}),
         "outputs": [{"name": name, "shape": [batch, *value.shape[1:]]} for name, value in outputs.items()],
         "metrics": run.metrics.get(config.evaluate.split, {}),
         "training": training,
         "config_sha256": config.sha256(),
         "versions": versions(),
     }
+
+
+def image_metadata(spec: DataSpec) -> dict[str, Any]:
+    """``metadata.json``'s ``image``: what a deploy side does to an image file to make it one input
+    (decode to ``channels``, apply ``resize`` in order, end at ``height`` × ``width``)."""
+    assert spec.image is not None
+    channels, height, width = spec.input_shape
+    return {"channels": channels, "height": height, "width": width, "resize": [dict(step) for step in spec.image.resize]}
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:

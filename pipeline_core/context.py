@@ -56,9 +56,15 @@ class RunContext:
         return f"RunContext({self.config.name!r}, run_dir={str(self.run_dir)!r})"
 
     def create(self, component: ComponentConfig, *context: Any) -> Any:
-        """Call a configured component with the host's context arguments and its validated options."""
+        """Call a configured component with the host's context arguments and its validated options.
+        An option annotated ``pathlib.Path`` arrives resolved: a relative path starts at the pipeline
+        file's folder (``config.root``), wherever the command was run from."""
         factory = self.host.registry.get(component.kind, component.name).factory
-        return factory(*context, **component.options)
+        options = {
+            name: self.config.root / value if isinstance(value, Path) and not value.is_absolute() else value
+            for name, value in component.options.items()
+        }
+        return factory(*context, **options)
 
     def require_data(self, stage: str) -> DataBundle:
         if self.data is None:

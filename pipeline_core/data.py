@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -28,12 +28,43 @@ class DatasetContext:
     base_dir: Path = Path(".")
 
 
+#: The geometric steps an image may go through on its way to the model, as a deploy side redoes them.
+RESIZE_OPS = ("resize", "center_crop")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """The inputs are images: what turns an image file into one input row, so a deployer can send
+    PNG or JPEG files (``metadata.json``'s ``image``). Decode the file to the input's channels (1:
+    grayscale, 3: RGB, 4: RGBA), apply ``resize`` in order, and the result is the (C, H, W) pixels of
+    :attr:`DataSpec.input_shape`, 0–255 in the input's dtype; scaling and normalization are in the
+    model. ``resize`` lists the geometric steps the data pipeline applied to every evaluated image,
+    with torchvision's meaning: ``{"op": "resize", "size": [h, w]}`` (or ``[s]``: the shorter side
+    becomes ``s``, keeping the aspect ratio), optionally with ``"interpolation"`` (``nearest``,
+    ``bilinear``, the default, or ``bicubic``), and ``{"op": "center_crop", "size": [h, w]}``. An
+    image that reaches the end of the steps at another size is resized to (H, W)."""
+
+    resize: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        for number, step in enumerate(self.resize, start=1):
+            size = step.get("size")
+            if step.get("op") not in RESIZE_OPS:
+                raise ValueError(f"image resize step {number}: op must be one of {', '.join(RESIZE_OPS)}, not {step.get('op')!r}")
+            if not isinstance(size, (list, tuple)) or len(size) not in (1, 2) or not all(isinstance(n, int) and n > 0 for n in size):
+                raise ValueError(f"image resize step {number}: size must be [height, width] or [shorter side], positive integers; got {size!r}")
+            if step.get("interpolation", "bilinear") not in INTERPOLATIONS:
+                raise ValueError(f"image resize step {number}: interpolation must be one of {', '.join(INTERPOLATIONS)}")
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """The shape of the problem, handed to model factories.
 
     Targets follow the task: ``multiclass`` int64 class indices of shape (N,), ``binary`` float32 of
-    shape (N, 1), ``regression`` float32 of shape (N, num_outputs).
+    shape (N, 1), ``regression`` float32 of shape (N, num_outputs). Image inputs are (C, H, W) and
+    carry an :class:`ImageSpec`.
     """
 
     task: Task
@@ -42,6 +73,11 @@ class DataSpec:
     classes: tuple[str, ...] = ()
     feature_names: tuple[str, ...] = ()
     input_dtype: torch.dtype = torch.float32
+    image: ImageSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.image is not None and (len(self.input_shape) != 3 or self.input_shape[0] not in (1, 3, 4)):
+            raise ValueError(f"image inputs have shape (channels, height, width) with 1, 3 or 4 channels, not {self.input_shape}")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ PLUGIN_GUIDE = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
 
 PUBLIC_API = [
     "BUNDLE_DIR", "ComponentConfig", "ConfigError", "DataBundle", "DataSpec", "DatasetContext", "EarlyStoppingSection",
-    "EvaluateSection", "Evaluator", "ExportInfo", "ExportSection", "Exporter", "Interrupted", "LRSchedule", "LoadedModel",
+    "EvaluateSection", "Evaluator", "ExportInfo", "ExportSection", "Exporter", "ImageSpec", "Interrupted", "LRSchedule", "LoadedModel",
     "LoadedTorchModule", "METADATA_FILE", "MetricValue", "ModelSummary", "PipelineConfig", "PipelineError", "PipelineSection",
     "Plot", "PlotIndex", "PluginError", "Predictions", "Register", "RunContext", "RunFailed", "RunFiles", "Split",
     "SplitOptions", "Standardize", "Task", "Tolerance", "TrainSection", "TrainingPlan", "TrainingSummary", "__version__",

@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from pipeline_core import ConfigError, DataBundle, DatasetContext, DataSpec, Register, Split, hookimpl
+from pipeline_core import ConfigError, DataBundle, DatasetContext, DataSpec, ImageSpec, Register, Split, hookimpl
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -108,6 +108,7 @@ def mnist(
         num_outputs=10,
         classes=tuple(str(digit) for digit in range(10)),
         input_dtype=torch.uint8,
+        image=ImageSpec(),
     )
     preprocess = ScaleImages(mean, std) if normalize else ScaleImages()
     return DataBundle(spec, splits, preprocess, description=f"MNIST (torchvision) from {raw}")

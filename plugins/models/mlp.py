@@ -13,17 +13,7 @@ from pydantic import Field
 from torch import nn
 
 from pipeline_core import DataSpec, Register, hookimpl
-
-Activation = Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "silu"]
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "silu": nn.SiLU,
-}
+from pipeline_core_plugins.models.layers import ACTIVATIONS, Activation
 
 
 def mlp(

@@ -11,9 +11,7 @@ COUNT = 16
 @hookimpl
 def after_stage(run: RunContext, stage: str) -> None:
     data = run.data
-    if stage != "evaluate" or data is None or run.model is None or data.spec.task == "regression":
-        return
-    if len(data.spec.input_shape) not in (2, 3):
+    if stage != "evaluate" or data is None or not figures.is_image_data(run):
         return
     split_name = figures.evaluated_split(run)
     split = data.splits[split_name]
@@ -21,7 +19,7 @@ def after_stage(run: RunContext, stage: str) -> None:
     images = split.inputs[:count].cpu()
     truth = split.targets[:count].view(-1).long().cpu().tolist()
     predicted = figures.predicted_classes(run, split.inputs[:count]).tolist()
-    classes = list(data.spec.classes) or [str(i) for i in range(data.spec.num_outputs)]
+    classes = figures.class_names(run)
     columns = 4
     rows = (count + columns - 1) // columns
     fig, axes = figures.figure(columns=columns, rows=rows, width=2.2, height=2.4)
@@ -29,9 +27,7 @@ def after_stage(run: RunContext, stage: str) -> None:
         axis.axis("off")
         if index >= count:
             continue
-        image = images[index]
-        image = image[0] if image.dim() == 3 and image.shape[0] == 1 else image.permute(1, 2, 0) if image.dim() == 3 else image
-        axis.imshow(image.float().numpy(), cmap="gray")
+        figures.show_image(axis, images[index])
         right = truth[index] == predicted[index]
         axis.set_title(f"true {classes[truth[index]]} / pred {classes[predicted[index]]}", fontsize=9, color="green" if right else "red")
     figures.save(run, "samples", fig, f"Sample images from the {split_name} split: true and predicted labels",
