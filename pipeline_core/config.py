@@ -38,7 +38,7 @@ from pipeline_core.sections import (
     required_table,
     stages_in,
 )
-from pipeline_core.sweep_section import SweepSection, check_against_file, inline_toml
+from pipeline_core.sweep_section import SweepSection, check_against_file
 from pipeline_core.toml_lines import key_lines, line_of
 
 #: ``[data]`` and ``[model]``: components, required when the stage that reads them runs
@@ -201,7 +201,7 @@ def _problems_with(table: dict[str, Any], path: tuple[str, ...], value: Any, con
     """The problems of the file (without [sweep]) with ``value`` set at ``path``, as ``--set`` sets it."""
     changed = copy.deepcopy({key: item for key, item in table.items() if key != "sweep"})
     try:
-        apply_overrides(changed, (f"{'.'.join(path)}={inline_toml(value)}",))
+        set_value(changed, path, value)
         PipelineConfig.model_validate(
             changed, strict=True, context={"registry": context["registry"], "default_name": context.get("default_name", "")}
         )
@@ -249,14 +249,21 @@ def apply_overrides(table: dict[str, Any], overrides: tuple[str, ...]) -> None:
     """Set each ``KEY=VALUE`` into ``table`` (in place)."""
     for item in overrides:
         path, value = parse_override(item)
-        node = table
-        for depth, part in enumerate(path[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                prefix = ".".join(path[: depth + 1])
-                raise ConfigError(f"--set {item!r}: {prefix} is a value, not a table, so it has no key {path[depth + 1]!r}")
-            node = child
-        node[path[-1]] = value
+        try:
+            set_value(table, path, value)
+        except ConfigError as error:
+            raise ConfigError(f"--set {item!r}: {error}") from None
+
+
+def set_value(table: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Put ``value`` at the dotted key ``path`` of ``table`` (in place), making tables on the way."""
+    node = table
+    for depth, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path[: depth + 1])} is a value, not a table, so it has no key {path[depth + 1]!r}")
+        node = child
+    node[path[-1]] = value
 
 
 def declared_root(source: Path, base_dir: Any) -> Path:
