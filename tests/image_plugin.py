@@ -8,12 +8,23 @@ from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from pipeline_core import DataBundle, DatasetContext, DataSpec, ImageSpec, Register, Split, hookimpl
-from pipeline_core_plugins.datasets.mnist import ScaleImages
 
 CLASSES = ("top_left", "top_right", "bottom_left", "bottom_right")
 HUES = torch.tensor([[255, 60, 60], [60, 255, 60], [60, 60, 255], [255, 255, 60]], dtype=torch.float32)
+
+
+class Scale(nn.Module):
+    """0–255 pixels → [0, 1], in the dtype of its own buffer (float64 in the export check's twin)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(1 / 255))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.scale.dtype) * self.scale
 
 
 def draw(labels: torch.Tensor, channels: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -44,7 +55,7 @@ def synthetic_images(
         splits[name] = Split(draw(labels, channels, size, generator), labels)
     spec = DataSpec("multiclass", (channels, size, size), len(CLASSES), classes=CLASSES, input_dtype=torch.uint8,
                     image=ImageSpec(resize=tuple(resize)))
-    return DataBundle(spec, splits, ScaleImages(), description="synthetic squares")
+    return DataBundle(spec, splits, Scale(), description="synthetic squares")
 
 
 @hookimpl
