@@ -154,6 +154,16 @@ def _epochs(training: dict[str, Any]) -> str:
     return text
 
 
+def _image_note(metadata: dict[str, Any]) -> str:
+    image = metadata.get("image")
+    if not image:
+        return ""
+    steps = ", then ".join(f"{step['op'].replace('_', ' ')} to {'×'.join(map(str, step['size']))}" for step in image.get("resize", []))
+    return (f" The inputs are images: {image['channels']}×{image['height']}×{image['width']} (channels×height×width) pixels, 0–255. "
+            f"`predict.py` also takes PNG or JPEG files (`--input photo.png`, or a folder of them), decoded to {image['channels']} "
+            f"channel(s){f', {steps}' if steps else ''} and resized to {image['height']}×{image['width']} as the data pipeline did.")
+
+
 def model_card(metadata: dict[str, Any], export_report: dict[str, dict[str, Any]], training: dict[str, Any]) -> str:
     """A Markdown model card generated from the run: data, training, metrics, inputs, outputs, usage."""
     features = metadata.get("feature_names") or []
@@ -180,7 +190,7 @@ def model_card(metadata: dict[str, Any], export_report: dict[str, dict[str, Any]
 ## Inputs
 
 `{metadata['input']['name']}`: shape {metadata['input']['shape']}, {metadata['input']['dtype']}, **raw** values (the
-model applies its own preprocessing).{f" Features, in order: {', '.join(features)}." if features else ''}
+model applies its own preprocessing).{f" Features, in order: {', '.join(features)}." if features else ''}{_image_note(metadata)}
 
 ## Outputs
 

@@ -14,6 +14,10 @@ must also carry an Ed25519 signature by that key (``manifest.json.sig``, written
 checking it needs the ``cryptography`` package, imported only then). Files the manifest does not list
 are reported, never read.
 
+A bundle of an image model (``metadata.json`` has ``image``) also takes PNG or JPEG files, one or a
+folder of them, decoded with Pillow (imported only then) and resized as its data pipeline did;
+the predictions then name each file.
+
 Bad input gets an error naming what the bundle expects (its feature names, input shape and dtype),
 never a traceback. Rows are counted as data rows from 1 (a CSV header is not a row), and a CSV's
 messages also give the line of the file: ``rows.csv, line 7: data row 6, column 'x': 'abc' is not
@@ -26,6 +30,7 @@ import argparse
 import base64
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -52,6 +57,8 @@ TASKS = ("multiclass", "binary", "regression")
 RUN_STATUS, RUN_WEIGHTS, FAILED_BUNDLE = "status.json", "weights.pt", "bundle.failed"
 #: rows predicted and written at a time, so the output never holds every row's record at once
 OUTPUT_CHUNK = 65536
+#: images decoded, predicted and written at a time (a folder of them streams through)
+IMAGE_CHUNK = 256
 
 
 class DeployError(Exception):
@@ -665,6 +672,8 @@ def rows_from_json(data: Any, bundle: Bundle, source: str) -> np.ndarray:
             raise DeployError(f"{source}: expected a list of rows, or an object with an 'inputs' list")
     if not isinstance(data, list) or not data:
         raise DeployError(f"{source} holds no rows: expected a list of rows of {bundle.describe_input()}")
+    if all(isinstance(row, dict) and set(row) == {"b64"} for row in data):  # images, base64-encoded
+        return images_from_json(data, bundle, source)
     if all(isinstance(row, dict) for row in data):
         for number, row in enumerate(data, start=1):
             _columns_by_name(list(row), bundle, f"{source}: data row {number}")
@@ -735,6 +744,137 @@ def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[
 
 
 # ---------------------------------------------------------------------------------------------
+# Reading images (PNG and JPEG files, a folder of them, or base64 in JSON): Pillow, imported only here
+
+
+#: image files a bundle whose metadata.json has an ``image`` entry takes, besides arrays
+IMAGE_FORMATS = (".png", ".jpg", ".jpeg")
+_IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def _pillow() -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DeployError("reading image files needs Pillow: pip install pillow") from None
+    return Image
+
+
+def is_image_input(path: Path) -> bool:
+    """Whether ``path`` is an image file or a folder of them (else a file of rows)."""
+    return path.is_dir() or path.suffix.lower() in IMAGE_FORMATS
+
+
+def image_spec(bundle: Bundle, source: str) -> dict[str, Any]:
+    """``metadata.json``'s ``image``: the channels, size and resize steps an image becomes an input row by."""
+    spec = bundle.metadata.get("image")
+    if not isinstance(spec, dict):
+        raise DeployError(f"{source}: this bundle's model takes rows of {bundle.describe_input()}, not images "
+                          "(its metadata.json has no 'image' entry)")
+    return spec
+
+
+def _resample(Image: Any, name: str) -> Any:
+    return {"nearest": Image.Resampling.NEAREST, "bicubic": Image.Resampling.BICUBIC}.get(name, Image.Resampling.BILINEAR)
+
+
+def _resized(Image: Any, picture: Any, steps: list[dict[str, Any]], height: int, width: int) -> Any:
+    """``picture`` through the data pipeline's geometric steps, with torchvision's meaning (``resize``
+    to [h, w], or the shorter side to [s] keeping the aspect ratio; ``center_crop``, padding with
+    zeros where the image is smaller), then to (``width``, ``height``) if it is not there yet."""
+    for step in steps:
+        size, (w, h) = step["size"], picture.size
+        if step["op"] == "resize":
+            if len(size) == 1:
+                short, long = (w, h) if w <= h else (h, w)
+                new_short, new_long = size[0], int(size[0] * long / short)
+                size = [new_long, new_short] if w <= h else [new_short, new_long]
+            picture = picture.resize((size[1], size[0]), _resample(Image, step.get("interpolation", "bilinear")))
+        elif step["op"] == "center_crop":
+            crop_h, crop_w = size if len(size) == 2 else (size[0], size[0])
+            top = int(round((h - crop_h) / 2.0)) if h >= crop_h else -((crop_h - h) // 2)
+            left = int(round((w - crop_w) / 2.0)) if w >= crop_w else -((crop_w - w) // 2)
+            picture = picture.crop((left, top, left + crop_w, top + crop_h))  # Pillow fills outside the image with zeros
+    if picture.size != (width, height):
+        picture = picture.resize((width, height), Image.Resampling.BILINEAR)
+    return picture
+
+
+def decode_image(data: bytes, bundle: Bundle, source: str) -> np.ndarray:
+    """One PNG or JPEG image as the model's input row: decoded to the bundle's channels, resized as
+    its data pipeline did, (C, H, W) pixels 0–255 in the model's input dtype. ``source`` names the
+    image in every message (a file, or ``request body: image 2``)."""
+    spec = image_spec(bundle, source)
+    Image = _pillow()
+    channels, height, width = spec["channels"], spec["height"], spec["width"]
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in ("PNG", "JPEG"):
+                raise DeployError(f"{source} is a {image.format} image; send PNG or JPEG")
+            image.load()  # decodes every pixel: a truncated or corrupt file fails here
+            picture = image.convert(_IMAGE_MODES[channels])
+    except DeployError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise DeployError(f"{source} is too large to decode safely ({error})") from None
+    except Exception as error:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError, ValueError for bad files
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise DeployError(f"{source} is not a readable PNG or JPEG image ({reason})") from None
+    pixels = np.asarray(_resized(Image, picture, list(spec.get("resize", [])), height, width), dtype=np.uint8)
+    pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    return pixels.transpose(2, 0, 1).astype(bundle.input_dtype)
+
+
+class ImageFiles:
+    """The image files of ``path`` (one file, or every PNG and JPEG file of a folder, by name) as rows
+    the model takes, decoded a slice at a time: a folder larger than memory streams through
+    :func:`write_predictions`. ``names`` are the files, in row order."""
+
+    def __init__(self, path: Path, bundle: Bundle) -> None:
+        image_spec(bundle, str(path))
+        if path.is_dir():
+            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_FORMATS and p.is_file() and not p.name.startswith("."))
+            if not self.files:
+                raise DeployError(f"{path} holds no PNG or JPEG files ({', '.join(IMAGE_FORMATS)})")
+            self.names = [p.name for p in self.files]
+        elif path.is_file():
+            self.files, self.names = [path], [path.name]
+        else:
+            raise DeployError(f"input file not found: {path}")
+        self.bundle = bundle
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.stack([decode_image(self._read(file), self.bundle, str(file)) for file in self.files[rows]])
+
+    @staticmethod
+    def _read(file: Path) -> bytes:
+        try:
+            data = file.read_bytes()
+        except OSError as error:
+            raise DeployError(f"cannot read {file}: {error.strerror or error}") from None
+        if not data:
+            raise DeployError(f"{file} is empty: expected a PNG or JPEG image")
+        return data
+
+
+def images_from_json(data: list[Any], bundle: Bundle, source: str) -> np.ndarray:
+    """Rows from JSON items ``{"b64": "<base64 PNG or JPEG>"}`` (TensorFlow Serving's and KServe
+    v1's convention for binary data in JSON), one image each."""
+    rows = []
+    for number, item in enumerate(data, start=1):
+        where = f"{source}: image {number}"
+        try:
+            encoded = base64.b64decode(item["b64"], validate=True)
+        except (TypeError, ValueError):
+            raise DeployError(f"{where}: 'b64' must be a base64 string of a PNG or JPEG file") from None
+        rows.append(decode_image(encoded, bundle, where))
+    return np.stack(rows)
+
+
+# ---------------------------------------------------------------------------------------------
 # Predictions
 
 
@@ -770,32 +910,39 @@ def predictions(bundle: Bundle, outputs: dict[str, np.ndarray]) -> list[dict[str
     return [{"label": label, **dict(zip(names, row, strict=True))} for label, row in zip(labels, rows, strict=True)]
 
 
-def _write_records(stream: TextIO, bundle: Bundle, rows: np.ndarray, batch_size: int, as_json: bool) -> None:
-    """Predict ``rows`` and write them OUTPUT_CHUNK at a time: CSV with a header, or a JSON list of records."""
+def _write_records(stream: TextIO, bundle: Bundle, rows: np.ndarray | ImageFiles, batch_size: int, as_json: bool, files: list[str] | None = None) -> None:
+    """Predict ``rows`` and write them OUTPUT_CHUNK at a time (IMAGE_CHUNK images): CSV with a
+    header, or a JSON list of records; with ``files``, each row's file comes first."""
     writer = csv.writer(stream, lineterminator="\n")
-    for start in range(0, len(rows), OUTPUT_CHUNK):
-        outputs = bundle.run(rows[start : start + OUTPUT_CHUNK], batch_size)
+    chunk = OUTPUT_CHUNK if files is None else IMAGE_CHUNK
+    for start in range(0, len(rows), chunk):
+        outputs = bundle.run(rows[start : start + chunk], batch_size)
+        named = files[start : start + chunk] if files is not None else None
         if as_json:  # the text json.dumps(records, indent=1) gives for all rows, a chunk at a time
-            stream.write(("[\n" if start == 0 else ",\n") + json.dumps(predictions(bundle, outputs), indent=1)[2:-2])
+            records = predictions(bundle, outputs)
+            records = [{"file": name, **record} for name, record in zip(named, records, strict=True)] if named is not None else records
+            stream.write(("[\n" if start == 0 else ",\n") + json.dumps(records, indent=1)[2:-2])
             continue
         names, labels, values = _table(bundle, outputs)
+        table = values.tolist() if labels is None else [[label, *row] for label, row in zip(labels, values.tolist(), strict=True)]
         if start == 0:
-            writer.writerow(names if labels is None else ["label", *names])
-        writer.writerows(values.tolist() if labels is None else ([label, *row] for label, row in zip(labels, values.tolist(), strict=True)))
+            writer.writerow((["file"] if named is not None else []) + (names if labels is None else ["label", *names]))
+        writer.writerows(table if named is None else ([name, *row] for name, row in zip(named, table, strict=True)))
     if as_json:
         stream.write("\n]\n")
 
 
-def write_predictions(bundle: Bundle, rows: np.ndarray, output: Path | None, batch_size: int = 1024) -> None:
-    """Predict ``rows`` (checked by :func:`read_inputs`) and write CSV, or JSON when ``output`` ends in
-    .json, to ``output`` (atomically: a complete file or none) or as CSV to standard output."""
+def write_predictions(bundle: Bundle, rows: np.ndarray | ImageFiles, output: Path | None, batch_size: int = 1024, files: list[str] | None = None) -> None:
+    """Predict ``rows`` (checked by :func:`read_inputs`, or :class:`ImageFiles`) and write CSV, or
+    JSON when ``output`` ends in .json, to ``output`` (atomically: a complete file or none) or as
+    CSV to standard output; ``files`` names each row's image file in a first column."""
     if output is None:
-        _write_records(sys.stdout, bundle, rows, batch_size, as_json=False)
+        _write_records(sys.stdout, bundle, rows, batch_size, as_json=False, files=files)
         return
     temporary = output.with_name(f".{output.name}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8", newline="") as stream:
-            _write_records(stream, bundle, rows, batch_size, as_json=output.suffix.lower() == ".json")
+            _write_records(stream, bundle, rows, batch_size, as_json=output.suffix.lower() == ".json", files=files)
         temporary.replace(output)
     except OSError as error:
         raise DeployError(f"cannot write the predictions to {output}: {error}") from None
@@ -816,6 +963,10 @@ def predict(bundle_path: Path, input_path: Path, output: Path | None = None, bat
     bundle = open_bundle(bundle_path, device, verify_key=verify_key, variant=variant)
     for message in bundle.warnings():
         warn(message)
+    if is_image_input(Path(input_path)):  # an image file or a folder of them
+        images = ImageFiles(Path(input_path), bundle)
+        write_predictions(bundle, images, output, batch_size, images.names)
+        return len(images)
     rows = read_inputs(input_path, bundle)
     write_predictions(bundle, rows, output, batch_size)
     return len(rows)
@@ -825,7 +976,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python predict.py BUNDLE --input FILE [--output FILE] [--batch-size N] [--device cpu|cuda] [--verify-key PUBLIC_KEY] [--variant NAME]``."""
     parser = argparse.ArgumentParser(prog="predict.py", description="Predict with a pipeline-core bundle using onnxruntime.")
     parser.add_argument("bundle", type=Path, help="the bundle folder (or a run folder holding bundle/)")
-    parser.add_argument("--input", required=True, type=Path, help="rows to predict: .csv, .npy or .json")
+    parser.add_argument("--input", required=True, type=Path, help="rows to predict: .csv, .npy or .json; or a .png/.jpg image or a folder of them")
     parser.add_argument("--output", type=Path, help="where to write predictions (.csv or .json); default: stdout")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

@@ -14,8 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -102,6 +105,20 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _image_rows(body: bytes, model: ServedModel) -> np.ndarray:
+    """A request body holding one PNG or JPEG file, as the model's one input row."""
+    if not body:
+        raise bad_request("the request body is empty: expected a PNG or JPEG image")
+    return predict.decode_image(body, model.bundle, "request body")[None]
+
+
+def _holds_images(data: Any) -> bool:
+    """Whether a parsed predict body carries base64 images (``[{"b64": ...}, ...]``, maybe under
+    ``inputs`` or ``instances``) rather than rows."""
+    items = data.get("inputs", data.get("instances")) if isinstance(data, dict) else data
+    return isinstance(items, list) and bool(items) and isinstance(items[0], dict) and "b64" in items[0]
+
+
 def create_app(repository: Repository, settings: ServerSettings | None = None, metrics: Metrics | None = None) -> ASGIApp:
     """The ASGI application serving ``repository``: the routes inside the access-log middleware."""
     settings = settings or ServerSettings()
@@ -156,11 +173,18 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
     async def predict_rows(request: Request) -> Response:
         model = model_of(request)
         body = await _body(request, settings.max_body_bytes)
-        try:
-            data = loads(body)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise bad_request(f"the request body is not valid JSON: {error}") from None
-        rows = model.check(predict.rows_from_json(data, model.bundle, "request body"), "request body")
+        if request.headers.get("content-type", "").startswith("image/"):  # one PNG or JPEG file as the body
+            rows = await run_in_threadpool(_image_rows, body, model)
+        else:
+            try:
+                data = loads(body)
+            except (ValueError, UnicodeDecodeError) as error:
+                raise bad_request(f"the request body is not valid JSON: {error}") from None
+            if _holds_images(data):  # {"b64": ...} items: decoding runs off the event loop
+                rows = await run_in_threadpool(predict.rows_from_json, data, model.bundle, "request body")
+            else:
+                rows = predict.rows_from_json(data, model.bundle, "request body")
+        rows = model.check(rows, "request body")
         records = predict.predictions(model.bundle, await model.infer(rows))
         return Response(dumps({"model_name": model.name, "model_version": model.version, "predictions": records}), media_type="application/json")
 

@@ -104,6 +104,7 @@ class ServedModel:
                 "task": self.bundle.task,
                 "classes": self.bundle.classes,
                 "feature_names": self.bundle.feature_names,
+                **({"image": meta["image"]} if "image" in meta else {}),  # an image model also takes PNG/JPEG on …/predict
                 "metrics": meta.get("metrics", {}),
                 "config_sha256": meta.get("config_sha256"),
                 # which file serves: model.onnx (float32) or an optimized variant, with its measured figures
