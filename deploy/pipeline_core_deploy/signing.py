@@ -27,8 +27,9 @@ from pipeline_core_deploy.predict import DeployError
 KEY_NAME = "bundle-signing"
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """``data`` to ``path`` whole or not at all, created with ``mode`` (never wider, even for a moment)."""
+def _staged(path: Path, data: bytes, mode: int) -> Path:
+    """``data`` in a temporary file beside ``path``, created with ``mode`` (never wider, even for a
+    moment) and flushed to disk; :func:`_commit` puts it in place."""
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.unlink(missing_ok=True)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -37,10 +38,24 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    finally:
+        os.chmod(temporary, mode)  # whatever the umask
+    except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def _commit(files: dict[Path, tuple[bytes, int]]) -> None:
+    """Write every file whole or none of them: all are staged before any is renamed into place."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, (data, mode) in files.items():
+            staged.append((_staged(path, data, mode), path))
+        for temporary, path in staged:
+            os.replace(temporary, path)
+    finally:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
 
 
 def generate_keys(folder: Path, name: str = KEY_NAME) -> tuple[Path, Path, str]:
@@ -51,16 +66,15 @@ def generate_keys(folder: Path, name: str = KEY_NAME) -> tuple[Path, Path, str]:
     for path in (private_path, public_path):
         if path.exists():
             raise DeployError(f"{path} already exists; refusing to overwrite a key (choose another --out folder or --name)")
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        key = ed25519.Ed25519PrivateKey.generate()
-        _atomic_write(private_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()), 0o600)
-        public = key.public_key()
-        _atomic_write(public_path, public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+        _commit({private_path: (private, 0o600), public_path: (public, 0o644)})
     except OSError as error:
         raise DeployError(f"cannot write the keys to {folder}: {error}") from None
-    return private_path, public_path, predict.key_id(public)
+    return private_path, public_path, predict.key_id(key.public_key())
 
 
 def load_private_key(path: Path, warn: Callable[[str], None] | None = None) -> Any:
@@ -101,9 +115,8 @@ def sign_bundle(path: Path, key_path: Path, warn: Callable[[str], None] | None =
     atomically and returns its path and the key's id."""
     key = load_private_key(key_path, warn)
     bundle = predict.open_bundle(path, threads=1)
-    for message in bundle.warnings():
-        if warn is not None:
-            warn(message)
+    for message in bundle.warnings() if warn is not None else []:
+        warn(message)
     manifest = (bundle.folder / predict.MANIFEST).read_bytes()
     if hashlib.sha256(manifest).hexdigest() != bundle.manifest_sha256:
         raise DeployError(f"{bundle.folder / predict.MANIFEST} changed while it was being signed; sign it again")
@@ -118,7 +131,7 @@ def sign_bundle(path: Path, key_path: Path, warn: Callable[[str], None] | None =
     }
     target = bundle.folder / predict.SIGNATURE
     try:
-        _atomic_write(target, (json.dumps(document, indent=2) + "\n").encode("utf-8"), 0o644)
+        _commit({target: ((json.dumps(document, indent=2) + "\n").encode("utf-8"), 0o644)})
     except OSError as error:
         raise DeployError(f"cannot write the signature {target}: {error}") from None
     return target, identity
