@@ -41,7 +41,7 @@ def after_stage(run: RunContext, stage: str) -> None:
     order = wrong[torch.sort(confidence[wrong], descending=True, stable=True).indices][:COUNT]
     rows, classes = order.tolist(), figures.class_names(run)
     columns = COLUMNS if rows else 1
-    fig, axes = figures.figure(columns=columns, rows=max(1, -(-len(rows) // columns)), width=2.2 if rows else 5.0, height=2.4 if rows else 3.0)
+    fig, axes = figures.figure(columns=columns, rows=max(1, -(-len(rows) // columns)), width=2.4 if rows else 5.0, height=2.6 if rows else 3.0)
     for axis in axes.flat:
         axis.axis("off")
     if not rows:
@@ -49,7 +49,7 @@ def after_stage(run: RunContext, stage: str) -> None:
                           ha="center", va="center", fontsize=12)
     for axis, row in zip(axes.flat, rows, strict=False):
         figures.show_image(axis, split.inputs[row].cpu())
-        axis.set_title(f"true {classes[truth[row]]} / pred {classes[predicted[row]]}\np = {confidence[row]:.3f}", fontsize=9, color="red")
+        axis.set_title(f"true {classes[truth[row]]}\npred {classes[predicted[row]]} (p {confidence[row]:.3f})", fontsize=9, color="red")
     figures.save(run, "mistakes", fig, f"The most confident wrong predictions on the {split_name} split ({len(wrong)} wrong of {len(split)})", {
         "split": split_name,
         "wrong": len(wrong),

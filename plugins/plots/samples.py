@@ -22,13 +22,13 @@ def after_stage(run: RunContext, stage: str) -> None:
     classes = figures.class_names(run)
     columns = 4
     rows = (count + columns - 1) // columns
-    fig, axes = figures.figure(columns=columns, rows=rows, width=2.2, height=2.4)
+    fig, axes = figures.figure(columns=columns, rows=rows, width=2.4, height=2.6)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= count:
             continue
         figures.show_image(axis, images[index])
         right = truth[index] == predicted[index]
-        axis.set_title(f"true {classes[truth[index]]} / pred {classes[predicted[index]]}", fontsize=9, color="green" if right else "red")
+        axis.set_title(f"true {classes[truth[index]]}\npred {classes[predicted[index]]}", fontsize=9, color="green" if right else "red")
     figures.save(run, "samples", fig, f"Sample images from the {split_name} split: true and predicted labels",
                  {"count": count, "true": [classes[t] for t in truth], "predicted": [classes[p] for p in predicted]})
