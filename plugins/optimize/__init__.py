@@ -97,7 +97,7 @@ def _one(run: RunContext, name: str, source: Path, reference: dict[str, np.ndarr
     return entry
 
 
-def _listing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+def _listing(entry: dict[str, Any]) -> dict[str, Any]:
     """A shipped file's line in ``metadata.json``: what a deployer chooses a variant by."""
     keys = ("file", "bytes", "size_ratio", "latency_ms", "accuracy", "class_agreement", "relative_error", "metrics", "providers", "note")
     listed = {key: entry[key] for key in keys if key in entry}
@@ -127,7 +127,7 @@ def make_variants(run: RunContext, source: Path) -> Variants:
         entry = _one(run, name, source, reference, evaluator)
         result.report[name] = entry
         if entry["shipped"]:
-            result.shipped[name] = _listing(name, entry)
+            result.shipped[name] = _listing(entry)
         elif entry["required"]:
             result.failures.append(f"variant {name} (required = true): {entry['reason']}")
     return result
