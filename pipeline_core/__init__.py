@@ -52,6 +52,9 @@ _EXPORTS = {
     "DatasetContext": "pipeline_core.data",
     "ImageSpec": "pipeline_core.data",
     "Split": "pipeline_core.data",
+    "StreamedSplit": "pipeline_core.streaming",
+    "ScaleImages": "pipeline_core.images",
+    "place_splits": "pipeline_core.loading",
     "Task": "pipeline_core.data",
     "SplitOptions": "pipeline_core.tabular",
     "Standardize": "pipeline_core.tabular",
@@ -136,6 +139,8 @@ if TYPE_CHECKING:
         output_names_from,
     )
     from pipeline_core.hookspecs import hookimpl
+    from pipeline_core.images import ScaleImages
+    from pipeline_core.loading import place_splits
     from pipeline_core.model_summary import ModelSummary, summarize
     from pipeline_core.plots import Plot, PlotIndex
     from pipeline_core.registry import Register
@@ -148,6 +153,7 @@ if TYPE_CHECKING:
         PipelineSection,
         TrainSection,
     )
+    from pipeline_core.streaming import StreamedSplit
     from pipeline_core.tabular import SplitOptions, Standardize, check_fractions, split_options, split_tabular
     from pipeline_core.training.fit import fit
     from pipeline_core.training.schedule import LRSchedule, TrainingPlan

@@ -38,6 +38,7 @@ class RunFiles:
     TRAINING = "training.json"  # what training actually did: epochs run, steps, early stop (TrainingSummary)
     HISTORY = "history.csv"  # one row per epoch
     METRICS = "metrics.json"  # split → metric → value
+    DATA = "data.json"  # with streamed splits: decoded into memory or streamed, sizes, memory limit, workers
     EXPORT_REPORT = "export_report.json"  # per format: the export check
     MANIFEST = "manifest.json"  # versions, provenance and the sha256 of every file; written last
 

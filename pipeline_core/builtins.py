@@ -20,6 +20,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.datasets.digits",
     "plugins.datasets.mnist",
     "plugins.datasets.csv_file",
+    "plugins.datasets.image_folder",
+    "plugins.datasets.cifar10",
     "plugins.models.mlp",
     "plugins.models.cnn",
     "plugins.models.torchvision_models",

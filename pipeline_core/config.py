@@ -20,6 +20,7 @@ import pydantic
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from pipeline_core.errors import ConfigError
+from pipeline_core.loading import DataComponent, dataset_component
 from pipeline_core.options import STRICT, Problem, Schema, suggest, to_plain
 from pipeline_core.registry import Registry
 from pipeline_core.sections import (
@@ -42,7 +43,7 @@ from pipeline_core.sweep_section import SweepSection, check_against_file
 from pipeline_core.toml_lines import key_lines, line_of
 
 #: ``[data]`` and ``[model]``: components, required when the stage that reads them runs
-DATA = component("dataset", "missing section [data] (stage 'load_data' needs it; choose one of: {names})", "load_data")
+DATA = dataset_component("missing section [data] (stage 'load_data' needs it; choose one of: {names})", "load_data")
 MODEL = component("model", "missing section [model] (stage 'build_model' needs it; choose one of: {names})", "build_model")
 
 
@@ -54,7 +55,7 @@ class PipelineConfig(pydantic.BaseModel):
 
     model_config = STRICT
     pipeline: PipelineSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
-    data: Annotated[ComponentConfig | None, DATA] = Field(None, validate_default=True)
+    data: Annotated[DataComponent | None, DATA] = Field(None, validate_default=True)
     model: Annotated[ComponentConfig | None, MODEL] = Field(None, validate_default=True)
     train: TrainSection | None = Field(None, validate_default=True)
     evaluate: EvaluateSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]

@@ -8,13 +8,16 @@ takes raw inputs and the statistics are saved with the weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from pipeline_core.streaming import StreamedSplit
 
 Task = Literal["multiclass", "binary", "regression"]
 TASKS: tuple[str, ...] = ("multiclass", "binary", "regression")
@@ -80,12 +83,22 @@ class DataSpec:
             raise ValueError(f"image inputs have shape (channels, height, width) with 1, 3 or 4 channels, not {self.input_shape}")
 
 
+#: A random, shape-preserving transform of one input (a training augmentation).
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class Split:
-    """Inputs and targets of one split, as whole tensors (every supported dataset fits in memory)."""
+    """Inputs and targets of one split, as whole tensors: the in-memory fast path. A split too large
+    for memory is a :class:`~pipeline_core.StreamedSplit` instead.
+
+    ``augment``, if given, is applied to each training input as its batch is drawn (never when
+    evaluating), with torch's default generator seeded per row, epoch and run seed, so streamed and
+    in-memory training draw the same augmentations and a resumed run repeats them exactly."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
+    augment: Augment | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.targets):
@@ -95,18 +108,32 @@ class Split:
         return len(self.inputs)
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.inputs.to(device), self.targets.to(device))
+        return Split(self.inputs.to(device), self.targets.to(device), self.augment)
+
+    def head(self, rows: int | None = None) -> Split:
+        """The first ``rows`` rows (all of them by default: a tensor split is already in memory).
+        A :class:`~pipeline_core.StreamedSplit` answers the same call with a bounded number of rows,
+        so code that needs rows as tensors (an example batch, an export check, a plot) calls this."""
+        return self if rows is None or rows >= len(self) else Split(self.inputs[:rows], self.targets[:rows], self.augment)
+
+    def select(self, rows: Sequence[int]) -> Split:
+        """The given rows, in that order (a plot's chosen examples); a streamed split decodes just these."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.inputs.device)
+        return Split(self.inputs[index], self.targets[index.to(self.targets.device)], self.augment)
 
 
 @dataclass
 class DataBundle:
-    """A loaded dataset: the spec, the splits by name (``train``, ``test``, optional ``validation``)
+    """A loaded dataset: the spec, the splits by name (``train``, ``test``, optional ``validation``),
+    each a :class:`Split` of tensors or a :class:`~pipeline_core.StreamedSplit` decoded item by item,
     and the preprocessing module that maps raw inputs to what the network trains on."""
 
     spec: DataSpec
-    splits: dict[str, Split]
+    splits: dict[str, Split | StreamedSplit]
     preprocess: nn.Module = field(default_factory=nn.Identity)
     description: str = ""
+    #: what the host decided for streamed splits (memory or stream, sizes, workers); empty without any
+    loading: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.spec.task not in TASKS:

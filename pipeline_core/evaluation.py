@@ -1,4 +1,7 @@
-"""Predictions on a whole split, and the configured metrics computed from them."""
+"""Predictions on a whole split, and the configured metrics computed from them.
+
+A tensor split is predicted in chunks of :data:`PREDICT_CHUNK` rows; a streamed split batch by
+batch as its workers decode it, so evaluating it never holds more than a batch of inputs."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pipeline_core.errors import RunFailed
 from pipeline_core.registry import Registry
 from pipeline_core.results import MetricValue
 from pipeline_core.sections import ComponentConfig
+from pipeline_core.streaming import StreamedSplit
 
 if TYPE_CHECKING:
     from pipeline_core.context import RunContext
@@ -31,11 +35,18 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, chunk: int = PREDICT_CHUNK) -> torch.Tensor:
-    """Eval-mode outputs for all ``inputs`` (the model's train/eval mode is restored afterwards)."""
+def predict(model: nn.Module, inputs: torch.Tensor | Split | StreamedSplit, chunk: int = PREDICT_CHUNK) -> torch.Tensor:
+    """Eval-mode outputs for all ``inputs`` (the model's train/eval mode is restored afterwards):
+    a tensor, or a split's inputs (a streamed split's batches go to the model's device as they come)."""
     was_training = model.training
     model.eval()
     try:
+        if isinstance(inputs, StreamedSplit):
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            outputs = [model(batch.to(device, non_blocking=inputs.loader.pin_memory)) for batch in inputs.batches()]
+            return torch.cat(outputs) if outputs else torch.empty(0)
+        if isinstance(inputs, Split):
+            inputs = inputs.inputs
         return torch.cat([model(inputs[start : start + chunk]) for start in range(0, len(inputs), chunk)])
     finally:
         model.train(was_training)
@@ -59,9 +70,10 @@ class Evaluator:
         loss_fn = loss.to(run.device) if isinstance(loss, nn.Module) else loss
         return cls(run.host.registry, tuple(chosen), task, loss_fn)
 
-    def __call__(self, model: nn.Module, split: Split) -> dict[str, MetricValue]:
-        """``{metric name: value}`` for ``model`` on ``split``."""
-        return self.score(predict(model, split.inputs), split.targets)
+    def __call__(self, model: nn.Module, split: Split | StreamedSplit) -> dict[str, MetricValue]:
+        """``{metric name: value}`` for ``model`` on ``split`` (unaugmented; a streamed split batch by batch)."""
+        outputs = predict(model, split)
+        return self.score(outputs, split.targets.to(outputs.device))
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, MetricValue]:
         """``{metric name: value}`` for a model's raw ``outputs`` on a split with ``targets``: how the

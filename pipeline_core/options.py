@@ -67,6 +67,39 @@ def _model_class(annotation: Any) -> type[pydantic.BaseModel] | None:
     return None
 
 
+def _element(annotation: Any) -> Any:
+    """The element annotation of ``list[X]`` / ``tuple[X, ...]`` (through ``Annotated`` and ``| None``), else ``None``."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if _is_union(annotation):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        annotation = members[0] if len(members) == 1 else None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list and args:
+        return args[0]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return None
+
+
+def _tagged(annotation: Any) -> tuple[str, dict[str, type[pydantic.BaseModel]]] | None:
+    """A union of pydantic models told apart by a ``Literal`` field (``Field(discriminator=...)``):
+    the field's name and each tag's model."""
+    discriminator = None
+    if typing.get_origin(annotation) is typing.Annotated:
+        for extra in typing.get_args(annotation)[1:]:
+            discriminator = getattr(extra, "discriminator", None) or discriminator
+        annotation = typing.get_args(annotation)[0]
+    if not isinstance(discriminator, str) or not _is_union(annotation):
+        return None
+    models: dict[str, type[pydantic.BaseModel]] = {}
+    for member in typing.get_args(annotation):
+        field = getattr(member, "model_fields", {}).get(discriminator)
+        for tag in typing.get_args(field.annotation) if field is not None else ():
+            models[str(tag)] = member
+    return discriminator, models
+
+
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
     """``did you mean 'x'?`` when a close match exists, else an empty string."""
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -145,6 +178,11 @@ class Schema:
         loc = tuple(item["loc"])
         key = str(loc[0]) if loc else ""
         kind = item["type"]
+        element = _element(self.annotations.get(key))
+        if element is not None and len(loc) > 1 and isinstance(loc[1], int):  # a problem in one element of a list
+            found = self._phrase_element(element, item, loc)
+            if found is not None:
+                return found
         nested = _model_class(self.annotations.get(key))
         if nested is not None and len(loc) > 1:  # a problem inside a sub-table: phrase it from that table's schema
             inner = Schema(nested, self.json_mode).phrase({**item, "loc": loc[1:]})
@@ -165,6 +203,31 @@ class Schema:
         if len(loc) == 1 and kind not in _BOUNDS:
             return Problem(loc, f"expected {describe_type(self.annotations[key])}, {got}")
         return Problem(loc, f"{item['msg'][0].lower()}{item['msg'][1:]}, {got}")
+
+
+    def _phrase_element(self, element: Any, item: Any, loc: tuple[Any, ...]) -> Problem | None:
+        """A problem in ``loc[:2]``, a list's element that is a sub-table (a model, or one of a tagged
+        union of models: the path leaves the tag out); ``None`` for an element of another type."""
+        tagged = _tagged(element)
+        kind = item["type"]
+        if tagged is not None:
+            field, models = tagged
+            if kind == "union_tag_invalid":
+                tag = str(item["ctx"]["tag"])
+                hint = suggest(tag, models)
+                return Problem(loc[:2], f"unknown {field} {tag!r}{'; ' + hint if hint else ''} (valid: {', '.join(models)})")
+            if kind == "union_tag_not_found":
+                return Problem(loc[:2], f"missing {field!r} (one of: {', '.join(models)})")
+            if len(loc) > 3 and str(loc[2]) in models:
+                inner = Schema(models[str(loc[2])], self.json_mode).phrase({**item, "loc": loc[3:]})
+                return Problem(loc[:2] + inner.path, inner.message)
+        nested = _model_class(element)
+        if nested is not None and len(loc) > 2:
+            inner = Schema(nested, self.json_mode).phrase({**item, "loc": loc[2:]})
+            return Problem(loc[:2] + inner.path, inner.message)
+        if tagged is not None or nested is not None:
+            return Problem(loc[:2], f"expected a table ({describe_type(element)}), got {item.get('input')!r}")
+        return None
 
 
 def to_plain(value: Any) -> Any:

@@ -29,6 +29,9 @@ KINDS: dict[str, tuple[str, int]] = {
 }
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: Option names a component of a kind may not declare: the host reads these keys of its table
+#: (``[data] load, memory_limit, workers, prefetch``: :mod:`pipeline_core.loading`).
+RESERVED_OPTIONS: dict[str, tuple[str, ...]] = {"dataset": ("load", "memory_limit", "workers", "prefetch")}
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class Registry:
             schema = Schema.from_signature(factory, arity, owner=f"{kind} {name!r} of plugin {plugin!r}")
         except TypeError as error:
             raise PluginError(str(error)) from error
+        taken = [option for option in schema.names if option in RESERVED_OPTIONS.get(kind, ())]
+        if taken:
+            raise PluginError(
+                f"{kind} {name!r} of plugin {plugin!r} declares option(s) {', '.join(map(repr, taken))}, which the host reads "
+                f"from the same table (reserved: {', '.join(RESERVED_OPTIONS[kind])}); rename them"
+            )
         text = description or next(iter((factory.__doc__ or "").strip().splitlines()), "")
         check = check if check is not None else getattr(factory, "pipeline_check", None)
         if check is not None and not callable(check):

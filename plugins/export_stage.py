@@ -62,7 +62,7 @@ def export(run: RunContext) -> None:
     reference = deployable(copy.deepcopy(model).cpu(), data.spec.task, settings.probabilities)
     names = settings.output_names(data.spec.task)
     split = run.config.evaluate.split if run.config.evaluate.split in data.splits else "test"
-    inputs = data.splits[split].inputs.cpu()
+    inputs = data.splits[split].head().inputs.cpu()  # a streamed split: its first rows, bounded by the memory limit
     example = inputs[:2]
     info = ExportInfo(data.spec, run.config.name, settings.input_name, names, settings.dynamic_batch)
     info = dataclasses.replace(info, metadata=bundle_metadata(run, info, reference, example))

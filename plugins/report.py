@@ -39,7 +39,7 @@ def render(run: RunContext) -> str:
     summary = "no model was built"
     if run.model is not None and run.data is not None:
         sample = run.data.splits.get("test", run.data.splits["train"])  # a sweep's trial holds the test split out
-        summary = summarize(run.model, sample.inputs[:2].to(run.device)).text
+        summary = summarize(run.model, sample.head(2).inputs.to(run.device)).text
     spec = run.data.spec if run.data is not None else None
     return _environment().get_template("report.html.j2").render(
         name=run.config.name,

@@ -11,16 +11,30 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from pipeline_core import DataBundle, DatasetContext, Evaluator, PipelineError, Register, RunContext, RunFiles, fit, hookimpl
+from pipeline_core import (
+    DataBundle,
+    DatasetContext,
+    Evaluator,
+    PipelineError,
+    Register,
+    RunContext,
+    RunFiles,
+    fit,
+    hookimpl,
+    place_splits,
+)
 
 
 def load_data(run: RunContext) -> None:
-    """Call the configured dataset loader with the run's seed."""
+    """Call the configured dataset loader with the run's seed; decode its streamed splits into memory
+    or keep them streamed, as ``[data] load`` and ``memory_limit`` say (recorded in ``data.json``)."""
     assert run.config.data is not None  # the config requires [data] when this stage is listed
     bundle = run.create(run.config.data, DatasetContext(run.config.pipeline.seed, run.config.root))
     if not isinstance(bundle, DataBundle):
         raise PipelineError(f"dataset {run.config.data.name!r} returned {type(bundle).__name__}, not a DataBundle")
-    run.data = bundle
+    run.data = place_splits(bundle, run.config.data.loading, run.device)
+    if run.data.loading:
+        run.write_json(RunFiles.DATA, run.data.loading)
 
 
 def build_model(run: RunContext) -> None:

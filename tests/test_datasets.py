@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_core import ConfigError, DatasetContext
+from pipeline_core import ConfigError, DatasetContext, ScaleImages
 from pipeline_core_plugins.datasets.csv_file import csv_dataset
 from pipeline_core_plugins.datasets.digits import digits
 from pipeline_core_plugins.datasets.idx import idx_bytes, write_mnist
-from pipeline_core_plugins.datasets.mnist import ScaleImages, mnist
+from pipeline_core_plugins.datasets.mnist import mnist
 from pipeline_core_plugins.datasets.synthetic import moons, random_regression, spiral_points, spirals
 
 

@@ -23,7 +23,7 @@ def inspect(pipeline_file: Path, overrides: tuple[str, ...]) -> None:
         run = run_pipeline(config, host, out=Path(scratch) / "inspect", quiet=True)
     assert run.data is not None and run.model is not None
     spec = run.data.spec
-    example = run.data.splits["train"].inputs[:2].to(run.device)
+    example = run.data.splits["train"].head(2).inputs.to(run.device)
     summary = summarize(run.model, example)
     click.echo(f"{config.name}: {spec.task}, input {list(spec.input_shape)} {str(spec.input_dtype).removeprefix('torch.')}, "
                f"{spec.num_outputs} output(s); {', '.join(f'{n}: {len(s)} rows' for n, s in run.data.splits.items())}")

@@ -1,8 +1,8 @@
-"""The batch loop: one epoch over an in-memory split, the hot path.
+"""The batch loop: one epoch of batches, the hot path.
 
-Every supported dataset fits in memory, so the split lives on the training device, is permuted once
-per epoch and sliced into batches; a DataLoader's per-item fetching and collation would cost more than
-the small models compute. Losses and predictions stay on the device and are reduced once per epoch,
+A split that fits in memory lives on the training device, is permuted once per epoch and sliced into
+batches; a DataLoader's per-item fetching and collation would cost more than the small models compute.
+A streamed split's batches come from DataLoader workers instead (:mod:`.feeds`). Losses and predictions stay on the device and are reduced once per epoch,
 so the loop never waits on a host sync per step. Across processes each global batch is split among
 the ranks, and each rank's loss is weighted by its share, so N processes take the same steps as one.
 """
@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
-from pipeline_core.data import Split, Task, class_indices
+from pipeline_core.data import Task, class_indices
 from pipeline_core.distributed import Distributed
 from pipeline_core.errors import ConfigError
 from pipeline_core.sections import TrainSection
 from pipeline_core.signals import StopRequest
+from pipeline_core.training.feeds import StreamFeed, TensorFeed
 from pipeline_core.training.steps import OptimizerSteps
 
 
@@ -61,16 +62,16 @@ class BatchLoop:
         self,
         forward: Callable[[torch.Tensor], torch.Tensor],
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        train: Split,
+        feed: TensorFeed | StreamFeed,
         settings: TrainSection,
         task: Task,
         steps: OptimizerSteps,
         distributed: Distributed,
     ) -> None:
-        self.forward, self.loss_fn, self.train, self.settings = forward, loss_fn, train, settings
+        self.forward, self.loss_fn, self.feed, self.settings = forward, loss_fn, feed, settings
         self.classifies = task != "regression"
         self.task, self.steps, self.ranks = task, steps, distributed
-        size, end = settings.batch_bounds(len(train))
+        size, end = settings.batch_bounds(len(feed))
         last = end % size or size
         if distributed.enabled and min(size, last) < distributed.world_size:
             raise ConfigError(
@@ -83,13 +84,20 @@ class BatchLoop:
         """Whether the loss sums over rows (``reduction = "sum"``) instead of averaging them."""
         return getattr(self.loss_fn, "reduction", "mean") == "sum"
 
-    def run(self, order: torch.Tensor | None, first: int, carried: torch.Tensor, stop: StopRequest) -> EpochOutcome:
+    def run(self, order: torch.Tensor | None, first: int, carried: torch.Tensor, stop: StopRequest, epoch: int = 1) -> EpochOutcome:
         """The batches from row ``first`` of the epoch's ``order`` (``None``: unshuffled); ``carried``
-        is what earlier parts of the epoch added up to. Returns early, after an optimizer step, when
-        ``stop`` is requested (one process), or at the epoch's end (several, which stop together)."""
+        is what earlier parts of the epoch added up to; ``epoch`` seeds augmentation. Returns early,
+        after an optimizer step, when ``stop`` is requested (one process), or at the epoch's end
+        (several, which stop together)."""
         ranks, steps, accumulate = self.ranks, self.steps, self.settings.accumulate_batches
-        inputs, targets = (self.train.inputs[order], self.train.targets[order]) if order is not None else (self.train.inputs, self.train.targets)
-        size, end = self.settings.batch_bounds(len(self.train))
+        targets = self.feed.targets[order] if order is not None else self.feed.targets
+        size, end = self.settings.batch_bounds(len(self.feed))
+        starts = range(first, end, size)
+        spans = []  # this process's rows of each batch, as positions in the epoch's order
+        for start in starts:
+            low, high = ranks.bounds(min(size, end - start))
+            spans.append((start + low, start + high))
+        inputs = self.feed.batches(order, spans, epoch)
         summed = self.summed
         losses: list[torch.Tensor] = []
         weights: list[float] = []
@@ -100,20 +108,18 @@ class BatchLoop:
             return EpochOutcome(totals, losses, bool(predictions), summed, stopped_at)
 
         pending = 0
-        for start in range(first, end, size):
-            batch = min(size, end - start)
-            low, high = ranks.bounds(batch)
+        for start, (low, high), batch_inputs in zip(starts, spans, inputs, strict=True):
             final = pending + 1 == accumulate or start + size >= end
             with self._no_sync(final), steps.autocast():
-                outputs = self.forward(inputs[start + low : start + high])
-                loss = self.loss_fn(outputs, targets[start + low : start + high])
+                outputs = self.forward(batch_inputs)
+                loss = self.loss_fn(outputs, targets[low:high])
             # DDP averages gradients over ranks: weight each rank's loss by its share of the global batch
-            scale = (ranks.world_size if summed else (high - low) * ranks.world_size / batch) / accumulate
+            scale = (ranks.world_size if summed else (high - low) * ranks.world_size / min(size, end - start)) / accumulate
             with self._no_sync(final):
                 steps.backward(loss * scale if scale != 1.0 else loss)
             losses.append(loss.detach())
             weights.append(1.0 if summed else float(high - low))
-            rows.append((start + low, start + high))
+            rows.append((low, high))
             if self.classifies:
                 predictions.append(class_indices(outputs.detach(), self.task))
             pending += 1
@@ -153,7 +159,7 @@ class BatchLoop:
             totals[3] += len(losses) if self.ranks.is_main else 0
         if predictions:
             positions = torch.cat([torch.arange(low, high, device=device) for low, high in rows])
-            truth = self.train.targets.view(-1).long()
+            truth = self.feed.targets.view(-1).long()
             seen = truth[order[positions]] if order is not None else truth[positions]
             totals[1] += (torch.cat(predictions).long() == seen).sum()
         return totals

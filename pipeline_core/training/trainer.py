@@ -25,9 +25,11 @@ from pipeline_core.errors import Interrupted, RunFailed
 from pipeline_core.results import TrainingSummary
 from pipeline_core.sections import TrainSection
 from pipeline_core.signals import StopRequest
+from pipeline_core.streaming import StreamedSplit
 from pipeline_core.training.batches import BatchLoop, EpochOutcome
 from pipeline_core.training.checkpointing import CheckpointPolicy
 from pipeline_core.training.early_stopping import EarlyStopping
+from pipeline_core.training.feeds import feed_for
 from pipeline_core.training.parallel import training_forward
 from pipeline_core.training.schedule import LRSchedule
 from pipeline_core.training.steps import OptimizerSteps
@@ -48,22 +50,26 @@ class Trainer:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        train: Split,
+        train: Split | StreamedSplit,
         settings: TrainSection,
         task: Task,
         seed: int,
         *,
+        device: torch.device | None = None,
         schedule: LRSchedule | None = None,
         validate: Callable[[nn.Module], dict[str, float]] | None = None,
         on_epoch_end: Callable[[int, Row], None] | None = None,
         checkpoint: Callable[[dict[str, Any]], str] | None = None,
         distributed: Distributed = SINGLE,
     ) -> None:
-        device = train.inputs.device
-        self.model, self.settings, self.train, self.distributed = model, settings, train, distributed
+        if device is None:
+            device = train.inputs.device if isinstance(train, Split) else torch.device("cpu")
+        self.feed = feed_for(train, device, seed)
+        self.device, self.settings, self.distributed = device, settings, distributed
+        self.model = model
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = OptimizerSteps(model, optimizer, schedule, settings, device)
-        self.batches = BatchLoop(training_forward(model, settings, device, distributed), loss_fn, train, settings, task, self.steps, distributed)
+        self.batches = BatchLoop(training_forward(model, settings, device, distributed), loss_fn, self.feed, settings, task, self.steps, distributed)
         self.early_stopping = EarlyStopping(settings.early_stopping)
         self.checkpoints = CheckpointPolicy(checkpoint, settings.checkpoint_every, settings.checkpoint_seconds)
         self.validate, self.on_epoch_end = validate, on_epoch_end
@@ -92,7 +98,7 @@ class Trainer:
         }
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
-        device = self.train.inputs.device
+        device = self.device
         self.model.load_state_dict(payload["model"])
         self.steps.load_state_dict(payload)
         restore_rng(payload["rng"], self.generator)
@@ -116,8 +122,11 @@ class Trainer:
         """Train until the last epoch or an early stop; raises :class:`RunFailed` on a non-finite loss
         and :class:`Interrupted` (after checkpointing) when ``stop`` was requested by a signal."""
         self.stop = stop or self.stop
-        while self.epoch < self.settings.epochs and not self.early_stopping.stopped:
-            self._epoch()
+        try:
+            while self.epoch < self.settings.epochs and not self.early_stopping.stopped:
+                self._epoch()
+        finally:
+            self.feed.close()
         self.early_stopping.restore(self.model)
         rule = self.settings.early_stopping
         return TrainingSummary(
@@ -130,7 +139,7 @@ class Trainer:
         started = time.perf_counter()
         order, first, carried = self._start()
         self.model.train()
-        outcome = self.batches.run(order, first, carried, self.stop)
+        outcome = self.batches.run(order, first, carried, self.stop, epoch)
         if outcome.stopped_at is not None:
             self._interrupt(epoch, order, outcome)
         row = self._row(epoch, outcome, started)
@@ -146,10 +155,10 @@ class Trainer:
     def _start(self) -> tuple[torch.Tensor | None, int, torch.Tensor]:
         """The epoch's order, the row it starts from and what earlier parts of it added up to (an
         epoch a signal stopped part-way continues; only rank 0 carries its totals into the reduction)."""
-        device = self.train.inputs.device
+        device = self.device
         carried = torch.zeros(4, dtype=torch.float64, device=device)
         if self.partial is None:
-            order = torch.randperm(len(self.train), generator=self.generator).to(device) if self.settings.shuffle else None
+            order = torch.randperm(len(self.feed), generator=self.generator).to(device) if self.settings.shuffle else None
             return order, 0, carried
         partial, self.partial = self.partial, None
         if self.distributed.is_main:
@@ -177,7 +186,7 @@ class Trainer:
     def _interrupt(self, epoch: int, order: torch.Tensor | None, outcome: EpochOutcome) -> None:
         self.partial = {
             "epoch": epoch,
-            "order": order if order is not None else torch.arange(len(self.train), device=self.train.inputs.device),
+            "order": order if order is not None else torch.arange(len(self.feed), device=self.device),
             "next_start": outcome.stopped_at,
             "totals": outcome.totals.cpu(),  # loss sum, correct, rows, batches of the part already run (all ranks)
         }

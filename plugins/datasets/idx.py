@@ -1,5 +1,6 @@
-"""Writing MNIST's IDX format, for turning your own 28×28 digits (or test data) into files that
-torchvision's ``datasets.MNIST`` — and so the ``mnist`` dataset — reads."""
+"""Writing MNIST's IDX format, for turning your own 28×28 images (or test data) into files that
+torchvision's ``datasets.MNIST`` and ``FashionMNIST`` — and so the ``mnist`` and ``fashion_mnist``
+datasets — read."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.tobytes()
 
 
-def write_mnist(root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], gzipped: bool = False) -> Path:
-    """Write images (N×28×28 uint8) and labels (N uint8) as ``<root>/MNIST/raw/*-idx?-ubyte[.gz]``."""
-    raw = Path(root) / "MNIST" / "raw"
+def write_mnist(
+    root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], gzipped: bool = False, dataset: str = "MNIST"
+) -> Path:
+    """Write images (N×28×28 uint8) and labels (N uint8) as ``<root>/<dataset>/raw/*-idx?-ubyte[.gz]``
+    (``dataset``: ``MNIST``, or ``FashionMNIST`` for Fashion-MNIST, which has the same files)."""
+    raw = Path(root) / dataset / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     files = {
         "train-images-idx3-ubyte": train[0], "train-labels-idx1-ubyte": train[1],

@@ -1,9 +1,11 @@
-"""MNIST through torchvision's real ``datasets.MNIST``, loaded once as a uint8 tensor.
+"""MNIST and Fashion-MNIST through torchvision's real ``datasets.MNIST`` / ``FashionMNIST``,
+loaded once as uint8 tensors of 1×28×28 images.
 
 The tutorials decode every image through PIL and ``ToTensor`` on every epoch; here the whole split is
 read once (torchvision parses the IDX files into a uint8 tensor) and the model's first layer scales
-each batch to [0, 1] (and optionally normalizes), so the exported model takes raw 0–255 pixels.
-Gzipped IDX files (as distributed) are unpacked next to themselves when the raw ones are absent.
+each batch to [0, 1] (and optionally normalizes: :class:`pipeline_core.ScaleImages`), so the exported
+model takes raw 0–255 pixels. Gzipped IDX files (as distributed) are unpacked next to themselves
+when the raw ones are absent. Both datasets have the same file names and format.
 """
 
 from __future__ import annotations
@@ -16,26 +18,13 @@ from typing import Annotated
 
 import torch
 from pydantic import Field
-from torch import nn
 
-from pipeline_core import ConfigError, DataBundle, DatasetContext, DataSpec, ImageSpec, Register, Split, hookimpl
+from pipeline_core import ConfigError, DataBundle, DatasetContext, DataSpec, ImageSpec, Register, ScaleImages, Split, hookimpl
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-class ScaleImages(nn.Module):
-    """uint8 pixels → ``(x / 255 - mean) / std``, folded into one multiply (and one add when
-    normalizing): this runs on every training batch, so it is kept to the fewest kernels."""
-
-    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.tensor(1.0 / (255.0 * std)))
-        self.register_buffer("shift", torch.tensor(-mean / std))
-        self.shifted = mean != 0.0
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        scaled = images.to(self.scale.dtype) * self.scale  # float32, or float64 in the export check's exact twin
-        return scaled + self.shift if self.shifted else scaled
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+ValSize = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)]
+Std = Annotated[float, Field(gt=0)]
 
 
 def prepare_raw_files(raw: Path) -> list[str]:
@@ -53,11 +42,53 @@ def prepare_raw_files(raw: Path) -> list[str]:
     return missing
 
 
-def _validation_count(val_size: int | float, rows: int) -> int:
+def _validation_count(val_size: int | float, rows: int, title: str) -> int:
     count = val_size if isinstance(val_size, int) else round(val_size * rows)
     if count >= rows:
-        raise ConfigError(f"[data] val_size {val_size} leaves no MNIST training images (there are {rows})")
+        raise ConfigError(f"[data] val_size {val_size} leaves no {title} training images (there are {rows})")
     return count
+
+
+def idx_dataset(
+    dataset: type, title: str, classes: tuple[str, ...], context: DatasetContext, *, root: str, download: bool, val_size: int | float,
+    mean: float | None, std: float,
+) -> DataBundle:
+    """torchvision's ``dataset`` class (MNIST or one of its same-format siblings) from
+    ``<root>/<class name>/raw``, as uint8 1×28×28 images; ``mean`` (``None``: no normalization)."""
+    folder = Path(os.path.normpath(root if Path(root).is_absolute() else context.base_dir / root))
+    raw = folder / dataset.__name__ / "raw"
+    missing = prepare_raw_files(raw) if raw.is_dir() else list(FILES)
+    if missing and not download:
+        raise ConfigError(
+            f"{title} files not found: looked in {raw} for {', '.join(f'{m}[.gz]' for m in missing)}. "
+            "Set download = true under [data] to fetch them (needs internet), or copy the four IDX files "
+            "(gzipped or not) into that folder."
+        )
+    try:
+        train = dataset(str(folder), train=True, download=download)
+        test = dataset(str(folder), train=False, download=download)
+    except (RuntimeError, OSError, AssertionError, ValueError) as error:  # torchvision asserts on a bad IDX header
+        reason = str(error) or "a file is not in IDX format (wrong header or size)"
+        raise ConfigError(f"{title} could not be loaded from {raw}: {reason}") from error
+
+    images, labels = train.data.unsqueeze(1), train.targets.to(torch.int64)
+    splits = {"test": Split(test.data.unsqueeze(1), test.targets.to(torch.int64))}
+    held_out = _validation_count(val_size, len(images), title)
+    if held_out:
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(context.seed))
+        splits["validation"] = Split(images[order[:held_out]], labels[order[:held_out]])
+        images, labels = images[order[held_out:]], labels[order[held_out:]]
+    splits["train"] = Split(images, labels)
+    spec = DataSpec(
+        task="multiclass",
+        input_shape=tuple(images.shape[1:]),
+        num_outputs=len(classes),
+        classes=classes,
+        input_dtype=torch.uint8,
+        image=ImageSpec(),
+    )
+    preprocess = ScaleImages(mean, std) if mean is not None else ScaleImages()
+    return DataBundle(spec, splits, preprocess, description=f"{title} (torchvision) from {raw}")
 
 
 def mnist(
@@ -65,10 +96,10 @@ def mnist(
     *,
     root: str = "data",
     download: bool = False,
-    val_size: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)] = 0,
+    val_size: ValSize = 0,
     normalize: bool = False,
     mean: float = 0.1307,
-    std: Annotated[float, Field(gt=0)] = 0.3081,
+    std: Std = 0.3081,
 ) -> DataBundle:
     """torchvision MNIST: 60,000 training and 10,000 test digits, 28×28 uint8.
 
@@ -78,42 +109,30 @@ def mnist(
     """
     from torchvision import datasets
 
-    folder = Path(os.path.normpath(root if Path(root).is_absolute() else context.base_dir / root))
-    raw = folder / "MNIST" / "raw"
-    missing = prepare_raw_files(raw) if raw.is_dir() else list(FILES)
-    if missing and not download:
-        raise ConfigError(
-            f"MNIST files not found: looked in {raw} for {', '.join(f'{m}[.gz]' for m in missing)}. "
-            "Set download = true under [data] to fetch them (needs internet), or copy the four IDX files "
-            "(gzipped or not) into that folder."
-        )
-    try:
-        train = datasets.MNIST(str(folder), train=True, download=download)
-        test = datasets.MNIST(str(folder), train=False, download=download)
-    except (RuntimeError, OSError, AssertionError, ValueError) as error:  # torchvision asserts on a bad IDX header
-        reason = str(error) or "a file is not in IDX format (wrong header or size)"
-        raise ConfigError(f"MNIST could not be loaded from {raw}: {reason}") from error
+    classes = tuple(str(digit) for digit in range(10))
+    return idx_dataset(datasets.MNIST, "MNIST", classes, context, root=root, download=download, val_size=val_size,
+                       mean=mean if normalize else None, std=std)
 
-    images, labels = train.data.unsqueeze(1), train.targets.to(torch.int64)
-    splits = {"test": Split(test.data.unsqueeze(1), test.targets.to(torch.int64))}
-    held_out = _validation_count(val_size, len(images))
-    if held_out:
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(context.seed))
-        splits["validation"] = Split(images[order[:held_out]], labels[order[:held_out]])
-        images, labels = images[order[held_out:]], labels[order[held_out:]]
-    splits["train"] = Split(images, labels)
-    spec = DataSpec(
-        task="multiclass",
-        input_shape=tuple(images.shape[1:]),
-        num_outputs=10,
-        classes=tuple(str(digit) for digit in range(10)),
-        input_dtype=torch.uint8,
-        image=ImageSpec(),
-    )
-    preprocess = ScaleImages(mean, std) if normalize else ScaleImages()
-    return DataBundle(spec, splits, preprocess, description=f"MNIST (torchvision) from {raw}")
+
+def fashion_mnist(
+    context: DatasetContext,
+    *,
+    root: str = "data",
+    download: bool = False,
+    val_size: ValSize = 0,
+    normalize: bool = False,
+    mean: float = 0.2860,
+    std: Std = 0.3530,
+) -> DataBundle:
+    """torchvision Fashion-MNIST: 60,000 training and 10,000 test 28×28 grayscale clothing images in
+    10 classes (T-shirt/top … Ankle boot), the same IDX files as MNIST in ``<root>/FashionMNIST/raw``."""
+    from torchvision import datasets
+
+    return idx_dataset(datasets.FashionMNIST, "Fashion-MNIST", FASHION_CLASSES, context, root=root, download=download,
+                       val_size=val_size, mean=mean if normalize else None, std=std)
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
     register("mnist", mnist)
+    register("fashion_mnist", fashion_mnist)

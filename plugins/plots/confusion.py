@@ -17,7 +17,7 @@ def after_stage(run: RunContext, stage: str) -> None:
     classes = list(run.data.spec.classes) or [str(i) for i in range(max(2, run.data.spec.num_outputs))]
     count = len(classes)
     truth = split.targets.view(-1).long().cpu()
-    predicted = figures.predicted_classes(run, split.inputs)
+    predicted = figures.predicted_classes(run, split)
     matrix = torch.bincount(truth * count + predicted, minlength=count * count).view(count, count)
     fig, axes = figures.figure(width=max(4.0, 0.6 * count + 2), height=max(3.5, 0.6 * count + 1.5))
     axis = axes[0][0]

@@ -33,7 +33,7 @@ def after_stage(run: RunContext, stage: str) -> None:
     split_name = figures.evaluated_split(run)
     split = data.splits[split_name]
     with torch.no_grad():
-        outputs = predict(run.require_model("plots"), split.inputs.to(run.device)).cpu()
+        outputs = predict(run.require_model("plots"), split.to(run.device)).cpu()  # a streamed split: batch by batch
     predicted, confidence = confidences(outputs, data.spec.task == "binary")
     truth = split.targets.view(-1).long().cpu()
     wrong = (predicted != truth).nonzero().view(-1)
@@ -47,8 +47,9 @@ def after_stage(run: RunContext, stage: str) -> None:
     if not rows:
         axes.flat[0].text(0.5, 0.5, f"no wrong predictions\non the {len(split)} rows of the {split_name} split",
                           ha="center", va="center", fontsize=12)
-    for axis, row in zip(axes.flat, rows, strict=False):
-        figures.show_image(axis, split.inputs[row].cpu())
+    chosen = split.select(rows)  # only these rows are decoded from a streamed split
+    for position, (axis, row) in enumerate(zip(axes.flat, rows, strict=False)):
+        figures.show_image(axis, chosen.inputs[position].cpu())
         axis.set_title(f"true {classes[truth[row]]}\npred {classes[predicted[row]]} (p {confidence[row]:.3f})", fontsize=9, color="red")
     figures.save(run, "mistakes", fig, f"The most confident wrong predictions on the {split_name} split ({len(wrong)} wrong of {len(split)})", {
         "split": split_name,

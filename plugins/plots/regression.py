@@ -13,7 +13,7 @@ def after_stage(run: RunContext, stage: str) -> None:
         return
     split_name = figures.evaluated_split(run)
     split = data.splits[split_name]
-    predicted = predict(run.model, split.inputs.to(run.device)).cpu().reshape(-1)
+    predicted = predict(run.model, split.to(run.device)).cpu().reshape(-1)
     truth = split.targets.cpu().reshape(-1)
     fig, axes = figures.figure()
     axis = axes[0][0]

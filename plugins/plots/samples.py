@@ -15,10 +15,11 @@ def after_stage(run: RunContext, stage: str) -> None:
         return
     split_name = figures.evaluated_split(run)
     split = data.splits[split_name]
-    count = min(COUNT, len(split))
-    images = split.inputs[:count].cpu()
-    truth = split.targets[:count].view(-1).long().cpu().tolist()
-    predicted = figures.predicted_classes(run, split.inputs[:count]).tolist()
+    sample = split.head(min(COUNT, len(split)))
+    count = len(sample)
+    images = sample.inputs.cpu()
+    truth = sample.targets.view(-1).long().cpu().tolist()
+    predicted = figures.predicted_classes(run, sample.inputs).tolist()
     classes = figures.class_names(run)
     columns = 4
     rows = (count + columns - 1) // columns
