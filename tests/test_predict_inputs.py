@@ -61,6 +61,9 @@ def _error(bundle: Path, path: Path) -> str:
      "reordered.csv, line 2: data row 1 holds a value that is not finite (NaN or infinity) in column 'sepal width (cm)': inf"),
     ("duplicated.csv", "sepal length (cm),sepal width (cm),sepal width (cm),petal width (cm)\n1,2,3,4\n",
      "duplicated.csv, line 1: the header names 'sepal width (cm)' 2 times (columns 2, 3); each column may appear once; the bundle expects the columns"),
+    # beyond float32 (what the model takes): refused in any format, not passed on as infinity
+    ("huge.csv", "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,1e300\n", "huge.csv, line 2: data row 2, column 'petal width (cm)' holds 1e+300: the model takes float32 inputs"),
+    ("huge.json", "[[1, 2, 3, 4], [1, 2, -1e39, 4]]", "huge.json: data row 2, column 'petal length (cm)' holds -1e+39: the model takes float32 inputs"),
     ("nan.json", "[[1, 2, 3, 4], [1, NaN, 3, 4]]", "nan.json: data row 2 holds a value that is not finite (NaN or infinity) in column 'sepal width (cm)': nan"),
     ("ragged.json", "[[1, 2, 3, 4], [1, 2, 3]]", "ragged.json: every value must be a number and every row the same length; data row 2 has shape [3], data row 1 [4]"),
     ("text.json", '[[1, 2, 3, 4], [1, "two", 3, 4]]', "text.json: every value must be a number and every row the same length; data row 2 holds something other than numbers: [1, 'two', 3, 4]"),

@@ -593,16 +593,18 @@ def _csv_header(path: Path, bundle: Bundle) -> tuple[list[str] | None, int]:
     raise DeployError(f"{path} is empty: expected rows of {bundle.describe_input()}")
 
 
-def _csv_numbers(path: Path, skip: int) -> np.ndarray | None:
-    """The file after its first ``skip`` lines as a float64 table by NumPy's own parser (fast), or
-    None when it reads no clean table of numbers; the cell-by-cell reader then says what is wrong."""
+def _csv_numbers(path: Path, skip: int, dtype: np.dtype) -> np.ndarray | None:
+    """The file after its first ``skip`` lines as a table of ``dtype`` by NumPy's own parser (fast),
+    or None when it reads no clean table of finite numbers; the cell-by-cell reader then says what is
+    wrong. (NumPy parses a float32 cell as float64 and rounds that, as casting float64 rows would.)"""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data": the cell reader says it better
-            return np.loadtxt(path, dtype=np.float64, delimiter=",", comments=None, skiprows=skip, ndmin=2,
-                              encoding="utf-8-sig", quotechar='"')
+            values = np.loadtxt(path, dtype=dtype, delimiter=",", comments=None, skiprows=skip, ndmin=2,
+                                encoding="utf-8-sig", quotechar='"')
     except ValueError:
         return None
+    return values if np.isfinite(values).all() else None  # NaN, or beyond float32: the exact cell is in the message
 
 
 def _csv_cells(path: Path, bundle: Bundle, header: list[str] | None) -> np.ndarray:
@@ -636,7 +638,8 @@ def _csv_line(path: Path, header: bool) -> Callable[[int], str]:
 def _read_csv(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str]]:
     header, skip = _csv_header(path, bundle)
     order = _columns_by_name(header, bundle, f"{path}, line {skip}") if header and bundle.feature_names else None
-    values = _csv_numbers(path, skip)
+    # a float32 model's rows are parsed straight to float32 (half the memory); others need float64 to check them
+    values = _csv_numbers(path, skip, np.dtype(np.float32 if bundle.input_dtype == np.float32 else np.float64))
     if values is None or len(values) == 0 or values.shape[1] != math.prod(bundle.input_shape):
         values = _csv_cells(path, bundle, header)
     if order is not None and order != sorted(order):
@@ -734,6 +737,12 @@ def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[
         place, (column, value) = where(~np.isfinite(flat))
         raise DeployError(f"{place} holds a value that is not finite (NaN or infinity) in {column}: {value}")
     dtype = bundle.input_dtype
+    if dtype.kind == "f" and flat.dtype.kind == "f" and flat.dtype.itemsize > dtype.itemsize:
+        top = float(np.finfo(dtype).max)
+        bad = (flat > top) | (flat < -top)
+        if bad.any():
+            place, (column, value) = where(bad)
+            raise DeployError(f"{place}, {column} holds {value!r}: the model takes {dtype.name} inputs, which reach ±{top:.4g}")
     if dtype.kind in "iu" and array.dtype != dtype:
         info = np.iinfo(dtype)
         bad = (flat != np.round(flat)) | (flat < info.min) | (flat > info.max)
@@ -910,24 +919,30 @@ def predictions(bundle: Bundle, outputs: dict[str, np.ndarray]) -> list[dict[str
     return [{"label": label, **dict(zip(names, row, strict=True))} for label, row in zip(labels, rows, strict=True)]
 
 
+def _write_chunk(stream: TextIO, writer: Any, bundle: Bundle, rows: np.ndarray | ImageFiles, batch_size: int, as_json: bool,
+                 named: list[str] | None, first: bool) -> None:
+    """One chunk of :func:`_write_records` (its own function, so the chunk's records are gone before the next's)."""
+    outputs = bundle.run(rows, batch_size)
+    if as_json:  # the text json.dumps(records, indent=1) gives for all rows, a chunk at a time
+        records = predictions(bundle, outputs)
+        records = [{"file": name, **record} for name, record in zip(named, records, strict=True)] if named is not None else records
+        stream.write(("[\n" if first else ",\n") + json.dumps(records, indent=1)[2:-2])
+        return
+    names, labels, values = _table(bundle, outputs)
+    table = values.tolist() if labels is None else ([label, *row] for label, row in zip(labels, values.tolist(), strict=True))
+    if first:
+        writer.writerow((["file"] if named is not None else []) + (names if labels is None else ["label", *names]))
+    writer.writerows(table if named is None else ([name, *row] for name, row in zip(named, table, strict=True)))
+
+
 def _write_records(stream: TextIO, bundle: Bundle, rows: np.ndarray | ImageFiles, batch_size: int, as_json: bool, files: list[str] | None = None) -> None:
     """Predict ``rows`` and write them OUTPUT_CHUNK at a time (IMAGE_CHUNK images): CSV with a
     header, or a JSON list of records; with ``files``, each row's file comes first."""
     writer = csv.writer(stream, lineterminator="\n")
     chunk = OUTPUT_CHUNK if files is None else IMAGE_CHUNK
     for start in range(0, len(rows), chunk):
-        outputs = bundle.run(rows[start : start + chunk], batch_size)
         named = files[start : start + chunk] if files is not None else None
-        if as_json:  # the text json.dumps(records, indent=1) gives for all rows, a chunk at a time
-            records = predictions(bundle, outputs)
-            records = [{"file": name, **record} for name, record in zip(named, records, strict=True)] if named is not None else records
-            stream.write(("[\n" if start == 0 else ",\n") + json.dumps(records, indent=1)[2:-2])
-            continue
-        names, labels, values = _table(bundle, outputs)
-        table = values.tolist() if labels is None else [[label, *row] for label, row in zip(labels, values.tolist(), strict=True)]
-        if start == 0:
-            writer.writerow((["file"] if named is not None else []) + (names if labels is None else ["label", *names]))
-        writer.writerows(table if named is None else ([name, *row] for name, row in zip(named, table, strict=True)))
+        _write_chunk(stream, writer, bundle, rows[start : start + chunk], batch_size, as_json, named, first=start == 0)
     if as_json:
         stream.write("\n]\n")
 
