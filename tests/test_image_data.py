@@ -431,7 +431,7 @@ def test_streaming_sigterm_mid_epoch_then_resume_is_bit_identical(streamed_refer
 # -- bounded memory -----------------------------------------------------------------------------
 
 MEASURE = """
-import json, resource, sys
+import gc, json, resource, sys
 import pipeline_core.cli
 
 def run(args):
@@ -442,14 +442,21 @@ def run(args):
         return exit_.code
     return 0
 
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
 argv = list(sys.argv)
 split = argv.index("--")
 warm = run(argv[1:split])  # a warm-up run on a small folder: every import and one-time set-up
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+gc.collect()
+baseline = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # peak RSS (VmHWM) starts again from here
 code = run(argv[split + 1:])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({"warm": warm, "code": code, "growth": peak - baseline, "workers_growth": workers - baseline}))
+peak = status("VmHWM")
+workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # every worker process's peak, warm-up included
+print(json.dumps({"warm": warm, "code": code, "baseline": baseline, "growth": peak - baseline, "workers_growth": workers - baseline}))
 """
 CAP = 24 * 2**20
 
