@@ -307,12 +307,9 @@ class SweepSection(pydantic.BaseModel):
             return self.direction
         return "maximize" if any(name in self.metric for name in MAXIMIZED) else "minimize"
 
-    def grid(self) -> dict[str, list[Any]]:
-        """Every parameter's values, for the grid sampler (categorical choices as they are)."""
-        return {key: parameter.grid() or [] for key, parameter in self.parameters.items()}
-
     def grid_size(self) -> int:
-        return math.prod(len(values) for values in self.grid().values())
+        """How many trials the grid sampler has: every combination of every parameter's values."""
+        return math.prod(len(parameter.grid() or []) for parameter in self.parameters.values())
 
 
 #: ``check(path, value)`` → the problems of the file with ``value`` at the dotted key ``path``, each
