@@ -21,7 +21,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 
 from pipeline_core.errors import ConfigError
 from pipeline_core.loading import DataComponent, dataset_component
-from pipeline_core.options import STRICT, Problem, Schema, suggest, to_plain
+from pipeline_core.options import STRICT, Problem, Schema, narrowest, suggest, to_plain
 from pipeline_core.registry import Registry
 from pipeline_core.sections import (
     PROBLEM,
@@ -321,11 +321,7 @@ def _problems(error: pydantic.ValidationError) -> list[Problem]:
             sections.append(Problem(loc, f"unknown section{'; ' + hint if hint else ''} (valid sections: {', '.join(SECTIONS)})"))
         else:
             found.append(_SCHEMA.phrase(item))
-    unique: list[Problem] = []
-    for entry in sections + found:
-        if entry not in unique:  # a union reports once per member; say it once
-            unique.append(entry)
-    return unique
+    return narrowest(sections + found)
 
 
 def dotted(path: tuple[str | int, ...]) -> str:

@@ -15,22 +15,68 @@ import inspect
 import json
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pydantic
 
 STRICT = pydantic.ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True, frozen=True)
 _BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "value_error")
+#: a value of the right type that breaks a rule of its type (a bound, a length, a pattern, a validator)
+_CONSTRAINTS = (*_BOUNDS, "multiple_of", "string_too_short", "string_too_long", "too_short", "too_long", "string_pattern_mismatch")
+_BOUND_WORDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "greater than"),
+                "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a table: where (a key path relative to the table) and what."""
+    """One thing wrong with a table: where (a key path relative to the table) and what. ``generic``:
+    only "expected <the whole union>", said by a member of a union whose type the value does not
+    have; a more specific problem at the same path (another member's bound) replaces it."""
 
     path: tuple[str | int, ...]
     message: str
+    generic: bool = field(default=False, compare=False)
+
+
+def narrowest(found: Iterable[Problem]) -> list[Problem]:
+    """Each problem once (a union reports once per member), the generic ones of a union left out
+    where another member said something more specific about the same value."""
+    found = list(found)
+    specific = {problem.path for problem in found if not problem.generic}
+    unique: list[Problem] = []
+    for problem in found:
+        if problem not in unique and not (problem.generic and problem.path in specific):
+            unique.append(problem)
+    return unique
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return tuple(typing.get_args(annotation))
+
+
+def _has_type_of(member: Any, value: Any) -> bool:
+    """Whether ``value`` is of ``member``'s type (its constraints aside): ``0`` is of ``Annotated[int, Field(ge=1)]``."""
+    if typing.get_origin(member) is typing.Annotated:
+        member = typing.get_args(member)[0]
+    if typing.get_origin(member) is typing.Literal:
+        return value in typing.get_args(member)
+    base = typing.get_origin(member) or member
+    return isinstance(base, type) and isinstance(value, base) and not (isinstance(value, bool) and base is not bool)
+
+
+def _constraint(item: Any) -> str:
+    """A broken constraint in words: ``must be at least 1``."""
+    kind, context = item["type"], item.get("ctx", {})
+    if kind in _BOUND_WORDS:
+        key, words = _BOUND_WORDS[kind]
+        return f"must be {words} {context[key]}"
+    if kind == "value_error":
+        return str(context["error"])
+    return f"{item['msg'][0].lower()}{item['msg'][1:]}"
 
 
 def describe_type(annotation: Any) -> str:
@@ -159,12 +205,7 @@ class Schema:
                 return self.model.model_validate_json(json.dumps(values, default=str), strict=True), []
             return self.model.model_validate(values, strict=True), []
         except pydantic.ValidationError as error:
-            problems: list[Problem] = []
-            for item in error.errors(include_url=False):
-                problem = self.phrase(item)
-                if problem not in problems:  # a union reports once per member; say it once
-                    problems.append(problem)
-            return None, problems
+            return None, narrowest(self.phrase(item) for item in error.errors(include_url=False))
 
     def validate(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
         """Checked values with defaults filled in, or the problems found (never both)."""
@@ -186,7 +227,7 @@ class Schema:
         nested = _model_class(self.annotations.get(key))
         if nested is not None and len(loc) > 1:  # a problem inside a sub-table: phrase it from that table's schema
             inner = Schema(nested, self.json_mode).phrase({**item, "loc": loc[1:]})
-            return Problem(loc[:1] + inner.path, inner.message)
+            return replace(inner, path=loc[:1] + inner.path)
         if kind == "extra_forbidden":
             hint = suggest(key, self.names)
             if not self.names:
@@ -196,8 +237,14 @@ class Schema:
             return Problem(loc, f"missing required value (expected {describe_type(self.annotations[key])})")
         got = f"got {item.get('input')!r} ({type(item.get('input')).__name__})"
         if len(loc) > 1 and isinstance(loc[1], str) and _is_union(self.annotations.get(key)) and nested is None:
-            # pydantic tags each failed member of a union in the path; report the field as a whole
-            return Problem(loc[:1], f"expected {describe_type(self.annotations[key])}, {got}")
+            # pydantic tags each failed member of a union in the path; report the field as a whole, with
+            # the rule the value broke when it has the type of one member (batch_size = 0: at least 1)
+            value = item.get("input")
+            if kind in _CONSTRAINTS:
+                others = [m for m in _members(self.annotations[key]) if m is not type(None) and not _has_type_of(m, value)]
+                alternatives = f" (or {' | '.join(describe_type(m) for m in others)})" if others else ""
+                return Problem(loc[:1], f"{_constraint(item)}{alternatives}, {got}")
+            return Problem(loc[:1], f"expected {describe_type(self.annotations[key])}, {got}", generic=True)
         if kind == "value_error":
             return Problem(loc, f"{item['ctx']['error']}, {got}")
         if len(loc) == 1 and kind not in _BOUNDS:
@@ -220,11 +267,11 @@ class Schema:
                 return Problem(loc[:2], f"missing {field!r} (one of: {', '.join(models)})")
             if len(loc) > 3 and str(loc[2]) in models:
                 inner = Schema(models[str(loc[2])], self.json_mode).phrase({**item, "loc": loc[3:]})
-                return Problem(loc[:2] + inner.path, inner.message)
+                return replace(inner, path=loc[:2] + inner.path)
         nested = _model_class(element)
         if nested is not None and len(loc) > 2:
             inner = Schema(nested, self.json_mode).phrase({**item, "loc": loc[2:]})
-            return Problem(loc[:2] + inner.path, inner.message)
+            return replace(inner, path=loc[:2] + inner.path)
         if tagged is not None or nested is not None:
             return Problem(loc[:2], f"expected a table ({describe_type(element)}), got {item.get('input')!r}")
         return None

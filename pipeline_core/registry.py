@@ -45,6 +45,11 @@ class Component:
     options: Schema
     description: str = ""
     check: Callable[..., None] | None = None
+    #: a dataset's ``spec(context, **options) -> DataSpec``: the spec its bundle will have, without loading it
+    spec: Callable[..., Any] | None = None
+    #: a stage's requirements and results, by name (``data``, ``model``, ...): the stage order is checked with them
+    needs: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
 
     def problems(self, options: dict[str, Any]) -> list[str]:
         """Cross-option rules the types cannot express (``check`` raises ValueError to report one)."""
@@ -73,6 +78,10 @@ class Registry:
         plugin: str,
         description: str = "",
         check: Callable[..., None] | None = None,
+        *,
+        spec: Callable[..., Any] | None = None,
+        needs: tuple[str, ...] = (),
+        provides: tuple[str, ...] = (),
     ) -> None:
         """Check and store one component; raises :class:`PluginError` naming the plugin at fault."""
         arity = KINDS[kind][1]
@@ -103,7 +112,15 @@ class Registry:
         check = check if check is not None else getattr(factory, "pipeline_check", None)
         if check is not None and not callable(check):
             raise PluginError(f"plugin {plugin!r} gave {kind} {name!r} a non-callable check {check!r}")
-        self.components[kind][name] = Component(kind, name, factory, plugin, schema, text, check)
+        owner = f"plugin {plugin!r} gave {kind} {name!r}"
+        if spec is not None and (kind != "dataset" or not callable(spec)):
+            raise PluginError(f"{owner} spec={spec!r}: only a dataset takes a spec, a callable (context, **options) -> DataSpec")
+        for what, names in (("needs", needs), ("provides", provides)):
+            if names and kind != "stage":
+                raise PluginError(f"{owner} {what}={names!r}: only a stage takes {what}")
+            if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and _NAME.match(n) for n in names):
+                raise PluginError(f"{owner} {what}={names!r}: expected a tuple of lower-case names, such as ('data', 'model')")
+        self.components[kind][name] = Component(kind, name, factory, plugin, schema, text, check, spec, tuple(needs), tuple(provides))
 
     def get(self, kind: str, name: str) -> Component:
         """The component, or a :class:`KeyError` whose message lists the names that do exist."""
@@ -122,6 +139,10 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
 
+    def describe(self, kind: str, name: str) -> str:
+        """``model 'wide' (plugin 'wide.py')``: a component and who registered it, for messages."""
+        return f"{kind} {name!r} (plugin {self.get(kind, name).plugin!r})"
+
     def by_plugin(self, plugin: str) -> Iterator[Component]:
         for kind in KINDS:
             for component in self.components[kind].values():
@@ -137,6 +158,11 @@ class Register:
     validation time and raises ``ValueError`` for a combination of options that cannot work. Without
     one, a component's own ``pipeline_check`` attribute is used (:func:`~pipeline_core.split_options`
     gives its loaders one).
+
+    A dataset may add ``spec=``, a callable ``(context, **options) -> DataSpec`` that says what its
+    bundle's spec will be without loading any rows, so ``pipeline validate`` can build the model and
+    check its outputs. A stage may add ``needs=`` and ``provides=``, tuples of names (``"data"``,
+    ``"model"``, ...), so the validator refuses a stage list in an impossible order.
     """
 
     def __init__(self, registry: Registry, kind: str, plugin: str) -> None:
@@ -149,5 +175,8 @@ class Register:
         *,
         description: str = "",
         check: Callable[..., None] | None = None,
+        spec: Callable[..., Any] | None = None,
+        needs: tuple[str, ...] = (),
+        provides: tuple[str, ...] = (),
     ) -> None:
-        self._registry.add(self.kind, name, component, self.plugin, description, check)
+        self._registry.add(self.kind, name, component, self.plugin, description, check, spec=spec, needs=needs, provides=provides)

@@ -156,10 +156,34 @@ class PipelineSection(pydantic.BaseModel):
         registry = registry_of(info)
         if info.context is not None:
             info.context["stages"] = stages  # the other sections depend on what the file runs
+        if not stages:
+            raise problem(f"no stages: a pipeline runs at least one (the default: {', '.join(DEFAULT_STAGES)})")
         unknown = [(i, problem(registry.unknown_message("stage", s))) for i, s in enumerate(stages) if s not in registry.components["stage"]]
         if unknown:
             raise problems([((index,), error) for index, error in unknown], stages)
+        misplaced = stage_order_problems(stages, registry)
+        if misplaced:
+            raise problems([((index,), problem(message)) for index, message in misplaced], stages)
         return stages
+
+
+def stage_order_problems(stages: list[str], registry: Registry) -> list[tuple[int, str]]:
+    """Each stage whose ``needs`` no stage before it ``provides`` (by index), with the stages that
+    would: ``train`` before ``build_model`` can never run. A stage that declares nothing is not checked."""
+    found: list[tuple[int, str]] = []
+    provided: set[str] = set()
+    for index, name in enumerate(stages):
+        stage = registry.get("stage", name)
+        missing = [need for need in stage.needs if need not in provided]
+        if missing:
+            fixes = []
+            for need in missing:
+                providers = [other for other in registry.names("stage") if need in registry.get("stage", other).provides]
+                fixes.append(" or ".join(map(repr, providers)) if providers else f"a stage that provides {need!r} (none is registered)")
+            found.append((index, f"stage {name!r} needs {' and '.join(map(repr, missing))}, which no stage before it "
+                                 f"provides: put {' and '.join(fixes)} before it"))
+        provided.update(stage.provides)
+    return found
 
 
 class EarlyStoppingSection(pydantic.BaseModel):

@@ -112,4 +112,4 @@ def export(run: RunContext) -> None:
 
 @hookimpl
 def register_stages(register: Register) -> None:
-    register("export", export)
+    register("export", export, needs=("data", "model"), provides=("bundle",))

@@ -75,7 +75,7 @@ def evaluate(run: RunContext) -> None:
 
 @hookimpl
 def register_stages(register: Register) -> None:
-    register("load_data", load_data)
-    register("build_model", build_model)
-    register("train", train)
-    register("evaluate", evaluate)
+    register("load_data", load_data, provides=("data",))
+    register("build_model", build_model, needs=("data",), provides=("model",))
+    register("train", train, needs=("data", "model"), provides=("training",))
+    register("evaluate", evaluate, needs=("data", "model"), provides=("metrics",))
