@@ -208,6 +208,9 @@ def test_a_sweep_where_no_trial_completes_fails_naming_the_first_error(tmp_path,
 def test_a_study_continued_with_another_search_space_is_refused(tmp_path, write_pipeline):
     path = write_pipeline(SWEEP.replace("trials = 4", "trials = 1"))
     assert sweep(str(path), "--artifacts", str(tmp_path))[0] == 0
+    report = (sweep_folder(tmp_path).root / "report.html").read_text()
+    assert "Parameter importances (fANOVA over the complete trials): not drawn (needs 2 complete trials, the study has 1)" in report
+    assert report.count("data:image/png;base64,") == 3
     path.write_text(path.read_text().replace('objective = "val_accuracy"', 'objective = "val_loss"'))
     code, output = sweep(str(path), "--artifacts", str(tmp_path))
     assert code == 2

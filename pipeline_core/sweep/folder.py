@@ -38,7 +38,7 @@ class SweepFolder:
     @classmethod
     def of(cls, artifacts_root: Path, pipeline: str, study: str) -> SweepFolder:
         if not _STUDY_NAME.match(study):
-            raise ConfigError(f"--study {study!r}: a study name is letters, digits, '_', '.' and '-' (it names a folder)")
+            raise ConfigError(f"study name {study!r}: a study name is letters, digits, '_', '.' and '-' (it names a folder); choose one with --study NAME")
         return cls(artifacts_root / pipeline / SWEEPS / study)
 
     def trial_dir(self, number: int) -> Path:

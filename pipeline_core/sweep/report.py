@@ -22,7 +22,7 @@ matplotlib.use("Agg")  # no display: figures are files
 
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
-from optuna.trial import FrozenTrial  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as figures  # noqa: E402
 
 from pipeline_core import artifacts  # noqa: E402
@@ -32,19 +32,23 @@ from pipeline_core.sweep_section import SweepSection, inline_toml  # noqa: E402
 from pipeline_core.version import __version__  # noqa: E402
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "sweep"
-#: name → (title, how Optuna draws it)
-FIGURES: dict[str, tuple[str, Callable[[optuna.Study], Any]]] = {
-    "optimization_history": ("Optimization history: each trial's value and the best so far", figures.plot_optimization_history),
-    "param_importances": ("Parameter importances (fANOVA over the complete trials)", figures.plot_param_importances),
-    "parallel_coordinate": ("Parallel coordinates: each complete trial's values and objective", figures.plot_parallel_coordinate),
-    "intermediate_values": ("The objective per epoch as the pruner saw it", figures.plot_intermediate_values),
+#: name → (title, how Optuna draws it, the complete trials it needs: Optuna draws an empty figure with fewer)
+FIGURES: dict[str, tuple[str, Callable[[optuna.Study], Any], int]] = {
+    "optimization_history": ("Optimization history: each trial's value and the best so far", figures.plot_optimization_history, 1),
+    "param_importances": ("Parameter importances (fANOVA over the complete trials)", figures.plot_param_importances, 2),
+    "parallel_coordinate": ("Parallel coordinates: each complete trial's values and objective", figures.plot_parallel_coordinate, 1),
+    "intermediate_values": ("The objective per epoch as the pruner saw it", figures.plot_intermediate_values, 0),
 }
 
 
 def draw(study: optuna.Study, folder: SweepFolder) -> tuple[list[dict[str, str]], dict[str, str]]:
     """Every figure as ``plots/<name>.png``; returns those drawn (title, file) and the reasons for those not."""
     drawn, missing = [], {}
-    for name, (title, plot) in FIGURES.items():
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    for name, (title, plot, needs) in FIGURES.items():
+        if complete < needs:
+            missing[title] = f"needs {needs} complete trial{'s' if needs > 1 else ''}, the study has {complete}"
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib figures experimental
