@@ -257,6 +257,18 @@ def test_corrupt_and_truncated_files_are_named_before_training(tmp_path):
     assert "Replace or remove them" in output
 
 
+def test_damage_inside_a_file_is_found_by_verify_decode_or_when_loading(tmp_path):
+    """Bytes flipped inside a PNG's image data: the header and end marker read, the pixels do not."""
+    write_image_folder(tmp_path / "images", per_class=6, size=(40, 40))
+    victim = tmp_path / "images" / "triangle" / "002.png"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)
+    victim.write_bytes(bytes(data))
+    _refused(tmp_path, "1 corrupt or unreadable image file(s)", "triangle/002.png: cannot be decoded",
+             text=IMAGES.replace("workers = 2", 'workers = 2\nverify = "decode"'))
+    _refused(tmp_path, f"{victim}: cannot decode the image", text=IMAGES.replace("workers = 2", 'workers = 2\nload = "memory"'))
+
+
 def test_mixed_sizes_without_a_resize_are_refused(tmp_path):
     write_image_folder(tmp_path / "images", per_class=4, size=(20, 24))
     write_image(tmp_path / "images" / "circle" / "big.png", image_array(0, (30, 30), "RGB", np.random.default_rng(1)))

@@ -3,7 +3,13 @@
 The scan opens every file's header (Pillow reads a few hundred bytes) for its size and colour mode,
 and reads its last bytes for the end marker a complete PNG or JPEG has; a file whose header does not
 parse, or whose end marker is missing and which does not decode either, is reported with its path
-before anything trains. Decoding is torchvision's (``torchvision.io.decode_image``), to uint8 (C, H, W).
+before anything trains.
+
+Decoding is Pillow's (as torchvision's own ``ImageFolder`` loader), to uint8 (C, H, W), and the
+transforms are torchvision's. Not ``torchvision.io.decode_image``: in torchvision 0.29 it crashes the
+process with a segmentation fault on a PNG whose image data is damaged (libpng's "bad adaptive
+filter value"; tests/test_image_data.py has such a file), where Pillow raises an error that names
+the file; and torchvision 0.29 deprecates its decoders.
 """
 
 from __future__ import annotations
@@ -114,12 +120,23 @@ def read_header(path: Path) -> Header | str:
     return Header(height, width, mode in GRAY_MODES)
 
 
-def decode_problem(path: Path) -> str | None:
-    """Why torchvision cannot decode the file, or ``None`` when it can."""
-    from torchvision.io import decode_image
+def decode(path: str, mode: Mode) -> torch.Tensor:
+    """The image at ``path`` as uint8 (1 or 3, H, W): grayscale or RGB as ``mode`` says (palette,
+    alpha and CMYK images converted; 16- and 32-bit grayscale scaled to 8 bits)."""
+    from PIL import Image
 
+    with Image.open(path) as image:
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # more than 8 bits: keep the top 8
+            image = image.point(lambda value: value * (1 / 256)).convert("L")
+        pixels = np.asarray(image.convert("L" if mode == "gray" else "RGB"))
+    tensor = torch.from_numpy(pixels.copy())
+    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def decode_problem(path: Path) -> str | None:
+    """Why the file cannot be decoded, or ``None`` when it can."""
     try:
-        decode_image(str(path))
+        decode(str(path), "rgb")
     except Exception as error:
         return f"cannot be decoded ({_error_text(error)}): truncated or corrupt"
     return None
@@ -194,16 +211,11 @@ class ImageItems:
         return os.path.join(self.root, os.fsdecode(self.paths[index]))
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        from torchvision.io import ImageReadMode, decode_image
-        from torchvision.transforms.v2.functional import to_dtype
-
         path = self.path(index)
         try:
-            image = decode_image(path, mode=ImageReadMode.GRAY if self.mode == "gray" else ImageReadMode.RGB)
-        except Exception as error:
+            image = decode(path, self.mode)
+        except Exception as error:  # Pillow raises several kinds for a damaged file
             raise ConfigError(f"{path}: cannot decode the image ({_error_text(error)}); replace or remove the file") from None
-        if image.dtype != torch.uint8:  # 16-bit PNG
-            image = to_dtype(image, torch.uint8, scale=True)
         if self.transform is not None:
             image = self.transform(image)
         if tuple(image.shape) != self.shape:

@@ -7,7 +7,7 @@ advance; a split without a folder is carved from ``train`` by its fraction.
 
 Every file is checked before anything trains (header, completeness, colour mode, size after the
 deterministic transforms) and each problem is reported with the files concerned. The splits are
-:class:`pipeline_core.StreamedSplit`\\ s of files decoded by torchvision, so the host decodes them
+:class:`pipeline_core.StreamedSplit`\\ s of files decoded with Pillow, so the host decodes them
 once into memory when they fit ``[data] memory_limit`` and streams them through worker processes when
 they do not.
 """
@@ -84,7 +84,7 @@ def image_folder(
     val_size: ValFraction = 0.0,
     verify: Literal["header", "decode"] = "header",
 ) -> DataBundle:
-    """Images in class folders (PNG/JPEG), decoded by torchvision, split with the run's seed.
+    """Images in class folders (PNG/JPEG), decoded with Pillow, transformed by torchvision, split with the run's seed.
 
     ``transforms``: resize/center_crop (every split), then augmentations (training only), then
     normalize (inside the model). ``mode``: ``auto`` (every image must be grayscale, or every image
