@@ -24,6 +24,7 @@ import torch
 from click.testing import CliRunner
 from image_folders import CLASSES, image_array, truncate, write_image, write_image_folder
 from PIL import Image
+from test_engine import _wait_for_checkpoint
 
 from pipeline_core import (
     ConfigError,
@@ -380,17 +381,6 @@ def _command(*args: object) -> list[str]:
     return [sys.executable, "-m", "pipeline_core", *map(str, args)]
 
 
-def _wait_for_checkpoint(process: subprocess.Popen, run_dir: Path, timeout: float = 180) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (run_dir / "checkpoints" / "latest.json").exists():
-            return True
-        if process.poll() is not None:
-            return False
-        time.sleep(0.02)
-    raise TimeoutError("no checkpoint appeared")
-
-
 @pytest.fixture(scope="module")
 def streamed_reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp("streamed")
@@ -408,7 +398,7 @@ def test_streaming_sigkill_then_resume_is_bit_identical(streamed_reference, tmp_
     kills = 0
     process = subprocess.Popen(_command("run", path, "--out", run_dir, "-q"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while kills < 2:
-        if not _wait_for_checkpoint(process, run_dir):
+        if not _wait_for_checkpoint(process, run_dir, timeout=180):
             break
         time.sleep(0.3 + 0.4 * kills)
         if process.poll() is not None:
@@ -428,7 +418,7 @@ def test_streaming_sigterm_mid_epoch_then_resume_is_bit_identical(streamed_refer
     path, expected = streamed_reference
     run_dir = tmp_path / "run"
     process = subprocess.Popen(_command("run", path, "--out", run_dir, "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for_checkpoint(process, run_dir)
+    assert _wait_for_checkpoint(process, run_dir, timeout=180)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 143, stderr
@@ -638,3 +628,28 @@ def test_the_image_folder_pipeline_runs_on_a_folder_of_pngs(tmp_path):
     assert all(entry["passed"] for entry in run.export_report.values())
     metadata = json.loads((run.run_dir / "bundle" / "metadata.json").read_text())
     assert metadata["input"]["shape"] == ["batch", 3, 64, 64] and metadata["input"]["dtype"] == "uint8"
+
+
+def test_errors_in_list_elements_point_at_their_own_lines():
+    from pipeline_core.toml_lines import key_lines, line_of
+
+    text = textwrap.dedent('''
+        [data]
+        transforms = [
+            { name = "resize", size = [32, 32] },   # "]" in a comment
+            "horizontal_flip", "x[",
+            { name = "rotation", degrees = 5 },
+        ]
+        root = "x"
+
+        [[stages.extra]]
+        a = 1
+        [[stages.extra]]
+        b = 2
+    ''').lstrip()
+    lines = key_lines(text)
+    assert line_of(lines, ("data", "transforms", 0, "size")) == 3
+    assert line_of(lines, ("data", "transforms", 2)) == 4  # two elements on one line
+    assert line_of(lines, ("data", "transforms", 3, "degrees")) == 5
+    assert line_of(lines, ("data", "root")) == 7
+    assert line_of(lines, ("stages", "extra", 1, "b")) == 12 and line_of(lines, ("stages", "extra", 0)) == 9

@@ -2,8 +2,9 @@
 
 A split that fits in memory lives on the training device, is permuted once per epoch and sliced into
 batches; a DataLoader's per-item fetching and collation would cost more than the small models compute.
-A streamed split's batches come from DataLoader workers instead (:mod:`.feeds`). Losses and predictions stay on the device and are reduced once per epoch,
-so the loop never waits on a host sync per step. Across processes each global batch is split among
+A streamed split's batches come from DataLoader workers instead (:mod:`.feeds`). Losses and
+predictions stay on the device and are reduced once per epoch, so the loop never waits on a host
+sync per step. Across processes each global batch is split among
 the ranks, and each rank's loss is weighted by its share, so N processes take the same steps as one.
 """
 
