@@ -81,6 +81,7 @@ _EXPORTS = {
     "RunContext": "pipeline_core.context",
     "RunFiles": "pipeline_core.artifacts",
     "TrainingSummary": "pipeline_core.results",
+    "RunFailure": "pipeline_core.failure",
     "Plot": "pipeline_core.plots",
     "PlotIndex": "pipeline_core.plots",
     "PipelineConfig": "pipeline_core.config",
@@ -103,6 +104,8 @@ _EXPORTS = {
     "seal_bundle": "pipeline_core.bundle",
     "ModelSummary": "pipeline_core.model_summary",
     "summarize": "pipeline_core.model_summary",
+    "check_data_spec": "pipeline_core.model_check",
+    "check_model_outputs": "pipeline_core.model_check",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -138,9 +141,11 @@ if TYPE_CHECKING:
         named_outputs,
         output_names_from,
     )
+    from pipeline_core.failure import RunFailure
     from pipeline_core.hookspecs import hookimpl
     from pipeline_core.images import ScaleImages
     from pipeline_core.loading import place_splits
+    from pipeline_core.model_check import check_data_spec, check_model_outputs
     from pipeline_core.model_summary import ModelSummary, summarize
     from pipeline_core.plots import Plot, PlotIndex
     from pipeline_core.registry import Register

@@ -36,6 +36,16 @@ def is_sealed(folder: Path) -> bool:
     return (folder / deploy.MANIFEST).is_file()
 
 
+def unseal_bundle(folder: Path) -> bool:
+    """Take the seal off ``folder`` (its manifest, and a signature of it): what it holds stays for
+    inspection, but no deploy tool accepts it. Returns whether it was sealed."""
+    if not is_sealed(folder):
+        return False
+    (folder / deploy.SIGNATURE).unlink(missing_ok=True)
+    (folder / deploy.MANIFEST).unlink()
+    return True
+
+
 def _describe(component: ComponentConfig | None, absent: str) -> str:
     if component is None:
         return absent

@@ -15,6 +15,7 @@ from pipeline_core.config import ComponentConfig, PipelineConfig
 from pipeline_core.data import DataBundle
 from pipeline_core.distributed import SINGLE, Distributed
 from pipeline_core.errors import PipelineError
+from pipeline_core.failure import RunFailure
 from pipeline_core.host import Host
 from pipeline_core.plots import PlotIndex
 from pipeline_core.results import MetricValue, TrainingSummary
@@ -46,6 +47,7 @@ class RunContext:
     metrics: dict[str, dict[str, MetricValue]] = field(default_factory=dict)  # split → metric → number or matrix
     export_report: dict[str, dict[str, Any]] = field(default_factory=dict)  # format → its export check
     state: dict[str, Any] = field(default_factory=dict)  # free-form, kept for plugins written before plugin_state
+    failure: RunFailure | None = None  # why the run failed, once it has (status.json holds the same)
     plots: PlotIndex = field(init=False)  # plots/<name>.png and plots/index.json
     _plugin_states: dict[type, Any] = field(default_factory=dict, init=False)
 
@@ -60,11 +62,7 @@ class RunContext:
         An option annotated ``pathlib.Path`` arrives resolved: a relative path starts at the pipeline
         file's folder (``config.root``), wherever the command was run from."""
         factory = self.host.registry.get(component.kind, component.name).factory
-        options = {
-            name: self.config.root / value if isinstance(value, Path) and not value.is_absolute() else value
-            for name, value in component.options.items()
-        }
-        return factory(*context, **options)
+        return factory(*context, **component.resolved_options(self.config.root))
 
     def require_data(self, stage: str) -> DataBundle:
         if self.data is None:

@@ -92,5 +92,10 @@ def on_stage_error(run: RunContext, stage: str, error: BaseException) -> None:
 
 
 @hookspec
+def on_pipeline_error(run: RunContext, error: BaseException) -> None:
+    """Called once when the run failed anywhere (a stage or a lifecycle hook); ``run.failure`` says where."""
+
+
+@hookspec
 def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
     """Called after each training epoch with that epoch's row of the history (losses, metrics, lr)."""

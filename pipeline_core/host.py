@@ -19,6 +19,7 @@ class PluginInfo:
     source: str  # "builtin", "entry point", "pipeline file", or "given" (pipeline_core.testing)
     version: str
     distribution: str = ""
+    error: str = ""  # why a broken plugin was left out (it failed to import, to register, or named no hook)
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Host:
     manager: pluggy.PluginManager
     registry: Registry
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    #: plugins left out because they broke, each with its ``error`` (``build_host(keep_broken=True)``)
+    broken: dict[str, PluginInfo] = field(default_factory=dict)
 
     @property
     def hook(self) -> pluggy.HookRelay:

@@ -11,16 +11,23 @@ itself. Environment variables limit what loads (built-ins by any of their names)
 * ``PIPELINE_CORE_TRACE_HOOKS=1`` prints every hook call (and each plugin's answer) to stderr.
 
 Plugins named in a TOML file's ``[pipeline] plugins`` always load: the file asked for them.
+
+One broken plugin does not hide the others: every plugin is loaded, the broken ones are left out
+with their errors (``Host.broken``), and a command that needs the plugins then stops with all of
+them and the ``PIPELINE_CORE_BLOCK_PLUGINS=...`` setting that runs without them; ``pipeline
+plugins`` lists them instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
@@ -28,6 +35,7 @@ import pluggy
 
 from pipeline_core import builtins, hookspecs
 from pipeline_core.errors import PluginError
+from pipeline_core.hook_names import misnamed_hooks
 from pipeline_core.host import Host, PluginInfo
 from pipeline_core.options import suggest
 from pipeline_core.registry import KINDS, Register, Registry
@@ -77,9 +85,17 @@ def _import_file(path: Path, reference: str) -> ModuleType:
     return module
 
 
-def _load_local(reference: str, base_dir: Path) -> ModuleType:
+def _load_local(reference: str, base_dir: Path, where: str = "") -> ModuleType:
     """A TOML ``plugins`` entry: a ``.py`` path (relative to the TOML file), a module name, or an
-    optional built-in (``plugins.trackers.tensorboard``)."""
+    optional built-in (``plugins.trackers.tensorboard``). A failure names ``where`` (``FILE: ``) and
+    the key that asked for it."""
+    try:
+        return _import_local(reference, base_dir)
+    except PluginError as error:
+        raise PluginError(f"{where}pipeline.plugins: {error}") from error
+
+
+def _import_local(reference: str, base_dir: Path) -> ModuleType:
     if builtins.is_builtin(reference):
         return import_plugin(builtins.module_of(reference), "plugin module", reference)
     if reference.endswith(".py") or "/" in reference or os.sep in reference:
@@ -105,6 +121,47 @@ def _register(manager: pluggy.PluginManager, module: object, info: PluginInfo, h
     host.plugins[info.name] = info
 
 
+def _load(host: Host, info: PluginInfo, load: Callable[[], object]) -> None:
+    """Import a plugin with ``load`` and register it; a plugin that fails either way is kept in
+    ``host.broken`` with its error, and the others load regardless."""
+    try:
+        _register(host.manager, load(), info, host)
+    except PluginError as error:
+        host.broken[info.name] = dataclasses.replace(info, error=str(error))
+
+
+def _set_broken(host: Host, name: str, error: str) -> None:
+    """Leave out a plugin that loaded but then broke: its components and hooks go with it."""
+    info = host.plugins.pop(name)
+    host.broken[name] = dataclasses.replace(info, error=error)
+    host.registry.discard(name)
+    host.manager.unregister(name=name)
+
+
+def _check_hook_names(host: Host) -> None:
+    for name in list(host.plugins):
+        problems = misnamed_hooks(host.manager, name)
+        if problems:
+            _set_broken(host, name, "; ".join(problems))
+    try:
+        host.manager.check_pending()  # nothing unknown is left: the plugins that had it are out
+    except pluggy.PluginValidationError as error:
+        raise PluginError(str(error)) from error
+
+
+def broken_message(host: Host) -> str:
+    """Every broken plugin's error, and the setting that runs without the installed ones."""
+    lines = [info.error for info in host.broken.values()]
+    blockable = [name for name, info in host.broken.items() if info.source in ("builtin", "entry point")]
+    if blockable:
+        value = ",".join([*(os.environ.get(BLOCK_ENV) or "").split(","), *blockable]).strip(",")
+        lines.append(
+            f"to run without {'it' if len(blockable) == 1 else 'them'}, set {BLOCK_ENV}={value} "
+            "(`pipeline plugins` lists every plugin and what broke)"
+        )
+    return "\n".join(lines)
+
+
 def _tracing() -> bool:
     return os.environ.get(TRACE_ENV, "") not in ("", "0")
 
@@ -122,12 +179,10 @@ def _fill_registry(host: Host) -> None:
                 _trace(f"register_{plural} → {impl.plugin_name}")
             try:
                 impl.function(register=Register(host.registry, kind, impl.plugin_name))
-            except PluginError:
-                raise
+            except PluginError as error:  # a malformed component, or a name another plugin has
+                _set_broken(host, impl.plugin_name, str(error))
             except Exception as error:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in register_{plural}: {type(error).__name__}: {error}"
-                ) from error
+                _set_broken(host, impl.plugin_name, f"plugin {impl.plugin_name!r} failed in register_{plural}: {type(error).__name__}: {error}")
 
 
 def build_host(
@@ -136,13 +191,20 @@ def build_host(
     source: str = "",
     disabled: Iterable[str] = (),
     given: Iterable[object] = (),
+    keep_broken: bool = False,
 ) -> Host:
     """A fresh plugin manager with built-ins, entry points, ``local_plugins`` and ``given``, and its registry.
 
     ``local_plugins`` are ``.py`` paths (relative to ``base_dir``) or module names; ``disabled`` names
     built-in or entry-point plugins this host must not load. Both come from a pipeline file, named by
     ``source`` in error messages. ``given`` are plugin objects (modules, or objects with ``@hookimpl``
-    methods) registered as they are, by :mod:`pipeline_core.testing`."""
+    methods) registered as they are, by :mod:`pipeline_core.testing`.
+
+    A plugin that fails to import, to register its hooks or components (a name another plugin has),
+    or that implements a hook that does not exist, is broken: every plugin is loaded regardless, and
+    then a :class:`PluginError` lists the broken ones and names the setting that blocks them. With
+    ``keep_broken`` the host is returned instead, without them, and ``host.broken`` says what broke
+    (``pipeline plugins`` lists both)."""
     where = f"{source}: " if source else ""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
@@ -168,22 +230,22 @@ def build_host(
 
     version = _project_version()
     for name in filter(wanted, builtins.DEFAULT_PLUGINS):
-        module = import_plugin(builtins.module_of(name), "built-in plugin", name)
-        _register(manager, module, PluginInfo(name, "builtin", version, "pipeline-core"), host)
+        _load(host, PluginInfo(name, "builtin", version, "pipeline-core"),
+              functools.partial(import_plugin, builtins.module_of(name), "built-in plugin", name))
     for entry_point in entry_points:
         if wanted(entry_point.name):
-            _register(manager, _load_entry_point(entry_point), _entry_point_info(entry_point), host)
+            _load(host, _entry_point_info(entry_point), functools.partial(_load_entry_point, entry_point))
     for reference in local_plugins:
         if resolved(reference) not in blocked:
-            try:
-                module = _load_local(reference, base_dir or Path.cwd())
-            except PluginError as error:
-                raise PluginError(f"{where}pipeline.plugins: {error}") from error
-            _register(manager, module, PluginInfo(builtins.canonical(reference), "pipeline file", "local"), host)
+            _load(host, PluginInfo(builtins.canonical(reference), "pipeline file", "local"),
+                  functools.partial(_load_local, reference, base_dir or Path.cwd(), where))
     for plugin in given:
-        _register(manager, plugin, PluginInfo(getattr(plugin, "__name__", None) or type(plugin).__name__, "given", "local"), host)
+        _load(host, PluginInfo(getattr(plugin, "__name__", None) or type(plugin).__name__, "given", "local"), lambda p=plugin: p)
 
+    _check_hook_names(host)
     _fill_registry(host)
+    if host.broken and not keep_broken:
+        raise PluginError(broken_message(host))
     if _tracing():
         manager.add_hookcall_monitoring(_trace_call, lambda outcome, name, impls, kwargs: None)
     return host

@@ -6,7 +6,9 @@ run's resolved config with ``--set export.…`` overrides (formats, opset, toler
 runs the stages before ``train`` again (data and model are deterministic given the seed), loads the
 trained weights into the model and runs the ``export`` stage. The export stage puts a new sealed
 bundle in place of ``bundle/`` only once every check passed; only then are the run's config, status
-and manifest updated. A failed re-export leaves the previous bundle and the run's record as they were.
+and manifest updated. A failed re-export leaves the previous bundle and the run's record as they were,
+except when an ``after_pipeline`` hook fails once the new bundle is sealed: the run is then marked
+failed and the bundle unsealed, as a run that fails there would be (a failed run ships nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pipeline_core.config import parse_override
 from pipeline_core.context import RunContext
 from pipeline_core.errors import ConfigError
 from pipeline_core.results import TrainingSummary
-from pipeline_core.runner import load_run, resolve_device, run_stage, seed_everything, write_run_manifest
+from pipeline_core.runner import fail_run, load_run, resolve_device, run_stage, seed_everything, write_run_manifest
 
 EXPORT_STAGE = "export"
 
@@ -96,10 +98,13 @@ def reexport(run_dir: Path, overrides: tuple[str, ...] = (), progress: str = "no
     seed_everything(config.pipeline.seed)
     host.hook.before_pipeline(run=run)
     for stage in stages[: stages.index("train")]:
-        run_stage(run, stage, record_failure=False)
+        run_stage(run, stage)
     _restore(run)
-    run_stage(run, EXPORT_STAGE, record_failure=False)
-    host.hook.after_pipeline(run=run)
+    run_stage(run, EXPORT_STAGE)
+    try:
+        host.hook.after_pipeline(run=run)
+    except BaseException as error:  # the new bundle is sealed already: a failed run keeps none
+        fail_run(run, error, None)
     _record(run, status, overrides)
     return run
 
@@ -111,7 +116,7 @@ def _record(run: RunContext, status: dict[str, Any], overrides: tuple[str, ...])
         artifacts.write_text(run.run_dir / RunFiles.CONFIG, tomli_w.dumps(run.config.resolved()))
         record = read_json(run.run_dir / RunFiles.RUN_RECORD)
         artifacts.write_json(run.run_dir / RunFiles.RUN_RECORD, {**record, "config_sha256": run.config.sha256()})
-    finished = status.get("status") == "succeeded" or status.get("stage") == EXPORT_STAGE
+    finished = status.get("status") == "succeeded" or status.get("stage") == EXPORT_STAGE or status.get("hook") == "after_pipeline"
     if not finished:
         return  # a run that failed after its export stage keeps its failure; the new bundle is still sealed
     artifacts.write_json(run.run_dir / RunFiles.STATUS, {"status": "succeeded", "stages": list(run.config.pipeline.stages), "reexported": when})

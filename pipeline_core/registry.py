@@ -143,6 +143,11 @@ class Registry:
         """``model 'wide' (plugin 'wide.py')``: a component and who registered it, for messages."""
         return f"{kind} {name!r} (plugin {self.get(kind, name).plugin!r})"
 
+    def discard(self, plugin: str) -> None:
+        """Forget every component of ``plugin`` (one that broke while registering them)."""
+        for kind in KINDS:
+            self.components[kind] = {name: c for name, c in self.components[kind].items() if c.plugin != plugin}
+
     def by_plugin(self, plugin: str) -> Iterator[Component]:
         for kind in KINDS:
             for component in self.components[kind].values():

@@ -3,10 +3,12 @@ stage; continues an unfinished run from its last checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import tomli_w
@@ -14,12 +16,14 @@ import torch
 
 from pipeline_core import artifacts
 from pipeline_core.artifacts import DEFAULT_ROOT, RunFiles, read_json
+from pipeline_core.bundle import BUNDLE_DIR, unseal_bundle
 from pipeline_core.config import PipelineConfig, apply_overrides, declared_root, plugin_references, read_toml, validate
 from pipeline_core.context import RunContext
 from pipeline_core.distributed import Distributed, check_sync_batchnorm, join, leave
-from pipeline_core.errors import ConfigError, PipelineError
+from pipeline_core.errors import ConfigError, PipelineError, RunFailed
+from pipeline_core.failure import describe_error, failure_of
 from pipeline_core.host import Host
-from pipeline_core.plugins import build_host
+from pipeline_core.plugins import BLOCK_ENV, build_host
 
 
 def load_pipeline(
@@ -171,10 +175,15 @@ def _run_as_main(
     artifacts.write_json(run.path(RunFiles.STATUS), {"status": "running", "resumed": resume})
     seed_everything(config.pipeline.seed)
 
-    host.hook.before_pipeline(run=run)
-    for stage in config.pipeline.stages:
-        run_stage(run, stage)
-    host.hook.after_pipeline(run=run)
+    stage: str | None = None
+    try:
+        host.hook.before_pipeline(run=run)
+        for stage in config.pipeline.stages:
+            run_stage(run, stage)
+        stage = None
+        host.hook.after_pipeline(run=run)
+    except BaseException as error:
+        fail_run(run, error, stage)
     artifacts.write_json(run.path(RunFiles.STATUS), {"status": "succeeded", "stages": list(config.pipeline.stages)})
     write_run_manifest(run, {"resumed": resume, "processes": distributed.world_size, **provenance})
     if run_dir.parent.resolve() == (artifacts_root / config.name).resolve():
@@ -182,20 +191,52 @@ def _run_as_main(
     return run
 
 
-def run_stage(run: RunContext, stage: str, record_failure: bool = True) -> None:
-    """One stage between its lifecycle hooks. A failure is recorded in ``status.json`` (unless
-    ``record_failure`` is false), reported to ``on_stage_error``, and re-raised."""
+def run_stage(run: RunContext, stage: str) -> None:
+    """One stage between its lifecycle hooks. A failure of the stage itself (hooks it calls, such as
+    ``on_epoch_end``, included) is kept in ``run.failure``, reported to ``on_stage_error`` and
+    re-raised; one of those hooks failing too is added to it (``also``), never in its place."""
     hook = run.host.hook
     hook.before_stage(run=run, stage=stage)
     try:
         run.host.registry.get("stage", stage).factory(run, **run.config.stage_options.get(stage, {}))
     except BaseException as error:
-        if record_failure:
-            status = error.run_status if isinstance(error, PipelineError) else "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-            artifacts.write_json(run.path(RunFiles.STATUS), {"status": status, "stage": stage, "error": f"{type(error).__name__}: {error}"})
-        hook.on_stage_error(run=run, stage=stage, error=error)
+        run.failure = failure_of(error, stage, run.host)
+        _report(run, functools.partial(hook.on_stage_error, run=run, stage=stage, error=error))
         raise
     hook.after_stage(run=run, stage=stage)
+
+
+def _report(run: RunContext, call: Callable[[], object]) -> None:
+    """Call a hook that reports the run's failure; if it raises as well, add that to ``run.failure``."""
+    try:
+        call()
+    except Exception as error:
+        assert run.failure is not None
+        culprit = failure_of(error, None, run.host)
+        said = f"{culprit.where} raised {describe_error(error)}" if culprit.hook else describe_error(error)
+        run.failure = dataclasses.replace(run.failure, also=(*run.failure.also, said))
+
+
+def fail_run(run: RunContext, error: BaseException, stage: str | None) -> NoReturn:
+    """Record that the run failed with ``error`` while ``stage`` ran (``None``: in ``before_pipeline``
+    or ``after_pipeline``): ``status.json`` and ``run.failure`` say where, the bundle an earlier stage
+    sealed is unsealed (a failed run ships nothing), and ``on_pipeline_error`` is told. Then raise:
+    a :class:`RunFailed` naming the plugin when a lifecycle hook raised an unexpected error, else
+    ``error`` itself."""
+    run.failure = run.failure or failure_of(error, stage, run.host)
+    unsealed = run.is_main and unseal_bundle(run.run_dir / BUNDLE_DIR)
+    artifacts.write_json(run.path(RunFiles.STATUS), run.failure.as_status())
+    _report(run, functools.partial(run.host.hook.on_pipeline_error, run=run, error=error))
+    artifacts.write_json(run.path(RunFiles.STATUS), run.failure.as_status())  # with what reporting it raised
+    failure = run.failure
+    if failure.plugin is None or not isinstance(error, Exception) or isinstance(error, PipelineError):
+        raise error
+    info = run.host.plugins.get(failure.plugin)
+    without = f"; to run without it, set {BLOCK_ENV}={failure.plugin}" if info and info.source in ("builtin", "entry point") else ""
+    raise RunFailed(
+        f"{failure.where} raised {failure.error}. The run is marked failed in {run.path(RunFiles.STATUS)}"
+        f"{f' and its bundle unsealed (after fixing the cause: `pipeline export {run.run_dir}`)' if unsealed else ''}{without}"
+    ) from error
 
 
 def write_run_manifest(run: RunContext, extra: dict[str, Any]) -> Path:

@@ -14,6 +14,7 @@ import math
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -57,6 +58,11 @@ class ComponentConfig:
 
     def as_table(self) -> dict[str, Any]:
         return {"name": self.name, **to_plain(self.options)}
+
+    def resolved_options(self, root: Path) -> dict[str, Any]:
+        """The options as the component is called with them: an option annotated ``pathlib.Path``
+        that is relative starts at ``root`` (the pipeline file's folder), wherever the command runs."""
+        return {name: root / value if isinstance(value, Path) and not value.is_absolute() else value for name, value in self.options.items()}
 
 
 def registry_of(info: ValidationInfo) -> Registry:

@@ -19,6 +19,8 @@ from pipeline_core import (
     Register,
     RunContext,
     RunFiles,
+    check_data_spec,
+    check_model_outputs,
     fit,
     hookimpl,
     place_splits,
@@ -38,13 +40,19 @@ def load_data(run: RunContext) -> None:
 
 
 def build_model(run: RunContext) -> None:
-    """Build the configured model from the data spec, behind the data's preprocessing."""
+    """Build the configured model from the data spec, behind the data's preprocessing, and check
+    with one dry pass on two training rows that its outputs fit the data (nothing trains on a
+    model whose last layer has the wrong size)."""
     assert run.config.model is not None
     data = run.require_data("build_model")
+    registry = run.host.registry
+    check_data_spec(data.spec, owner=registry.describe("dataset", run.config.data.name) if run.config.data else "the data")
     network = run.create(run.config.model, data.spec)
     if not isinstance(network, nn.Module):
         raise PipelineError(f"model {run.config.model.name!r} returned {type(network).__name__}, not an nn.Module")
     run.model = nn.Sequential(OrderedDict(preprocess=data.preprocess, network=network)).to(run.device)
+    rows = data.splits["train"].head(2).inputs.to(run.device)
+    check_model_outputs(run.model, data.spec, rows, owner=registry.describe("model", run.config.model.name))
 
 
 def train(run: RunContext) -> None:

@@ -22,10 +22,11 @@ PUBLIC_API = [
     "BUNDLE_DIR", "ComponentConfig", "ConfigError", "DataBundle", "DataSpec", "DatasetContext", "EarlyStoppingSection",
     "EvaluateSection", "Evaluator", "ExportInfo", "ExportSection", "Exporter", "ImageSpec", "Interrupted", "LRSchedule", "LoadedModel",
     "LoadedTorchModule", "METADATA_FILE", "MetricValue", "ModelSummary", "PipelineConfig", "PipelineError", "PipelineSection",
-    "Plot", "PlotIndex", "PluginError", "Predictions", "Register", "RunContext", "RunFailed", "RunFiles", "ScaleImages", "Split",
+    "Plot", "PlotIndex", "PluginError", "Predictions", "Register", "RunContext", "RunFailed", "RunFailure", "RunFiles", "ScaleImages", "Split",
     "StreamedSplit", "place_splits",
     "SplitOptions", "Standardize", "Task", "Tolerance", "TrainSection", "TrainingPlan", "TrainingSummary", "__version__",
-    "atomic_write", "bundle_metadata", "check_fractions", "class_indices", "deployable", "fit", "hookimpl", "is_sealed",
+    "atomic_write", "bundle_metadata", "check_data_spec", "check_fractions", "check_model_outputs", "class_indices", "deployable",
+    "fit", "hookimpl", "is_sealed",
     "measure_noise", "named_outputs", "output_names_from", "predict", "scalars", "seal_bundle", "split_options",
     "split_tabular", "summarize", "verify",
 ]
@@ -44,7 +45,7 @@ def signature(name: str) -> str:
 
 
 def test_there_are_hookspecs():
-    assert len(hookspec_names()) == 15
+    assert len(hookspec_names()) == 16
 
 
 @pytest.mark.parametrize("name", hookspec_names())

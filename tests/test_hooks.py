@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline_core import RunContext, RunFailed, hookimpl
+from pipeline_core import RunContext, RunFailed, RunFailure, hookimpl
 from pipeline_core.plugins import build_host
 from pipeline_core.runner import load_pipeline, run_pipeline
 
@@ -301,3 +301,29 @@ def test_hook_on_epoch_end(recorded, tmp_path):
     calls = recorder.of("on_epoch_end")
     assert [kwargs["epoch"] for _, kwargs in calls] == [1, 2, 3]
     assert [kwargs["metrics"] for _, kwargs in calls] == run.history
+
+
+class FailureWatcher:
+    """Records each on_pipeline_error call with what the run says about its failure."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[RunFailure | None, BaseException]] = []
+
+    @hookimpl
+    def on_pipeline_error(self, run: RunContext, error: BaseException) -> None:
+        self.seen.append((run.failure, error))
+
+
+def test_hook_on_pipeline_error(recorded, tmp_path):
+    text = IRIS_FAST.replace('name = "adam"\nlr = 0.01', 'name = "sgd"\nlr = 1e30').replace("batch_norm = [true, false]", "batch_norm = false")
+    config, host, recorder = recorded(text)
+    watcher = FailureWatcher()
+    host.manager.register(watcher, name="watcher")
+    with pytest.raises(RunFailed, match="training diverged") as caught:
+        _run(config, host, tmp_path)
+    [(failure, error)] = watcher.seen  # once, after on_stage_error
+    assert error is caught.value
+    assert (failure.status, failure.stage, failure.hook, failure.plugin) == ("failed", "train", None, None)
+    assert failure.error.startswith("RunFailed: training diverged")
+    assert json.loads((tmp_path / "run" / "status.json").read_text()) == failure.as_status()
+    assert recorder.calls[-1][0] == "on_stage_error"

@@ -62,10 +62,14 @@ class PipelineGroup(click.Group):
         from pipeline_core.plugins import build_host
 
         try:
-            build_host().hook.register_commands(cli=self)
+            host = build_host(keep_broken=True)  # a broken plugin must not hide the others' commands
+            host.hook.register_commands(cli=self)
         except PipelineError as error:
-            # a broken plugin must not hide the built-in commands that help diagnose it
+            # nor the built-in commands that help diagnose it
             click.secho(f"warning: plugin commands unavailable: {error}", fg="yellow", err=True)
+            return
+        for name in host.broken:
+            click.secho(f"warning: plugin {name!r} is broken and left out (see `pipeline plugins`)", fg="yellow", err=True)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)

@@ -10,11 +10,12 @@ import click
 
 from pipeline_core.config import plugin_references, read_toml
 from pipeline_core.host import Host
-from pipeline_core.plugins import build_host
+from pipeline_core.plugins import BLOCK_ENV, build_host
 
 
 def describe(host: Host) -> list[dict[str, Any]]:
-    """One entry per plugin: name, source, version, hooks implemented, components by kind."""
+    """One entry per plugin: name, source, version, hooks implemented, components by kind; a broken
+    plugin has ``status`` "broken", its ``error`` and the setting that ``blocks`` it."""
     entries = []
     for name, info in host.plugins.items():
         plugin = host.manager.get_plugin(name)
@@ -23,8 +24,14 @@ def describe(host: Host) -> list[dict[str, Any]]:
         for component in host.registry.by_plugin(name):
             components.setdefault(component.kind, []).append(component.name)
         entries.append({
-            "name": name, "source": info.source, "version": info.version,
-            "distribution": info.distribution, "hooks": hooks, "components": components,
+            "name": name, "source": info.source, "version": info.version, "distribution": info.distribution,
+            "status": "loaded", "hooks": hooks, "components": components,
+        })
+    for name, info in host.broken.items():
+        blocks = f"{BLOCK_ENV}={name}" if info.source in ("builtin", "entry point") else "remove it from [pipeline] plugins"
+        entries.append({
+            "name": name, "source": info.source, "version": info.version, "distribution": info.distribution,
+            "status": "broken", "error": info.error, "blocks": blocks, "hooks": [], "components": {},
         })
     return entries
 
@@ -38,13 +45,17 @@ def plugins(as_json: bool, pipeline_file: Path | None) -> None:
     if pipeline_file is not None:
         raw, _ = read_toml(pipeline_file)
         local = plugin_references(raw, pipeline_file)
-    entries = describe(build_host(local, base_dir=pipeline_file.parent if pipeline_file else None))
+    entries = describe(build_host(local, base_dir=pipeline_file.parent if pipeline_file else None, keep_broken=True))
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
     for entry in entries:
         origin = entry["distribution"] if entry["source"] == "entry point" else entry["source"]
         click.echo(f"{entry['name']}  ({origin} {entry['version']})")
+        if entry["status"] == "broken":
+            click.secho(f"  BROKEN, left out: {entry['error']}", fg="red")
+            click.echo(f"  to run without it: {entry['blocks']}")
+            continue
         for kind, names in entry["components"].items():
             click.echo(f"  {kind}: {', '.join(names)}")
         click.echo(f"  hooks: {', '.join(entry['hooks'])}")

@@ -13,12 +13,16 @@ from pipeline_core.cli.options import overrides, pipeline_file
 @pipeline_file
 @overrides
 def validate(pipeline_file: Path, overrides: tuple[str, ...]) -> None:
-    """Check PIPELINE_FILE (sections, component names, options) without loading data."""
+    """Check PIPELINE_FILE (sections, component names, options, stage order, the model's outputs) without loading data."""
+    from pipeline_core.model_check import check_from_spec
     from pipeline_core.runner import load_pipeline
 
-    config, _ = load_pipeline(pipeline_file, overrides)
+    config, host = load_pipeline(pipeline_file, overrides)
+    model = check_from_spec(config, host)
     stages = " → ".join(config.pipeline.stages)
     click.echo(f"{pipeline_file}: valid ({stages})")
+    if model:
+        click.echo(model)
     if config.sweep is not None:
         sweep = config.sweep
         click.echo(

@@ -7,13 +7,24 @@ back as your labels. Every cell is checked: a non-numeric feature names its row 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
-from pipeline_core import ConfigError, DataBundle, DatasetContext, Register, SplitOptions, hookimpl, split_options, split_tabular
+from pipeline_core import (
+    ConfigError,
+    DataBundle,
+    DatasetContext,
+    DataSpec,
+    Register,
+    SplitOptions,
+    hookimpl,
+    split_options,
+    split_tabular,
+)
 
 #: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20
@@ -67,6 +78,42 @@ def _label_order(values: list[str]) -> list[str]:
         return sorted(distinct)
 
 
+@dataclass(frozen=True)
+class _Table:
+    """A CSV file read and its columns chosen: everything but the numbers themselves."""
+
+    file: Path
+    header: list[str]
+    rows: list[list[str]]
+    features: list[str]
+    labels: list[str]
+    task: str
+    classes: tuple[str, ...]
+
+
+def _table(context: DatasetContext, path: str, target: str, features: list[str] | None, task: str, delimiter: str) -> _Table:
+    file = Path(path) if Path(path).is_absolute() else context.base_dir / path
+    header, rows = _read(file, delimiter)
+    if target not in header:
+        raise ConfigError(f"{file}: no target column {target!r}; the columns are {header}")
+    chosen = features if features is not None else [name for name in header if name != target]
+    unknown = [name for name in chosen if name not in header]
+    if unknown or target in chosen or not chosen:
+        problem = (
+            f"unknown feature column(s) {unknown}" if unknown
+            else "the features must be other columns than the target" if target in chosen
+            else "[data] features = [] selects no column" if features is not None
+            else f"there is no column besides the target {target!r}, so no feature to learn from"
+        )
+        raise ConfigError(f"{file}: {problem}; the columns are {header}")
+    labels = [row[header.index(target)].strip() for row in rows]
+    kind = _task_of(labels, task)
+    classes = () if kind == "regression" else tuple(_label_order(labels))
+    if kind == "binary" and len(classes) != 2:
+        raise ConfigError(f"{file}: task 'binary' needs exactly 2 labels in {target!r}, found {len(classes)}: {list(classes)[:10]}")
+    return _Table(file, header, rows, chosen, labels, kind, classes)
+
+
 @split_options()
 def csv_dataset(
     context: DatasetContext,
@@ -83,36 +130,33 @@ def csv_dataset(
     ``path`` is relative to the pipeline file. ``task = "auto"`` treats text labels and whole numbers
     with at most 20 distinct values as classes, anything else as regression.
     """
-    file = Path(path) if Path(path).is_absolute() else context.base_dir / path
-    header, rows = _read(file, delimiter)
-    if target not in header:
-        raise ConfigError(f"{file}: no target column {target!r}; the columns are {header}")
-    chosen = features if features is not None else [name for name in header if name != target]
-    unknown = [name for name in chosen if name not in header]
-    if unknown or target in chosen or not chosen:
-        problem = f"unknown feature column(s) {unknown}" if unknown else "the features must be other columns than the target"
-        raise ConfigError(f"{file}: {problem}; the columns are {header}")
-    columns = [header.index(name) for name in chosen]
+    table = _table(context, path, target, features, task, delimiter)
+    file, header = table.file, table.header
+    columns = [header.index(name) for name in table.features]
     x = np.array(
-        [[_as_float(row[c], file, line, header[c]) for c in columns] for line, row in enumerate(rows, start=2)],
+        [[_as_float(row[c], file, line, header[c]) for c in columns] for line, row in enumerate(table.rows, start=2)],
         dtype=np.float32,
     )
-    labels = [row[header.index(target)].strip() for row in rows]
-    kind = _task_of(labels, task)
-    classes: tuple[str, ...] = ()
-    if kind == "regression":
-        y = np.array([_as_float(v, file, line, target) for line, v in enumerate(labels, start=2)], dtype=np.float32)
+    if table.task == "regression":
+        y = np.array([_as_float(v, file, line, target) for line, v in enumerate(table.labels, start=2)], dtype=np.float32)
     else:
-        classes = tuple(_label_order(labels))
-        if kind == "binary" and len(classes) != 2:
-            raise ConfigError(f"{file}: task 'binary' needs exactly 2 labels in {target!r}, found {len(classes)}: {list(classes)[:10]}")
-        index = {label: i for i, label in enumerate(classes)}
-        y = np.array([index[v] for v in labels], dtype=np.int64)
+        index = {label: i for i, label in enumerate(table.classes)}
+        y = np.array([index[v] for v in table.labels], dtype=np.int64)
     return split_tabular(
-        x, y, split, task=kind, seed=context.seed, classes=classes, feature_names=tuple(chosen), description=f"CSV file {file.name}",
+        x, y, split, task=table.task, seed=context.seed, classes=table.classes, feature_names=tuple(table.features),  # type: ignore[arg-type]
+        description=f"CSV file {file.name}",
     )
+
+
+def csv_spec(
+    context: DatasetContext, *, path: str, target: str, features: list[str] | None, task: str, delimiter: str, **split: object
+) -> DataSpec:
+    """The bundle's spec from the header and the target column, without parsing a feature."""
+    table = _table(context, path, target, features, task, delimiter)
+    outputs = 1 if table.task != "multiclass" else len(table.classes)
+    return DataSpec(table.task, (len(table.features),), outputs, table.classes, tuple(table.features))  # type: ignore[arg-type]
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("csv", csv_dataset)
+    register("csv", csv_dataset, spec=csv_spec)

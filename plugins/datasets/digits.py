@@ -5,7 +5,13 @@ They ship with scikit-learn, so this is the real-handwriting workload that runs 
 
 from __future__ import annotations
 
-from pipeline_core import DataBundle, DatasetContext, Register, SplitOptions, hookimpl, split_options, split_tabular
+from pipeline_core import DataBundle, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options, split_tabular
+
+#: what the loaded bundle's spec is, known without importing scikit-learn (``pipeline validate`` uses it)
+SPEC = DataSpec(
+    task="multiclass", input_shape=(64,), num_outputs=10, classes=tuple(str(digit) for digit in range(10)),
+    feature_names=tuple(f"pixel_{row}_{column}" for row in range(8) for column in range(8)),
+)
 
 
 @split_options()
@@ -20,6 +26,10 @@ def digits(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
     )
 
 
+def digits_spec(context: DatasetContext, **options: object) -> DataSpec:
+    return SPEC
+
+
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("digits", digits)
+    register("digits", digits, spec=digits_spec)

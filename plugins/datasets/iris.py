@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pipeline_core import DataBundle, DatasetContext, Register, SplitOptions, hookimpl, split_options, split_tabular
+from pipeline_core import DataBundle, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options, split_tabular
+
+#: what the loaded bundle's spec is, known without importing scikit-learn (``pipeline validate`` uses it)
+SPEC = DataSpec(
+    task="multiclass", input_shape=(4,), num_outputs=3, classes=("setosa", "versicolor", "virginica"),
+    feature_names=("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"),
+)
 
 
 @split_options(test_size=0.25)
@@ -18,6 +24,10 @@ def iris(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
     )
 
 
+def iris_spec(context: DatasetContext, **options: object) -> DataSpec:
+    return SPEC
+
+
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("iris", iris)
+    register("iris", iris, spec=iris_spec)

@@ -99,8 +99,20 @@ def random_regression(
     return DataBundle(spec, {"train": draw(rows), "test": draw(test_rows)}, description=description)
 
 
+def moons_spec(context: DatasetContext, **options: object) -> DataSpec:
+    return DataSpec(task="binary", input_shape=(2,), num_outputs=1, classes=("0", "1"), feature_names=("x1", "x2"))
+
+
+def spirals_spec(context: DatasetContext, *, classes: int, **options: object) -> DataSpec:
+    return DataSpec(task="multiclass", input_shape=(2,), num_outputs=classes, classes=tuple(f"arm{i}" for i in range(classes)), feature_names=("x1", "x2"))
+
+
+def random_regression_spec(context: DatasetContext, *, in_features: int, out_features: int, **options: object) -> DataSpec:
+    return DataSpec(task="regression", input_shape=(in_features,), num_outputs=out_features)
+
+
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("moons", moons)
-    register("spirals", spirals)
-    register("random_regression", random_regression)
+    register("moons", moons, spec=moons_spec)
+    register("spirals", spirals, spec=spirals_spec)
+    register("random_regression", random_regression, spec=random_regression_spec)

@@ -1,5 +1,5 @@
 """``events.jsonl``: one JSON line per event (stage start and end, every epoch's row, the end of the
-run), appended as it happens, so a run can be followed (``tail -f``) or read while it is running.
+run, or where and why it failed), appended as it happens, so a run can be followed (``tail -f``) or read while it is running.
 The final per-epoch table is ``history.csv``."""
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ def after_stage(run: RunContext, stage: str) -> None:
 @hookimpl
 def on_stage_error(run: RunContext, stage: str, error: BaseException) -> None:
     _append(run, "stage_error", stage=stage, error=f"{type(error).__name__}: {error}")
+
+
+@hookimpl
+def on_pipeline_error(run: RunContext, error: BaseException) -> None:
+    where = run.failure.as_status() if run.failure else {"error": f"{type(error).__name__}: {error}"}
+    _append(run, "pipeline_error", **where)
 
 
 @hookimpl
