@@ -211,3 +211,10 @@ def test_the_command_line_stays_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_data_parallel_trials_are_refused(write_pipeline, tmp_path):
+    text = BASE.replace('batch_size = "full"', 'batch_size = "full"\nstrategy = "ddp"')
+    result = CliRunner().invoke(cli, ["sweep", str(write_pipeline(text)), "--artifacts", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "train.strategy = 'ddp': a sweep trains each trial in one process; run trials side by side with --jobs K" in result.output

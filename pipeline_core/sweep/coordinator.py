@@ -76,6 +76,11 @@ def prepare(
     config, host = load_pipeline(pipeline_file, overrides)
     if config.sweep is None:
         raise ConfigError(f"{pipeline_file} has no [sweep] table: add one with an objective, a budget and parameters (see docs/sweeps.md)")
+    if config.train is not None and config.train.strategy == "ddp":
+        raise ConfigError(
+            f"{pipeline_file}: train.strategy = 'ddp': a sweep trains each trial in one process; run trials side by side "
+            "with --jobs K instead (or several machines on one --storage)"
+        )
     searched = set(config.sweep.parameters)
     for item in overrides:
         key = ".".join(parse_override(item)[0])
