@@ -141,6 +141,8 @@ class _Reader(Dataset):
                     return _Failure(
                         f"split {self.name!r}, row {row}: decoded to shape {tuple(item.shape)}, but the split's rows are {self.shape}", True
                     )
+                if item.dtype != self.dtype:
+                    return _Failure(f"split {self.name!r}, row {row}: decoded to {item.dtype}, but the split declares {self.dtype}", False)
                 batch[position] = item
         finally:
             if state is not None:
@@ -242,10 +244,18 @@ class StreamedSplit:
                 self._persistent = self._loader(self._plan, persistent=True)
             self._plan.requests = requests
             loader = self._persistent
-        for batch in loader:
-            if isinstance(batch, _Failure):
-                raise batch.error()
-            yield batch
+        try:
+            for batch in loader:
+                if isinstance(batch, _Failure):
+                    raise batch.error()
+                yield batch
+        except RuntimeError as error:
+            if "DataLoader worker" not in str(error):
+                raise
+            raise RunFailed(
+                f"a worker process decoding split {self.name!r} died ({str(error).splitlines()[0]}); with [data] workers = 0 the "
+                "rows are decoded in this process, where the error shows"
+            ) from None
 
     def _loader(self, requests: Iterable[Request], persistent: bool) -> DataLoader:
         workers = self.loader.workers

@@ -32,6 +32,7 @@ from pipeline_core import (
     DatasetContext,
     DataSpec,
     PluginError,
+    RunFailed,
     ScaleImages,
     Split,
     StreamedSplit,
@@ -509,6 +510,8 @@ class Squares:
     def __getitem__(self, index: int) -> torch.Tensor:
         if index == 13 and os.environ.get("BREAK_ROW_13"):
             raise ConfigError("records.bin: record 13 is damaged")
+        if index == 7 and os.environ.get("KILL_ROW_7") and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)  # a native decoder crashing in a worker
         return torch.full((2,), float(index % 3), dtype=torch.float32) + torch.tensor([0.1 * (index % 5), 0.0])
 
 
@@ -539,6 +542,10 @@ def test_a_third_party_dataset_streams_through_the_public_api(tmp_path, monkeypa
     monkeypatch.setenv("BREAK_ROW_13", "1")
     with pytest.raises(ConfigError, match="split 'train', row 13: records.bin: record 13 is damaged"):
         run_small(pipeline, tmp_path / "c", plugins=[StreamingPlugin()])
+    monkeypatch.delenv("BREAK_ROW_13")
+    monkeypatch.setenv("KILL_ROW_7", "1")
+    with pytest.raises(RunFailed, match="a worker process decoding split 'train' died .*with .data. workers = 0"):
+        run_small(pipeline, tmp_path / "d", plugins=[StreamingPlugin()])
 
 
 def test_place_splits_leaves_tensor_splits_alone():
