@@ -311,6 +311,11 @@ def test_images_too_small_for_the_architecture(tmp_path):
     assert_refused_before_training(code, output.replace("\n", " "), run_dir, "model: torchvision model 'densenet121' cannot take the data's 3×16×16 (channels×height×width) images")
 
 
+def test_a_frozen_backbone_needs_weights(tmp_path):
+    with pytest.raises(ConfigError, match=r"model: freeze_backbone: without weights the frozen backbone would stay random"):
+        load_pipeline(images_pipeline({"name": "torchvision", "arch": "resnet18", "freeze_backbone": True}), tmp_path, plugins=[image_plugin])
+
+
 def test_builder_options_cannot_override_the_component(tmp_path):
     with pytest.raises(ConfigError, match=r"builder_options: num_classes are set by this component"):
         load_pipeline(images_pipeline({"name": "torchvision", "arch": "resnet18", "builder_options": {"num_classes": 3}}), tmp_path, plugins=[image_plugin])
@@ -320,7 +325,7 @@ def test_builder_options_cannot_override_the_component(tmp_path):
 # pipeline inspect
 
 
-def test_inspect_shows_both_models(tmp_path):
+def test_inspect_shows_both_models(tmp_path, resnet18_file):
     write_digit_mnist(root := tmp_path / "mnist", train=200, test=50)
     result = CliRunner().invoke(cli, ["inspect", str(ROOT / "pipelines" / "mnist_cnn.toml"), "--set", f'data.root="{root}"', "--set", "data.val_size=20"])
     assert result.exit_code == 0, result.output
@@ -336,6 +341,7 @@ def test_inspect_shows_both_models(tmp_path):
         [model]
         name = "torchvision"
         arch = "resnet18"
+        weights = "{resnet18_file}"
         freeze_backbone = true
     """))
     result = CliRunner().invoke(cli, ["inspect", str(path)])

@@ -67,9 +67,10 @@ def _hub_weight_names(arch: str) -> dict[str, str]:
     return names
 
 
-def check_torchvision(*, arch: str, weights: Path | None, builder_options: dict[str, Any], **_: object) -> None:
+def check_torchvision(*, arch: str, weights: Path | None, freeze_backbone: bool, builder_options: dict[str, Any], **_: object) -> None:
     """Before anything is loaded: the architecture exists and is a classifier, the weights are a
-    file rather than a hub name, and the builder options leave this component's own alone."""
+    file rather than a hub name, a frozen backbone has weights, and the builder options leave this
+    component's own alone."""
     names = classifiers()
     if arch not in names:
         kind = _kind_of(arch)
@@ -86,6 +87,9 @@ def check_torchvision(*, arch: str, weights: Path | None, builder_options: dict[
                 f"weights: {str(weights)!r} names torchvision's pretrained weights, which would be downloaded; this component never downloads. "
                 f"Fetch the file yourself ({hub[str(weights)]}) and set weights to its path"
             )
+    if freeze_backbone and weights is None:
+        raise ValueError("freeze_backbone: without weights the frozen backbone would stay random; set weights to a local weights file, "
+                         "or leave freeze_backbone false to train the whole network")
     taken = sorted(set(builder_options) & set(RESERVED))
     if taken:
         raise ValueError(f"builder_options: {', '.join(taken)} are set by this component (weights, the head's size); remove them")
@@ -217,7 +221,7 @@ class TorchvisionClassifier(nn.Module):
         super().train(mode)
         if self.frozen and mode:
             for name, module in self.model.named_modules():
-                if isinstance(module, nn.modules.batchnorm._NormBase) and not name.startswith(self.head):
+                if isinstance(module, nn.modules.batchnorm._NormBase) and name != self.head and not name.startswith(f"{self.head}."):
                     module.eval()
         return self
 
