@@ -54,5 +54,5 @@ def after_pipeline(run: RunContext) -> None:
 
 
 @hookimpl
-def on_stage_error(run: RunContext, stage: str, error: BaseException) -> None:
-    run.plugin_state(Writer).close()
+def on_pipeline_error(run: RunContext, error: BaseException) -> None:
+    run.plugin_state(Writer).close()  # wherever the run failed: a stage, or another plugin's hook
