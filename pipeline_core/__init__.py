@@ -51,7 +51,7 @@ _EXPORTS = {
     "DataSpec": "pipeline_core.data",
     "DatasetContext": "pipeline_core.data",
     "ImageSpec": "pipeline_core.data",
-    "Split": "pipeline_core.data",
+    "Split": "pipeline_core.splits",
     "StreamedSplit": "pipeline_core.streaming",
     "ScaleImages": "pipeline_core.images",
     "place_splits": "pipeline_core.loading",
@@ -128,7 +128,7 @@ if TYPE_CHECKING:
     from pipeline_core.bundle import BUNDLE_DIR, bundle_metadata, is_sealed, seal_bundle
     from pipeline_core.config import PipelineConfig
     from pipeline_core.context import RunContext
-    from pipeline_core.data import DataBundle, DatasetContext, DataSpec, ImageSpec, Predictions, Split, Task, class_indices
+    from pipeline_core.data import DataBundle, DatasetContext, DataSpec, ImageSpec, Predictions, Task, class_indices
     from pipeline_core.errors import ConfigError, Interrupted, PipelineError, PluginError, RunFailed
     from pipeline_core.evaluation import Evaluator, predict
     from pipeline_core.export import (
@@ -158,6 +158,7 @@ if TYPE_CHECKING:
         PipelineSection,
         TrainSection,
     )
+    from pipeline_core.splits import Split
     from pipeline_core.streaming import StreamedSplit
     from pipeline_core.tabular import SplitOptions, Standardize, check_fractions, split_options, split_tabular
     from pipeline_core.training.fit import fit

@@ -8,16 +8,18 @@ takes raw inputs and the statistics are saved with the weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from pipeline_core.streaming import StreamedSplit
+from pipeline_core.splits import Augment, Split
+from pipeline_core.streaming import StreamedSplit
+
+__all__ = ["Augment", "DataBundle", "DataSpec", "DatasetContext", "ImageSpec", "Predictions", "Split", "StreamedSplit", "Task", "class_indices"]
 
 Task = Literal["multiclass", "binary", "regression"]
 TASKS: tuple[str, ...] = ("multiclass", "binary", "regression")
@@ -81,45 +83,6 @@ class DataSpec:
     def __post_init__(self) -> None:
         if self.image is not None and (len(self.input_shape) != 3 or self.input_shape[0] not in (1, 3, 4)):
             raise ValueError(f"image inputs have shape (channels, height, width) with 1, 3 or 4 channels, not {self.input_shape}")
-
-
-#: A random, shape-preserving transform of one input (a training augmentation).
-Augment = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Split:
-    """Inputs and targets of one split, as whole tensors: the in-memory fast path. A split too large
-    for memory is a :class:`~pipeline_core.StreamedSplit` instead.
-
-    ``augment``, if given, is applied to each training input as its batch is drawn (never when
-    evaluating), with torch's default generator seeded per row, epoch and run seed, so streamed and
-    in-memory training draw the same augmentations and a resumed run repeats them exactly."""
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    augment: Augment | None = field(default=None, compare=False)
-
-    def __post_init__(self) -> None:
-        if len(self.inputs) != len(self.targets):
-            raise ValueError(f"split has {len(self.inputs)} inputs but {len(self.targets)} targets")
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.inputs.to(device), self.targets.to(device), self.augment)
-
-    def head(self, rows: int | None = None) -> Split:
-        """The first ``rows`` rows (all of them by default: a tensor split is already in memory).
-        A :class:`~pipeline_core.StreamedSplit` answers the same call with a bounded number of rows,
-        so code that needs rows as tensors (an example batch, an export check, a plot) calls this."""
-        return self if rows is None or rows >= len(self) else Split(self.inputs[:rows], self.targets[:rows], self.augment)
-
-    def select(self, rows: Sequence[int]) -> Split:
-        """The given rows, in that order (a plot's chosen examples); a streamed split decodes just these."""
-        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.inputs.device)
-        return Split(self.inputs[index], self.targets[index.to(self.targets.device)], self.augment)
 
 
 @dataclass

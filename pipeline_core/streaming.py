@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline_core.data import Augment, Split
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
+from pipeline_core.splits import Augment, Split
 
 #: Decoded bytes per batch when a streamed split is read in order (evaluation, prediction, loading):
 #: big enough to amortize the per-batch costs, small enough to stay far below any memory limit.
