@@ -1,12 +1,12 @@
 """Margins of the export check at MNIST scale: how far below its tolerance a correct export stays,
 and how far above it real export bugs land.
 
-Runs the shipped MNIST pipelines (full length with ``--full``, else a few epochs) on MNIST-size digit
+Runs the shipped MNIST pipelines, the CNN included (full length with ``--full``, else a few epochs), on MNIST-size digit
 images (or on real MNIST when ``--data`` holds it), then, for each model: every format's worst
 difference / tolerance (passing: below 1), the old fixed criterion (``atol 1e-5 + rtol 1e-4·|eager|``)
 on the same ONNX file, and the ratio for each injected bug (failing: above 1).
 
-    python benchmarks/export_check.py [--full] [--data DIR]
+    python benchmarks/export_check.py [--full] [--data DIR] [--only mnist_cnn]
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from pipeline_core.verification import Tolerance, measure_noise, verify  # noqa:
 
 from digit_images import write_digit_mnist  # noqa: E402
 
-QUICK = {"mnist": ("train.epochs=2", "train.optimizer.lr=0.05"), "mnist_small": ("train.epochs=3",), "mnist_relu": ("train.epochs=3",)}
+QUICK = {"mnist": ("train.epochs=2", "train.optimizer.lr=0.05"), "mnist_small": ("train.epochs=3",), "mnist_relu": ("train.epochs=3",),
+         "mnist_cnn": ("train.epochs=1",)}
 
 
 def old_criterion_passes(loaded, reference: torch.nn.Module, inputs: torch.Tensor) -> bool:
@@ -45,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="train each pipeline for its full length")
     parser.add_argument("--data", type=Path, help="a folder holding MNIST/raw (default: digit images made here)")
+    parser.add_argument("--only", help="a comma-separated list of the pipelines to check (default: all of " + ", ".join(QUICK) + ")")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="export-check-"))
     root = args.data or scratch / "digits"
@@ -52,6 +54,8 @@ def main() -> None:
         write_digit_mnist(root)
     rows = []
     for name, quick in QUICK.items():
+        if args.only and name not in args.only.split(","):
+            continue
         overrides = (f'data.root="{root.resolve()}"', *(() if args.full else quick))
         config, host = load_pipeline(ROOT / "pipelines" / f"{name}.toml", overrides)
         run = run_pipeline(config, host, out=scratch / name, quiet=True)
