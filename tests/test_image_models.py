@@ -348,3 +348,17 @@ def test_inspect_shows_both_models(tmp_path, resnet18_file):
     assert result.exit_code == 0, result.output
     assert "ResNet (model)" in result.output and "[2, 512, 1, 1]" in result.output
     assert "parameters: 11,178,564 (2,052 trainable)" in result.output  # the head alone: 512 × 4 + 4
+
+
+def test_validate_builds_image_models_from_the_mnist_spec(tmp_path):
+    """MNIST's spec is known without its files, so ``pipeline validate`` builds the model and finds
+    what would stop the run, with no data anywhere."""
+    pipeline = ROOT / "pipelines" / "mnist_cnn.toml"
+    absent = ["--set", f'data.root="{tmp_path / "absent"}"']
+    result = CliRunner().invoke(cli, ["validate", str(pipeline), *absent])
+    assert result.exit_code == 0, result.output
+    assert "model 'cnn': outputs (N, 10) as the data needs" in result.output and "checked on the spec of dataset 'mnist', no data loaded" in result.output
+    result = CliRunner().invoke(cli, ["validate", str(pipeline), *absent, "--set", "model.channels=[8, 8, 8, 8, 8]"])
+    assert result.exit_code == 2 and "model.channels: block 5 of 5 leaves no image" in result.output
+    result = CliRunner().invoke(cli, ["validate", str(pipeline), *absent, "--set", 'model={name="torchvision", arch="resnet18"}'])
+    assert result.exit_code == 2 and "set adapt_stem = true" in result.output

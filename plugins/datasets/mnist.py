@@ -22,6 +22,7 @@ from pydantic import Field
 from pipeline_core import ConfigError, DataBundle, DatasetContext, DataSpec, ImageSpec, Register, ScaleImages, Split, hookimpl
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DIGITS = tuple(str(digit) for digit in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 ValSize = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)]
 Std = Annotated[float, Field(gt=0)]
@@ -79,16 +80,23 @@ def idx_dataset(
         splits["validation"] = Split(images[order[:held_out]], labels[order[:held_out]])
         images, labels = images[order[held_out:]], labels[order[held_out:]]
     splits["train"] = Split(images, labels)
-    spec = DataSpec(
-        task="multiclass",
-        input_shape=tuple(images.shape[1:]),
-        num_outputs=len(classes),
-        classes=classes,
-        input_dtype=torch.uint8,
-        image=ImageSpec(),
-    )
+    spec = idx_spec(classes, tuple(images.shape[1:]))
     preprocess = ScaleImages(mean, std) if mean is not None else ScaleImages()
     return DataBundle(spec, splits, preprocess, description=f"{title} (torchvision) from {raw}")
+
+
+def idx_spec(classes: tuple[str, ...], shape: tuple[int, ...] = (1, 28, 28)) -> DataSpec:
+    """What an MNIST-format dataset gives a model: uint8 images (28×28 in every file of the format)."""
+    return DataSpec("multiclass", shape, len(classes), classes, input_dtype=torch.uint8, image=ImageSpec())
+
+
+def mnist_spec(context: DatasetContext, **options: object) -> DataSpec:
+    """The spec without reading the files, so ``pipeline validate`` can build and check the model."""
+    return idx_spec(DIGITS)
+
+
+def fashion_mnist_spec(context: DatasetContext, **options: object) -> DataSpec:
+    return idx_spec(FASHION_CLASSES)
 
 
 def mnist(
@@ -109,8 +117,7 @@ def mnist(
     """
     from torchvision import datasets
 
-    classes = tuple(str(digit) for digit in range(10))
-    return idx_dataset(datasets.MNIST, "MNIST", classes, context, root=root, download=download, val_size=val_size,
+    return idx_dataset(datasets.MNIST, "MNIST", DIGITS, context, root=root, download=download, val_size=val_size,
                        mean=mean if normalize else None, std=std)
 
 
@@ -134,5 +141,5 @@ def fashion_mnist(
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("mnist", mnist)
-    register("fashion_mnist", fashion_mnist)
+    register("mnist", mnist, spec=mnist_spec)
+    register("fashion_mnist", fashion_mnist, spec=fashion_mnist_spec)
