@@ -138,7 +138,12 @@ def check_from_spec(config: PipelineConfig, host: Host) -> str:
         return (f"model {model!r}: outputs checked when the run builds it (dataset {config.data.name!r} cannot say its "
                 "shape without loading its data; `pipeline inspect` loads it and checks now)")
     data_owner = registry.describe("dataset", config.data.name)
-    spec = dataset.spec(DatasetContext(config.pipeline.seed, config.root), **config.data.resolved_options(config.root))
+    try:
+        spec = dataset.spec(DatasetContext(config.pipeline.seed, config.root), **config.data.resolved_options(config.root))
+    except PipelineError:
+        raise
+    except Exception as error:  # a bug in the plugin's spec, not in the pipeline file
+        raise PluginError(f"the spec of {data_owner} raised {type(error).__name__}: {error}") from error
     if not isinstance(spec, DataSpec):
         raise PluginError(f"the spec of {data_owner} returned {type(spec).__name__}, not a DataSpec")
     check_data_spec(spec, owner=data_owner)

@@ -225,10 +225,12 @@ def fail_run(run: RunContext, error: BaseException, stage: str | None) -> NoRetu
     ``error`` itself."""
     run.failure = run.failure or failure_of(error, stage, run.host)
     unsealed = run.is_main and unseal_bundle(run.run_dir / BUNDLE_DIR)
-    artifacts.write_json(run.path(RunFiles.STATUS), run.failure.as_status())
+    recorded = run.failure
+    artifacts.write_json(run.path(RunFiles.STATUS), recorded.as_status())
     _report(run, functools.partial(run.host.hook.on_pipeline_error, run=run, error=error))
-    artifacts.write_json(run.path(RunFiles.STATUS), run.failure.as_status())  # with what reporting it raised
     failure = run.failure
+    if failure is not recorded:  # an on_pipeline_error hook raised too
+        artifacts.write_json(run.path(RunFiles.STATUS), failure.as_status())
     if failure.plugin is None or not isinstance(error, Exception) or isinstance(error, PipelineError):
         raise error
     info = run.host.plugins.get(failure.plugin)
