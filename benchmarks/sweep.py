@@ -1,0 +1,127 @@
+"""The moons sweep (pipelines/moons_sweep.toml) against its goals, side by side in one run.
+
+    python benchmarks/sweep.py [--seeds 0,1,2] [--trials 30] [--jobs-trials 16] [--skip-jobs | --only-jobs]
+
+1. Quality: the best trial's test accuracy (scored once, after selection on the validation split)
+   within ``--trials`` trials; goal ≥ 0.97.
+2. Pruning: the same sweep (same sampler seed) with the median pruner and with ``pruner = "none"``:
+   epochs trained in all, and the best trial's objective (validation) and test accuracy; goal: at
+   least 40% fewer epochs at an equal best (the same objective and test accuracy).
+3. Parallel workers: ``--jobs 2`` against ``--jobs 1`` on the same sweep without pruning and with a
+   random sampler, so both draw from one distribution of trials: trials per minute of the whole
+   command and of its trial phase (first trial started to last trial finished), and epochs per
+   second. ``--jobs 1`` runs with torch's default threads (its own choice) and again on one thread
+   (``--jobs 2`` gives each worker one core), so the figure says what the second process gives and
+   what the thread count gives. The machine's load average is printed: this project's machine has 2
+   cores, shared with other work.
+
+Every sweep runs as ``pipeline sweep`` does (a subprocess, its own study in a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / "pipelines" / "moons_sweep.toml"
+COMMAND = [sys.executable, "-m", "pipeline_core", "sweep", str(PIPELINE)]
+
+
+def sweep(
+    artifacts: Path, study: str, trials: int, jobs: int = 1, overrides: tuple[str, ...] = (), threads: int | None = None
+) -> dict[str, Any]:
+    """Run one sweep; its sweep.json, wall seconds and trial phase (seconds from the first trial's start to the last one's end)."""
+    started = time.perf_counter()
+    command = [*COMMAND, "--artifacts", str(artifacts), "--study", study, "--trials", str(trials), "--jobs", str(jobs)]
+    environment = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    result = subprocess.run([*command, *(f"--set={item}" for item in overrides)], capture_output=True, text=True, env=environment)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    folder = artifacts / "moons_sweep" / "sweeps" / study
+    record = json.loads((folder / "sweep.json").read_text())
+    frozen = optuna.load_study(study_name=study, storage=f"sqlite:///{folder / 'study.db'}").trials
+    phase = (max(t.datetime_complete for t in frozen) - min(t.datetime_start for t in frozen)).total_seconds()
+    return {**record, "seconds": seconds, "phase": phase}
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def quality_and_pruning(artifacts: Path, seeds: list[int], trials: int) -> None:
+    print(f"\n1-2. moons sweep, {trials} trials, TPE seeded; median pruner against none ({load()})")
+    print(f"{'seed':>4}  {'pruner':<6}  {'complete':>8}  {'pruned':>6}  {'epochs':>6}  {'best objective':>20}  {'best test acc':>13}  {'seconds':>7}")
+    for seed in seeds:
+        seeded = (f"sweep.sampler.seed={seed}",)
+        pruned = sweep(artifacts, f"pruned_{seed}", trials, overrides=seeded)
+        full = sweep(artifacts, f"full_{seed}", trials, overrides=(*seeded, 'sweep.pruner="none"'))
+        for label, record in (("median", pruned), ("none", full)):
+            counts, best = record["trials"], record["best"]
+            print(
+                f"{seed:>4}  {label:<6}  {counts['complete']:>8}  {counts['pruned']:>6}  {record['epochs']:>6}  "
+                f"{record['objective'] + ' ' + format(best['value'], '.6f'):>20}  {best['test']['accuracy']:>13.4f}  {record['seconds']:>7.1f}"
+            )
+        saved = 1 - pruned["epochs"] / full["epochs"]
+        equal = pruned["best"]["value"] == full["best"]["value"] and pruned["best"]["test"]["accuracy"] == full["best"]["test"]["accuracy"]
+        reached = min(pruned["best"]["test"]["accuracy"], full["best"]["test"]["accuracy"]) >= 0.97
+        print(
+            f"      seed {seed}: pruning saved {saved:.1%} of the epochs (goal ≥ 40%: {'met' if saved >= 0.4 else 'MISSED'}); "
+            f"best trial {'equal' if equal else 'DIFFERENT'} (objective and test accuracy); ≥ 0.97 within {trials} trials: {'met' if reached else 'MISSED'}"
+        )
+
+
+def workers(artifacts: Path, trials: int) -> None:
+    print(f"\n3. --jobs 2 against --jobs 1, {trials} trials each, random sampler, no pruner")
+    fixed = ('sweep.pruner="none"', 'sweep.sampler={name="random", seed=0}')
+    print(f"   before: {load()}")
+    print(f"{'jobs':>4}  {'threads':>14}  {'trials':>6}  {'epochs':>6}  {'command s':>9}  {'trials/min':>10}  {'phase s':>7}  "
+          f"{'trials/min (phase)':>18}  {'epochs/s':>8}")
+    rates = {}
+    # one worker with torch's threads (what --jobs 1 does), one worker on one thread, two workers (one thread each)
+    for label, jobs, threads in (("1 (default)", 1, None), ("1 (1 thread)", 1, 1), ("2", 2, None)):
+        record = sweep(artifacts, f"jobs_{jobs}_{threads}", trials, jobs=jobs, overrides=fixed, threads=threads)
+        finished = record["trials"]["complete"]
+        rates[label] = (finished / record["seconds"] * 60, finished / record["phase"] * 60, record["epochs"] / record["phase"])
+        shown = "torch's default" if jobs == 1 and threads is None else "1 per worker"
+        print(
+            f"{jobs:>4}  {shown:>14}  {finished:>6}  {record['epochs']:>6}  {record['seconds']:>9.1f}  {rates[label][0]:>10.2f}  "
+            f"{record['phase']:>7.1f}  {rates[label][1]:>18.2f}  {rates[label][2]:>8.0f}"
+        )
+    print(f"   after: {load()}")
+    for base in ("1 (default)", "1 (1 thread)"):
+        print(
+            f"   --jobs 2 / --jobs {base}: {rates['2'][0] / rates[base][0]:.2f}x trials per minute (whole command), "
+            f"{rates['2'][1] / rates[base][1]:.2f}x (trial phase), {rates['2'][2] / rates[base][2]:.2f}x epochs per second"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2", help="TPE sampler seeds, comma-separated")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--jobs-trials", type=int, default=16, help="trials of each --jobs sweep")
+    parser.add_argument("--skip-jobs", action="store_true", help="leave out part 3")
+    parser.add_argument("--only-jobs", action="store_true", help="only part 3")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        artifacts = Path(folder)
+        if not args.only_jobs:
+            quality_and_pruning(artifacts, [int(seed) for seed in args.seeds.split(",")], args.trials)
+        if not args.skip_jobs:
+            workers(artifacts, args.jobs_trials)
+
+
+if __name__ == "__main__":
+    main()
