@@ -128,9 +128,9 @@ def decode(path: str, mode: Mode) -> torch.Tensor:
     with Image.open(path) as image:
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # more than 8 bits: keep the top 8
             image = image.point(lambda value: value * (1 / 256)).convert("L")
-        pixels = np.asarray(image.convert("L" if mode == "gray" else "RGB"))
-    tensor = torch.from_numpy(pixels.copy())
-    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+        pixels = np.array(image.convert("L" if mode == "gray" else "RGB"))  # one copy, writable
+    tensor = torch.from_numpy(pixels)
+    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)  # a view: the next step copies it
 
 
 def decode_problem(path: Path) -> str | None:
