@@ -11,6 +11,8 @@ same plugin.
 from __future__ import annotations
 
 PACKAGE = "pipeline_core_plugins"
+#: Installed distributions declare their plugins as entry points in this group.
+ENTRY_POINT_GROUP = "pipeline_core"
 PREFIX = "plugins."
 
 #: Registered by every host, in this order (llm's ``DEFAULT_PLUGINS``, as names).
@@ -46,6 +48,17 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 #: Shipped, but loaded only where a pipeline file lists them under ``[pipeline] plugins``.
 OPTIONAL_PLUGINS: tuple[str, ...] = ("plugins.trackers.tensorboard",)
+
+
+def installed_plugins() -> bool:
+    """Whether any distribution declares a plugin (an entry point in :data:`ENTRY_POINT_GROUP`).
+
+    No built-in adds a command (``register_commands``; a test pins it), so where nothing else is
+    installed the CLI lists its commands without loading a single plugin, and ``pipeline --help``
+    starts without importing torch."""
+    import importlib.metadata
+
+    return bool(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def canonical(name: str) -> str:

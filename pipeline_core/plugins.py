@@ -40,7 +40,7 @@ from pipeline_core.host import Host, PluginInfo
 from pipeline_core.options import suggest
 from pipeline_core.registry import KINDS, Register, Registry
 
-ENTRY_POINT_GROUP = "pipeline_core"
+ENTRY_POINT_GROUP = builtins.ENTRY_POINT_GROUP
 ONLY_ENV = "PIPELINE_CORE_PLUGINS"
 BLOCK_ENV = "PIPELINE_CORE_BLOCK_PLUGINS"
 TRACE_ENV = "PIPELINE_CORE_TRACE_HOOKS"

@@ -7,12 +7,15 @@ the same ones, so both say the same things."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline_core_deploy import __version__
-from pipeline_core_deploy import predict as deploy
 from pipeline_core_deploy.serve.cli import serve
+
+if TYPE_CHECKING:  # NumPy and the predict module are imported when a command runs, not for --help
+    from pipeline_core_deploy import predict as deploy
 
 VERIFY_KEY_HELP = "Refuse the bundle unless its manifest is signed by this Ed25519 public key (see `sign`)."
 VARIANT_HELP = "Run one of the bundle's optimized variants (int8_dynamic, fp16, ...: metadata.json lists them) instead of model.onnx."
@@ -44,6 +47,7 @@ def cli() -> None:
 def predict(bundle: Path, input_path: Path, output: Path | None, batch_size: int, device: str, verify_key: Path | None,
             variant: str | None) -> None:
     """Predict with BUNDLE (a bundle folder, or a run folder holding bundle/)."""
+    from pipeline_core_deploy import predict as deploy
     try:
         count = deploy.predict(bundle, input_path, output, batch_size, device, verify_key, warn=_warn, variant=variant)
     except deploy.DeployError as error:
@@ -57,6 +61,7 @@ def predict(bundle: Path, input_path: Path, output: Path | None, batch_size: int
 @click.option("--name", default="bundle-signing", show_default=True, help="The key files are NAME.key (private) and NAME.pub (public).")
 def keygen(folder: Path, name: str) -> None:
     """Make an Ed25519 key pair for signing bundles: NAME.key (private, mode 0600) and NAME.pub."""
+    from pipeline_core_deploy import predict as deploy
     from pipeline_core_deploy import signing
 
     try:
@@ -75,6 +80,7 @@ def sign(bundle: Path, key_path: Path) -> None:
 
     The bundle is verified first; the signature goes beside the manifest as manifest.json.sig.
     Deployers check it with --verify-key PUBLIC_KEY on predict, serve and the bundle's predict.py."""
+    from pipeline_core_deploy import predict as deploy
     from pipeline_core_deploy import signing
 
     try:

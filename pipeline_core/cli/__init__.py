@@ -52,7 +52,12 @@ def report_error(error: BaseException, verbose: bool) -> int:
 class PipelineGroup(click.Group):
     """A group that turns framework errors into clean messages and exit codes, and loads plugin
     commands (``register_commands``) only when a command is not built in, so built-in commands such
-    as ``predict`` never pay for importing every plugin (and torch)."""
+    as ``predict`` never pay for importing every plugin (and torch).
+
+    Only installed plugins (entry points) can add commands: no built-in implements
+    ``register_commands`` (tests/test_cli_startup.py pins it). Where none is installed, listing the commands
+    (``pipeline --help``) loads no plugin at all; where some are, every plugin loads as for a run, so
+    one that clashes with a built-in is still named as broken."""
 
     plugins_loaded = False
 
@@ -60,6 +65,10 @@ class PipelineGroup(click.Group):
         if self.plugins_loaded:
             return
         self.plugins_loaded = True
+        from pipeline_core.builtins import installed_plugins
+
+        if not installed_plugins():
+            return
         from pipeline_core.plugins import build_host
 
         try:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline_core.config import plugin_references, read_toml
-from pipeline_core.host import Host
-from pipeline_core.plugins import BLOCK_ENV, build_host
+if TYPE_CHECKING:  # the config reader and the plugin machinery are imported when the command runs
+    from pipeline_core.host import Host
 
 
 def describe(host: Host) -> list[dict[str, Any]]:
     """One entry per plugin: name, source, version, hooks implemented, components by kind; a broken
     plugin has ``status`` "broken", its ``error`` and the setting that ``blocks`` it."""
+    from pipeline_core.plugins import BLOCK_ENV
+
     entries = []
     for name, info in host.plugins.items():
         plugin = host.manager.get_plugin(name)
@@ -41,6 +42,9 @@ def describe(host: Host) -> list[dict[str, Any]]:
 @click.option("--pipeline", "pipeline_file", type=click.Path(path_type=Path, dir_okay=False), help="Also load the plugins this pipeline file names.")
 def plugins(as_json: bool, pipeline_file: Path | None) -> None:
     """List plugins, their versions, hooks and registered components."""
+    from pipeline_core.config import plugin_references, read_toml
+    from pipeline_core.plugins import build_host
+
     local: list[str] = []
     if pipeline_file is not None:
         raw, _ = read_toml(pipeline_file)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from pipeline_core.artifacts import DEFAULT_ROOT, RunFiles, read_json
 from pipeline_core.errors import ConfigError
 from pipeline_core.results import scalars_by_split
 from pipeline_core.sweep.folder import SweepFolder, sweep_folders
+
+if TYPE_CHECKING:  # rich is imported by the commands that print, so `pipeline --help` does not pay for it
+    from rich.table import Table
 
 HEADLINE = ("accuracy", "f1", "loss", "mse", "r2")
 
@@ -40,6 +41,8 @@ def _run_folders(root: Path, name: str | None) -> list[Path]:
 @click.option("--artifacts", "root", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ROOT, show_default=True)
 def runs(name: str | None, root: Path) -> None:
     """List past runs and sweeps (of pipeline NAME) with their status and test metrics."""
+    from rich.console import Console
+
     folders, sweeps = _run_folders(root, name), sweep_folders(root, name)
     if not folders and not sweeps:
         raise ConfigError(f"no runs{f' of {name!r}' if name else ''} under {root}")
@@ -51,6 +54,8 @@ def runs(name: str | None, root: Path) -> None:
 
 
 def _runs_table(folders: list[Path], root: Path) -> Table:
+    from rich.table import Table
+
     table = Table("run", "status", "test metrics", "seed", title=f"runs in {root}")
     for folder in folders:
         status = read_json(folder / RunFiles.STATUS).get("status", "unknown")
@@ -66,6 +71,8 @@ def _runs_table(folders: list[Path], root: Path) -> Table:
 
 def _sweeps_table(sweeps: list[SweepFolder], root: Path) -> Table:
     """Each sweep from its sweep.json: trials by state, the best trial and its test metrics."""
+    from rich.table import Table
+
     table = Table("sweep", "state", "trials", "objective", "best trial", "its test metrics", title=f"sweeps in {root}")
     for sweep in sweeps:
         record = read_json(sweep.record)
@@ -98,6 +105,9 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 @click.argument("second", type=click.Path(path_type=Path, file_okay=False, exists=True))
 def compare(first: Path, second: Path) -> None:
     """Metrics and configuration differences of two run folders, side by side."""
+    from rich.console import Console
+    from rich.table import Table
+
     for folder in (first, second):
         if not (folder / RunFiles.CONFIG).is_file():
             raise ConfigError(f"{folder} is not a run folder (no {RunFiles.CONFIG})")

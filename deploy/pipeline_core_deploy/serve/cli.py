@@ -17,8 +17,6 @@ from typing import Any
 
 import click
 
-from pipeline_core_deploy.predict import DeployError
-
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -63,6 +61,7 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     """
     import uvicorn
 
+    from pipeline_core_deploy.predict import DeployError
     from pipeline_core_deploy.serve import config, logs, models
     from pipeline_core_deploy.serve.app import ServerSettings, create_app
 
