@@ -14,26 +14,12 @@ import copy
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline_core import (
-    BUNDLE_DIR,
-    ConfigError,
-    Exporter,
-    ExportInfo,
-    Register,
-    RunContext,
-    RunFailed,
-    RunFiles,
-    Tolerance,
-    bundle_metadata,
-    deployable,
-    hookimpl,
-    is_sealed,
-    measure_noise,
-    seal_bundle,
-    verify,
-)
-from pipeline_core_plugins.optimize import ONNX_FILE, make_variants
+from pipeline_core import Register, hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import Exporter, RunContext
 
 STAGING = ".bundle.staging"
 FAILED = "bundle.failed"
@@ -41,6 +27,8 @@ FAILED = "bundle.failed"
 
 def _reject(run: RunContext, staging: Path, failures: list[str]) -> None:
     """Keep the rejected files for inspection, leave any sealed bundle alone, and say how to retry."""
+    from pipeline_core import BUNDLE_DIR, RunFailed, RunFiles, is_sealed
+
     failed = run.run_dir / FAILED
     shutil.rmtree(failed, ignore_errors=True)
     staging.replace(failed)
@@ -57,6 +45,20 @@ def _reject(run: RunContext, staging: Path, failures: list[str]) -> None:
 
 def export(run: RunContext) -> None:
     """Export, reload, check, and seal the deploy bundle."""
+    from pipeline_core import (
+        BUNDLE_DIR,
+        ConfigError,
+        ExportInfo,
+        RunFiles,
+        Tolerance,
+        bundle_metadata,
+        deployable,
+        measure_noise,
+        seal_bundle,
+        verify,
+    )
+    from pipeline_core_plugins.optimize import ONNX_FILE, make_variants
+
     data, model = run.require_data("export"), run.require_model("export")
     settings = run.config.export
     reference = deployable(copy.deepcopy(model).cpu(), data.spec.task, settings.probabilities)

@@ -13,15 +13,18 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
-import onnx
-import torch
 from pydantic import Field
-from torch import nn
 
-from pipeline_core import ExportInfo, Register, RunFailed, atomic_write, hookimpl
+from pipeline_core import Register, RunFailed, atomic_write, hookimpl
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from pipeline_core import ExportInfo
 
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -82,6 +85,8 @@ class OnnxExporter:
     filename: str = "model.onnx"
 
     def _dynamo(self, model: nn.Module, example: torch.Tensor, path: Path, info: ExportInfo) -> None:
+        import torch
+
         dynamic = ({0: torch.export.Dim("batch", min=1)},) if info.dynamic_batch else None
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -93,6 +98,8 @@ class OnnxExporter:
         atomic_write(path, lambda temp: program.save(str(temp), external_data=False))
 
     def _torchscript(self, model: nn.Module, example: torch.Tensor, path: Path, info: ExportInfo) -> None:
+        import torch
+
         names = [info.input_name, *info.output_names]
         axes = {name: {0: "batch"} for name in names} if info.dynamic_batch else None
         with warnings.catch_warnings():
@@ -103,6 +110,8 @@ class OnnxExporter:
             ))
 
     def export(self, model: nn.Module, example: torch.Tensor, path: Path, info: ExportInfo) -> dict[str, Any]:
+        import onnx
+
         details: dict[str, Any] = {"opset": self.opset}
         if self.exporter in ("auto", "dynamo"):
             try:

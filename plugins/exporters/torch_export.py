@@ -7,12 +7,15 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from pipeline_core import Register, atomic_write, hookimpl
 
-from pipeline_core import METADATA_FILE, ExportInfo, LoadedTorchModule, Register, atomic_write, hookimpl, output_names_from
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pipeline_core import ExportInfo, LoadedTorchModule
 
 
 @dataclass
@@ -21,6 +24,10 @@ class TorchExportExporter:
     filename: str = "model.pt2"
 
     def export(self, model: nn.Module, example: torch.Tensor, path: Path, info: ExportInfo) -> dict[str, Any]:
+        import torch
+
+        from pipeline_core import METADATA_FILE
+
         dynamic = ({0: torch.export.Dim("batch", min=1)},) if info.dynamic_batch else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -36,6 +43,10 @@ class TorchExportExporter:
         return {"strict": self.strict, "dynamic_batch": info.dynamic_batch}
 
     def load(self, path: Path, device: torch.device) -> LoadedTorchModule:
+        import torch
+
+        from pipeline_core import METADATA_FILE, LoadedTorchModule, output_names_from
+
         extra = {METADATA_FILE: ""}
         program = torch.export.load(str(path), extra_files=extra)
         module = program.module().to(device)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import nn
+from pipeline_core import Register, atomic_write, hookimpl
 
-from pipeline_core import METADATA_FILE, ExportInfo, LoadedTorchModule, Register, atomic_write, hookimpl, output_names_from
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pipeline_core import ExportInfo, LoadedTorchModule
 
 
 @dataclass
@@ -23,6 +26,10 @@ class TorchScriptExporter:
     filename: str = "model.torchscript.pt"
 
     def export(self, model: nn.Module, example: torch.Tensor, path: Path, info: ExportInfo) -> dict[str, Any]:
+        import torch
+
+        from pipeline_core import METADATA_FILE
+
         details: dict[str, Any] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -43,6 +50,10 @@ class TorchScriptExporter:
         return details
 
     def load(self, path: Path, device: torch.device) -> LoadedTorchModule:
+        import torch
+
+        from pipeline_core import METADATA_FILE, LoadedTorchModule, output_names_from
+
         extra = {METADATA_FILE: ""}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
