@@ -195,6 +195,41 @@ def test_augmentation_applies_to_training_batches_only(tmp_path):
     assert torch.equal(predict(model, train), predict(model, train.inputs))
 
 
+EVERY_STEP = """transforms = [
+    { name = "resize", size = [20, 18] },
+    { name = "center_crop", size = 16 },
+    { name = "random_resized_crop", scale = [0.5, 1.0] },
+    { name = "random_crop", padding = 2, padding_mode = "reflect" },
+    { name = "horizontal_flip", p = 1.0 },
+    { name = "vertical_flip", p = 1.0 },
+    { name = "rotation", degrees = [-30, 30], fill = 7 },
+    { name = "color_jitter", brightness = 0.4, contrast = 0.4, saturation = 0.4, hue = 0.1 },
+    { name = "normalize", mean = 0.5, std = 0.25 },
+]"""
+
+
+@pytest.mark.parametrize("mode, channels", [("RGB", 3), ("L", 1)])
+def test_every_transform_step_runs_and_augmentations_keep_the_size(tmp_path, mode, channels):
+    """Each step the transform list offers, on real colour and grayscale files: the deterministic
+    steps set the model's input size, every augmentation keeps it (uint8, the same shape), and
+    normalize becomes the model's scaling."""
+    write_image_folder(tmp_path / "images", per_class=4, size=(30, 40), mode=mode)
+    start, end = IMAGES.index("transforms = ["), IMAGES.index("]\n", IMAGES.index('name = "normalize"')) + 1
+    path = _pipeline(tmp_path, IMAGES[:start] + EVERY_STEP + IMAGES[end:])
+    data = _run(path, tmp_path / "run", 'pipeline.stages=["load_data"]').data
+    train = data.splits["train"]
+    assert data.spec.input_shape == (channels, 16, 16) and train.inputs.dtype == torch.uint8
+    assert [step["op"] for step in data.spec.image.resize] == ["resize", "center_crop"]
+    from pipeline_core.streaming import augment_rows, item_seed
+
+    names = [type(step).__name__ for step in train.augment.transforms]
+    assert names == ["RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomRotation", "ColorJitter"]
+    augmented = augment_rows(train.inputs, range(len(train)), train.augment, lambda row: item_seed(1, 1, row))
+    assert augmented.shape == train.inputs.shape and augmented.dtype == torch.uint8
+    assert all(not torch.equal(a, b) for a, b in zip(augmented, train.inputs, strict=True))
+    assert torch.allclose(data.preprocess(torch.full((1, channels, 1, 1), 255, dtype=torch.uint8)), torch.full((1, channels, 1, 1), 2.0))
+
+
 def test_the_transform_list_is_validated_with_lines_keys_and_suggestions(tmp_path):
     write_image_folder(tmp_path / "images", per_class=4)
     cases = {

@@ -84,6 +84,9 @@ def test_png_files_and_folders_predict_what_the_same_pixels_as_an_array_do(gray,
     arrays, files = _records(tmp_path / "arrays.json"), _records(tmp_path / "folder.json")
     assert [record.pop("file") for record in files] == [f"img{index}.png" for index in range(5)]
     assert files == arrays  # lossless PNG: the same pixels give the same predictions
+    np.save(tmp_path / "floats.npy", pixels.astype(np.float32))  # raw 0-255 pixels as floats work as well
+    assert predict.predict(gray, tmp_path / "floats.npy", tmp_path / "floats.json") == 5
+    assert _records(tmp_path / "floats.json") == arrays
 
     assert predict.predict(gray, folder / "img3.png", tmp_path / "one.csv") == 1
     header, row = (tmp_path / "one.csv").read_text().splitlines()

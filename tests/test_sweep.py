@@ -5,6 +5,7 @@ and a dead worker's trial failed and tried again on a storage without heartbeats
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from pipeline_core.cli import cli
+from pipeline_core.runner import load_pipeline
 from pipeline_core.sweep import study as studies
 from pipeline_core.sweep.folder import SweepFolder
 
@@ -177,6 +179,54 @@ def test_the_pruner_stops_poor_trials_before_their_last_epoch(tmp_path, write_pi
     record = json.loads(folder.record.read_text())
     assert record["trials"]["pruned"] == len(pruned) and record["trials"]["complete"] == 8 - len(pruned)
     assert record["epochs"] == sum(trial.user_attrs["epochs"] for trial in study.trials) < 8 * 30
+
+
+EVERY_KIND = SWEEP.replace('objective = "val_accuracy"', 'objective = "val_loss"').replace("trials = 4", "trials = 5").replace(
+    '"data.standardize" = { type = "categorical", choices = [true, false] }',
+    '"train.optimizer.momentum" = { type = "float", low = 0.0, high = 0.95 }\n"train.epochs" = { type = "int", low = 10, high = 30, step = 5 }',
+)
+
+
+@pytest.mark.parametrize("sampler, pruner, sampler_class, pruner_class", [
+    ('{ name = "tpe", seed = 0, startup_trials = 2 }', '{ name = "successive_halving", min_epochs = 2, reduction_factor = 2 }',
+     optuna.samplers.TPESampler, optuna.pruners.SuccessiveHalvingPruner),
+    ('{ name = "cmaes", seed = 0 }', '{ name = "hyperband", min_epochs = 2, max_epochs = 30 }',
+     optuna.samplers.CmaEsSampler, optuna.pruners.HyperbandPruner),
+], ids=["tpe-successive_halving", "cmaes-hyperband"])
+def test_the_other_samplers_and_pruners_run_int_and_linear_parameters(tmp_path, write_pipeline, sampler, pruner, sampler_class, pruner_class):
+    """TPE and CMA-ES with successive halving and Hyperband, over a log float, a linear float, a
+    stepped int and a categorical: each drawn value is in its range and reaches the trial's run."""
+    path = write_pipeline(EVERY_KIND.replace('sampler = { name = "random", seed = 0 }', f"sampler = {sampler}").replace(
+        'pruner = "none"', f"pruner = {pruner}"))
+    config, _ = load_pipeline(path)
+    assert isinstance(studies.sampler(config.sweep), sampler_class) and isinstance(studies.pruner(config.sweep), pruner_class)
+    code, output = sweep(str(path), "--artifacts", str(tmp_path))
+    assert code == 0, output
+    folder = sweep_folder(tmp_path)
+    trials = load_study(sqlite(folder)).trials
+    assert len(trials) == 5 and all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in trials), output
+    for trial in trials:
+        lr, momentum, epochs = (trial.params[key] for key in ("train.optimizer.lr", "train.optimizer.momentum", "train.epochs"))
+        assert 0.01 <= lr <= 1.0 and 0.0 <= momentum <= 0.95 and epochs in (10, 15, 20, 25, 30)
+        config = tomllib.loads((folder.trial_dir(trial.number) / "config.toml").read_text())
+        assert (config["train"]["optimizer"]["lr"], config["train"]["optimizer"]["momentum"], config["train"]["epochs"]) == (lr, momentum, epochs)
+        assert trial.user_attrs["epochs"] == (epochs if trial.state == TrialState.COMPLETE else max(trial.intermediate_values))
+    assert len({trial.params["train.optimizer.momentum"] for trial in trials}) == 5  # drawn, not fixed
+
+
+def test_a_time_budget_starts_no_trial_after_it(tmp_path, write_pipeline):
+    """``timeout`` without ``trials``: trials start until the time is over, none after, and the sweep finishes."""
+    path = write_pipeline(SWEEP.replace("trials = 4", "timeout = 4"))
+    started = datetime.datetime.now()
+    code, output = sweep(str(path), "--artifacts", str(tmp_path))
+    assert code == 0, output
+    assert (datetime.datetime.now() - started).total_seconds() >= 4
+    folder = sweep_folder(tmp_path)
+    trials = load_study(sqlite(folder)).trials
+    assert trials and all(trial.state == TrialState.COMPLETE for trial in trials)
+    assert all((trial.datetime_start - started).total_seconds() < 4 for trial in trials)
+    record = json.loads(folder.record.read_text())
+    assert record["state"] == "finished" and record["trials"]["complete"] == len(trials)
 
 
 DIVERGING = SWEEP.replace('sampler = { name = "random", seed = 0 }', 'sampler = "grid"').replace("trials = 4\n", "").replace(
