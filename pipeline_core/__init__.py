@@ -48,19 +48,19 @@ _EXPORTS = {
     "Interrupted": "pipeline_core.errors",
     # datasets
     "DataBundle": "pipeline_core.data",
-    "DataSpec": "pipeline_core.data",
-    "DatasetContext": "pipeline_core.data",
-    "ImageSpec": "pipeline_core.data",
+    "DataSpec": "pipeline_core.spec",
+    "DatasetContext": "pipeline_core.spec",
+    "ImageSpec": "pipeline_core.spec",
     "Split": "pipeline_core.splits",
     "StreamedSplit": "pipeline_core.streaming",
     "ScaleImages": "pipeline_core.images",
     "place_splits": "pipeline_core.loading",
-    "Task": "pipeline_core.data",
+    "Task": "pipeline_core.spec",
     "SplitOptions": "pipeline_core.tabular",
-    "Standardize": "pipeline_core.tabular",
+    "Standardize": "pipeline_core.tabular_split",
     "check_fractions": "pipeline_core.tabular",
     "split_options": "pipeline_core.tabular",
-    "split_tabular": "pipeline_core.tabular",
+    "split_tabular": "pipeline_core.tabular_split",
     # schedulers, metrics
     "LRSchedule": "pipeline_core.training.schedule",
     "TrainingPlan": "pipeline_core.training.schedule",
@@ -128,7 +128,7 @@ if TYPE_CHECKING:
     from pipeline_core.bundle import BUNDLE_DIR, bundle_metadata, is_sealed, seal_bundle
     from pipeline_core.config import PipelineConfig
     from pipeline_core.context import RunContext
-    from pipeline_core.data import DataBundle, DatasetContext, DataSpec, ImageSpec, Predictions, Task, class_indices
+    from pipeline_core.data import DataBundle, Predictions, class_indices
     from pipeline_core.errors import ConfigError, Interrupted, PipelineError, PluginError, RunFailed
     from pipeline_core.evaluation import Evaluator, predict
     from pipeline_core.export import (
@@ -158,9 +158,11 @@ if TYPE_CHECKING:
         PipelineSection,
         TrainSection,
     )
+    from pipeline_core.spec import DatasetContext, DataSpec, ImageSpec, Task
     from pipeline_core.splits import Split
     from pipeline_core.streaming import StreamedSplit
-    from pipeline_core.tabular import SplitOptions, Standardize, check_fractions, split_options, split_tabular
+    from pipeline_core.tabular import SplitOptions, check_fractions, split_options
+    from pipeline_core.tabular_split import Standardize, split_tabular
     from pipeline_core.training.fit import fit
     from pipeline_core.training.schedule import LRSchedule, TrainingPlan
     from pipeline_core.verification import Tolerance, measure_noise, verify

@@ -10,80 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from pipeline_core.spec import INTERPOLATIONS, RESIZE_OPS, TASKS, DatasetContext, DataSpec, ImageSpec, Task
 from pipeline_core.splits import Augment, Split
 from pipeline_core.streaming import StreamedSplit
 
-__all__ = ["Augment", "DataBundle", "DataSpec", "DatasetContext", "ImageSpec", "Predictions", "Split", "StreamedSplit", "Task", "class_indices"]
-
-Task = Literal["multiclass", "binary", "regression"]
-TASKS: tuple[str, ...] = ("multiclass", "binary", "regression")
-
-
-@dataclass(frozen=True)
-class DatasetContext:
-    """What the host tells a dataset loader: the run's seed (for splits) and where relative paths start."""
-
-    seed: int
-    base_dir: Path = Path(".")
-
-
-#: The geometric steps an image may go through on its way to the model, as a deploy side redoes them.
-RESIZE_OPS = ("resize", "center_crop")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """The inputs are images: what turns an image file into one input row, so a deployer can send
-    PNG or JPEG files (``metadata.json``'s ``image``). Decode the file to the input's channels (1:
-    grayscale, 3: RGB, 4: RGBA), apply ``resize`` in order, and the result is the (C, H, W) pixels of
-    :attr:`DataSpec.input_shape`, 0–255 in the input's dtype; scaling and normalization are in the
-    model. ``resize`` lists the geometric steps the data pipeline applied to every evaluated image,
-    with torchvision's meaning: ``{"op": "resize", "size": [h, w]}`` (or ``[s]``: the shorter side
-    becomes ``s``, keeping the aspect ratio), optionally with ``"interpolation"`` (``nearest``,
-    ``bilinear``, the default, or ``bicubic``), and ``{"op": "center_crop", "size": [h, w]}``. An
-    image that reaches the end of the steps at another size is resized to (H, W)."""
-
-    resize: tuple[dict[str, Any], ...] = ()
-
-    def __post_init__(self) -> None:
-        for number, step in enumerate(self.resize, start=1):
-            size = step.get("size")
-            if step.get("op") not in RESIZE_OPS:
-                raise ValueError(f"image resize step {number}: op must be one of {', '.join(RESIZE_OPS)}, not {step.get('op')!r}")
-            if not isinstance(size, (list, tuple)) or len(size) not in (1, 2) or not all(isinstance(n, int) and n > 0 for n in size):
-                raise ValueError(f"image resize step {number}: size must be [height, width] or [shorter side], positive integers; got {size!r}")
-            if step.get("interpolation", "bilinear") not in INTERPOLATIONS:
-                raise ValueError(f"image resize step {number}: interpolation must be one of {', '.join(INTERPOLATIONS)}")
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """The shape of the problem, handed to model factories.
-
-    Targets follow the task: ``multiclass`` int64 class indices of shape (N,), ``binary`` float32 of
-    shape (N, 1), ``regression`` float32 of shape (N, num_outputs). Image inputs are (C, H, W) and
-    carry an :class:`ImageSpec`.
-    """
-
-    task: Task
-    input_shape: tuple[int, ...]
-    num_outputs: int
-    classes: tuple[str, ...] = ()
-    feature_names: tuple[str, ...] = ()
-    input_dtype: torch.dtype = torch.float32
-    image: ImageSpec | None = None
-
-    def __post_init__(self) -> None:
-        if self.image is not None and (len(self.input_shape) != 3 or self.input_shape[0] not in (1, 3, 4)):
-            raise ValueError(f"image inputs have shape (channels, height, width) with 1, 3 or 4 channels, not {self.input_shape}")
-
+__all__ = ["INTERPOLATIONS", "RESIZE_OPS", "TASKS", "Augment", "DataBundle", "DataSpec", "DatasetContext", "ImageSpec", "Predictions", "Split", "StreamedSplit", "Task", "class_indices"]
 
 @dataclass
 class DataBundle:

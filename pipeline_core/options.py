@@ -146,6 +146,20 @@ def _tagged(annotation: Any) -> tuple[str, dict[str, type[pydantic.BaseModel]]] 
     return discriminator, models
 
 
+def option_hints(function: Callable[..., Any], names: Iterable[str]) -> dict[str, Any]:
+    """The evaluated annotations of ``function``'s parameters ``names`` (its options), and of nothing else.
+
+    The context parameters and the return type are left as written: a plugin imports the types it
+    names there (``DataBundle``, ``nn.Module``) under ``typing.TYPE_CHECKING``, so that registering it
+    imports no torch, and those names do not exist when the plugin runs."""
+    wanted = set(names)
+    target = inspect.unwrap(function)
+    if not inspect.isfunction(target):  # a class: its fields, as typing resolves them
+        return {k: v for k, v in typing.get_type_hints(function, include_extras=True).items() if k in wanted}
+    annotations = {k: v for k, v in getattr(function, "__annotations__", {}).items() if k in wanted}
+    return typing.get_type_hints(types.SimpleNamespace(__annotations__=annotations), target.__globals__, include_extras=True)
+
+
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
     """``did you mean 'x'?`` when a close match exists, else an empty string."""
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -168,7 +182,7 @@ class Schema:
         """The keyword-only parameters of ``factory`` as options; raises TypeError naming ``owner``."""
         signature = inspect.signature(factory)
         try:
-            hints = typing.get_type_hints(factory, include_extras=True)
+            hints = option_hints(factory, [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY])
         except Exception as error:  # a forward reference the plugin cannot resolve
             raise TypeError(f"{owner}: cannot resolve the type annotations: {error}") from error
         parameters = list(signature.parameters.values())

@@ -7,11 +7,14 @@ which tasks it applies to and says so when used on the wrong one.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from pipeline_core import Predictions, Register, RunFailed, hookimpl
+from pipeline_core import Register, RunFailed, hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import Predictions
 
 Average = Literal["macro", "micro", "weighted"]
 

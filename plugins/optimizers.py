@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 from pydantic import Field
 
 from pipeline_core import Register, hookimpl
+
+if TYPE_CHECKING:  # torch is imported where a component is built, not to register it
+    import torch
+
+    Params = Iterable[torch.nn.Parameter]
 
 Rate = Annotated[float, Field(gt=0)]
 
@@ -22,7 +26,6 @@ def _fused(make: Callable[..., torch.optim.Optimizer], params: Params, **options
     except (RuntimeError, TypeError, ValueError):
         return make(params, **options)
 NonNegative = Annotated[float, Field(ge=0)]
-Params = Iterable[torch.nn.Parameter]
 
 
 def sgd(
@@ -35,6 +38,8 @@ def sgd(
     weight_decay: NonNegative = 0.0,
 ) -> torch.optim.Optimizer:
     """Stochastic gradient descent, optionally with (Nesterov) momentum."""
+    import torch
+
     return _fused(torch.optim.SGD, params, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov, weight_decay=weight_decay)
 
 
@@ -53,6 +58,8 @@ def adam(
     amsgrad: bool = False,
 ) -> torch.optim.Optimizer:
     """Adam (Kingma & Ba)."""
+    import torch
+
     return _fused(torch.optim.Adam, params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
 
@@ -66,6 +73,8 @@ def adamw(
     amsgrad: bool = False,
 ) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay (Loshchilov & Hutter)."""
+    import torch
+
     return _fused(torch.optim.AdamW, params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
 
@@ -78,6 +87,8 @@ def adagrad(
     eps: Rate = 1e-10,
 ) -> torch.optim.Optimizer:
     """AdaGrad: per-parameter rates scaled by accumulated squared gradients."""
+    import torch
+
     return _fused(torch.optim.Adagrad, params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps)
 
 
@@ -92,6 +103,8 @@ def rmsprop(
     centered: bool = False,
 ) -> torch.optim.Optimizer:
     """RMSProp: rates scaled by a moving average of squared gradients."""
+    import torch
+
     return torch.optim.RMSprop(
         params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered
     )

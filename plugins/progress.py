@@ -9,12 +9,15 @@ says the rest. ``"lines"`` prints about ten plain lines per run instead, for log
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from pipeline_core import RunContext, hookimpl
+from pipeline_core import hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import RunContext
 
 HIDDEN = ("epoch", "seconds", "lr")
 

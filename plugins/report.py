@@ -10,21 +10,28 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+from pipeline_core import RunFiles, __version__, hookimpl, scalars
 
-from pipeline_core import RunContext, RunFiles, __version__, hookimpl, scalars, summarize
+if TYPE_CHECKING:
+    import jinja2
+
+    from pipeline_core import RunContext
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 def render(run: RunContext) -> str:
     """The report's HTML for ``run``."""
+    from pipeline_core import summarize
+
     numbers: dict[str, dict[str, float]] = {}
     matrices: dict[str, Any] = {}
     for split, values in run.metrics.items():

@@ -6,23 +6,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
 from pydantic import Field
 
 from pipeline_core import LRSchedule, Register, TrainingPlan, hookimpl
+
+if TYPE_CHECKING:  # torch is imported where a component is built, not to register it
+    import torch
 
 Positive = Annotated[float, Field(gt=0)]
 
 
 def step(optimizer: torch.optim.Optimizer, plan: TrainingPlan, *, step_size: Annotated[int, Field(ge=1)], gamma: Annotated[float, Field(gt=0, le=1)] = 0.1) -> LRSchedule:
     """Multiply the rate by ``gamma`` every ``step_size`` epochs."""
+    import torch
+
     return LRSchedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma))
 
 
 def cosine(optimizer: torch.optim.Optimizer, plan: TrainingPlan, *, t_max: Annotated[int, Field(ge=1)] | None = None, eta_min: Annotated[float, Field(ge=0)] = 0.0) -> LRSchedule:
     """Cosine annealing from the initial rate to ``eta_min`` over ``t_max`` epochs (default: all of them)."""
+    import torch
+
     return LRSchedule(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max or plan.epochs, eta_min=eta_min))
 
 
@@ -37,6 +43,8 @@ def reduce_on_plateau(
     min_lr: Annotated[float, Field(ge=0)] = 0.0,
 ) -> LRSchedule:
     """Multiply the rate by ``factor`` when ``monitor`` stops improving for ``patience`` epochs."""
+    import torch
+
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr)
     return LRSchedule(scheduler, monitor=monitor)
 
@@ -52,6 +60,8 @@ def one_cycle(
     final_div_factor: Positive = 1e4,
 ) -> LRSchedule:
     """The 1cycle policy (Smith & Topin): warm up to ``max_lr``, then anneal, over every optimizer step."""
+    import torch
+
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=max_lr, total_steps=plan.total_steps, pct_start=pct_start, anneal_strategy=anneal_strategy,
         div_factor=div_factor, final_div_factor=final_div_factor,

@@ -7,29 +7,19 @@ may reorder them, drop them, or add stages of its own between them.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from pipeline_core import DatasetContext, PipelineError, Register, RunFiles, hookimpl
 
-from pipeline_core import (
-    DataBundle,
-    DatasetContext,
-    Evaluator,
-    PipelineError,
-    Register,
-    RunContext,
-    RunFiles,
-    check_data_spec,
-    check_model_outputs,
-    fit,
-    hookimpl,
-    place_splits,
-)
+if TYPE_CHECKING:
+    from pipeline_core import RunContext
 
 
 def load_data(run: RunContext) -> None:
     """Call the configured dataset loader with the run's seed; decode its streamed splits into memory
     or keep them streamed, as ``[data] load`` and ``memory_limit`` say (recorded in ``data.json``)."""
+    from pipeline_core import DataBundle, place_splits
+
     assert run.config.data is not None  # the config requires [data] when this stage is listed
     bundle = run.create(run.config.data, DatasetContext(run.config.pipeline.seed, run.config.root))
     if not isinstance(bundle, DataBundle):
@@ -43,6 +33,10 @@ def build_model(run: RunContext) -> None:
     """Build the configured model from the data spec, behind the data's preprocessing, and check
     with one dry pass on two training rows that its outputs fit the data (nothing trains on a
     model whose last layer has the wrong size)."""
+    from torch import nn
+
+    from pipeline_core import check_data_spec, check_model_outputs
+
     assert run.config.model is not None
     data = run.require_data("build_model")
     registry = run.host.registry
@@ -58,6 +52,10 @@ def build_model(run: RunContext) -> None:
 def train(run: RunContext) -> None:
     """Fit the model on the train split (validation each epoch, checkpoints, resumable, signal-safe),
     then keep the history, the weights and what training did in the run folder."""
+    import torch
+
+    from pipeline_core import fit
+
     model = run.require_model("train")
     try:
         run.training = fit(run)
@@ -70,6 +68,8 @@ def train(run: RunContext) -> None:
 
 def evaluate(run: RunContext) -> None:
     """Compute the configured metrics on every split; the test split is the headline."""
+    from pipeline_core import Evaluator
+
     data, model = run.require_data("evaluate"), run.require_model("evaluate")
     split_name = run.config.evaluate.split
     if split_name not in data.splits:

@@ -121,7 +121,7 @@ def cifar10(
     if held_out:
         rows = order[:held_out].sort().values
         splits["validation"] = StreamedSplit(_Subset(train, rows), train_labels[rows], shape, name="validation")
-    spec = DataSpec("multiclass", shape, len(classes), classes, input_dtype=torch.uint8, image=ImageSpec(pipeline.image_steps()))
+    spec = DataSpec("multiclass", shape, len(classes), classes, input_dtype="uint8", image=ImageSpec(pipeline.image_steps()))
     return DataBundle(spec, splits, pipeline.scaling(3), description=f"CIFAR-10 (binary version) from {folder}")
 
 

@@ -9,22 +9,15 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
-from pipeline_core import (
-    ConfigError,
-    DataBundle,
-    DatasetContext,
-    DataSpec,
-    Register,
-    SplitOptions,
-    hookimpl,
-    split_options,
-    split_tabular,
-)
+from pipeline_core import ConfigError, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
+
+if TYPE_CHECKING:
+    from pipeline_core import DataBundle
 
 #: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20
@@ -130,6 +123,7 @@ def csv_dataset(
     ``path`` is relative to the pipeline file. ``task = "auto"`` treats text labels and whole numbers
     with at most 20 distinct values as classes, anything else as regression.
     """
+    from pipeline_core import split_tabular
     table = _table(context, path, target, features, task, delimiter)
     file, header = table.file, table.header
     columns = [header.index(name) for name in table.features]

@@ -5,7 +5,12 @@ They ship with scikit-learn, so this is the real-handwriting workload that runs 
 
 from __future__ import annotations
 
-from pipeline_core import DataBundle, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options, split_tabular
+from typing import TYPE_CHECKING
+
+from pipeline_core import DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
+
+if TYPE_CHECKING:
+    from pipeline_core import DataBundle
 
 #: what the loaded bundle's spec is, known without importing scikit-learn (``pipeline validate`` uses it)
 SPEC = DataSpec(
@@ -18,6 +23,8 @@ SPEC = DataSpec(
 def digits(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
     """8×8 handwritten digits as 64 pixel features."""
     from sklearn.datasets import load_digits
+
+    from pipeline_core import split_tabular
 
     raw = load_digits()
     return split_tabular(

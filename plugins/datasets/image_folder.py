@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
 from pydantic import Field
 
-from pipeline_core import (
-    ConfigError,
-    DataBundle,
-    DatasetContext,
-    DataSpec,
-    ImageSpec,
-    Register,
-    StreamedSplit,
-    hookimpl,
-)
+from pipeline_core import ConfigError, DatasetContext, DataSpec, ImageSpec, Register, hookimpl
 from pipeline_core_plugins.datasets import image_files
 from pipeline_core_plugins.datasets.image_transforms import Pipeline, Transform, order_problem
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipeline_core import DataBundle
 
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test",), "validation": ("val", "valid", "validation")}
 TestFraction = Annotated[float, Field(ge=0, lt=1)]
@@ -62,6 +57,8 @@ def _split_folders(root: Path, layout: str) -> dict[str, Path]:
 
 def _stratified(labels: torch.Tensor, fraction: float, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Row indices (kept, taken): ``fraction`` of each class taken at random (rounded, seeded)."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed * 1_000_003 + salt)
     kept, taken = [], []
     for label in labels.unique(sorted=True):
@@ -93,6 +90,10 @@ def image_folder(
     ``val_size``: fractions of each class carved from the training images when there is no such folder.
     ``verify``: ``header`` (read each file's header and end) or ``decode`` (decode every file once).
     """
+    import torch
+
+    from pipeline_core import DataBundle, StreamedSplit
+
     problem = order_problem(list(transforms))
     if problem:
         raise ConfigError(f"data.{problem}")
@@ -147,7 +148,7 @@ def image_folder(
         for split, paths in files.items()
     }
     preprocess = pipeline.scaling(channels)
-    spec = DataSpec("multiclass", shape, len(classes), classes, input_dtype=torch.uint8, image=ImageSpec(pipeline.image_steps()))
+    spec = DataSpec("multiclass", shape, len(classes), classes, input_dtype="uint8", image=ImageSpec(pipeline.image_steps()))
     counts = ", ".join(f"{split} {len(paths)}" for split, paths in files.items())
     return DataBundle(spec, splits, preprocess, description=f"image folder {folder} ({len(classes)} classes, {color} {height}×{width}; {counts})")
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pipeline_core import DataBundle, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options, split_tabular
+from typing import TYPE_CHECKING
+
+from pipeline_core import DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
+
+if TYPE_CHECKING:
+    from pipeline_core import DataBundle
 
 #: what the loaded bundle's spec is, known without importing scikit-learn (``pipeline validate`` uses it)
 SPEC = DataSpec(
@@ -15,6 +20,8 @@ SPEC = DataSpec(
 def iris(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
     """Iris flowers: 4 features, 3 classes, split with the run's seed."""
     from sklearn.datasets import load_iris  # imported when used: keeps `pipeline --help` fast
+
+    from pipeline_core import split_tabular
 
     raw = load_iris()
     return split_tabular(

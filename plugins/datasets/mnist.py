@@ -14,12 +14,14 @@ import gzip
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 from pydantic import Field
 
-from pipeline_core import ConfigError, DataBundle, DatasetContext, DataSpec, ImageSpec, Register, ScaleImages, Split, hookimpl
+from pipeline_core import ConfigError, DatasetContext, DataSpec, ImageSpec, Register, hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import DataBundle
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -56,6 +58,10 @@ def idx_dataset(
 ) -> DataBundle:
     """torchvision's ``dataset`` class (MNIST or one of its same-format siblings) from
     ``<root>/<class name>/raw``, as uint8 1×28×28 images; ``mean`` (``None``: no normalization)."""
+    import torch
+
+    from pipeline_core import DataBundle, ScaleImages, Split
+
     folder = Path(os.path.normpath(root if Path(root).is_absolute() else context.base_dir / root))
     raw = folder / dataset.__name__ / "raw"
     missing = prepare_raw_files(raw) if raw.is_dir() else list(FILES)
@@ -87,7 +93,7 @@ def idx_dataset(
 
 def idx_spec(classes: tuple[str, ...], shape: tuple[int, ...] = (1, 28, 28)) -> DataSpec:
     """What an MNIST-format dataset gives a model: uint8 images (28×28 in every file of the format)."""
-    return DataSpec("multiclass", shape, len(classes), classes, input_dtype=torch.uint8, image=ImageSpec())
+    return DataSpec("multiclass", shape, len(classes), classes, input_dtype="uint8", image=ImageSpec())
 
 
 def mnist_spec(context: DatasetContext, **options: object) -> DataSpec:

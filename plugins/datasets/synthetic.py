@@ -5,23 +5,15 @@ tutorials' value by default) so the points are the tutorial's, while the split f
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 from pydantic import Field
 
-from pipeline_core import (
-    DataBundle,
-    DatasetContext,
-    DataSpec,
-    Register,
-    Split,
-    SplitOptions,
-    hookimpl,
-    split_options,
-    split_tabular,
-)
+from pipeline_core import DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
+
+if TYPE_CHECKING:
+    from pipeline_core import DataBundle
 
 Count = Annotated[int, Field(ge=1)]
 
@@ -37,6 +29,8 @@ def moons(
 ) -> DataBundle:
     """Two interleaving half circles (scikit-learn's make_moons): a binary task with 2 features."""
     from sklearn.datasets import make_moons
+
+    from pipeline_core import split_tabular
 
     x, y = make_moons(n_samples=samples, noise=noise, random_state=data_seed)
     return split_tabular(
@@ -70,6 +64,7 @@ def spirals(
     split: SplitOptions,
 ) -> DataBundle:
     """CS231n's spiral arms: a multi-class task with 2 features."""
+    from pipeline_core import split_tabular
     x, y = spiral_points(per_class, classes, noise, data_seed)
     return split_tabular(
         x, y, split, task="multiclass", seed=context.seed, classes=tuple(f"arm{i}" for i in range(classes)),
@@ -89,6 +84,11 @@ def random_regression(
     """Standard-normal inputs and targets with no relation between them (the two-layer-net tutorial:
     x is 64×1000, y is 64×10). Fitting it is memorization: only the training loss is meaningful, and
     the test split, drawn the same way, is there because every bundle is checked on held-out rows."""
+
+
+    import torch
+
+    from pipeline_core import DataBundle, Split
     generator = torch.Generator().manual_seed(data_seed)
 
     def draw(count: int) -> Split:

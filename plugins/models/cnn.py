@@ -9,13 +9,15 @@ refuses blocks that would shrink the data's images to nothing, naming the block 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 from pydantic import Field
-from torch import nn
 
 from pipeline_core import ConfigError, DataSpec, Register, hookimpl
-from pipeline_core_plugins.models.layers import ACTIVATIONS, Activation, ChannelsLast
+from pipeline_core_plugins.models.choices import Activation
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Positive = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -59,6 +61,10 @@ def cnn(
     (with the activation and ``head_dropout``) and one output per class. ``channels_last`` runs the
     convolutions in NHWC memory order (often faster on CPUs and tensor cores; the weights and exported
     files are the same)."""
+    from torch import nn
+
+    from pipeline_core_plugins.models.layers import ACTIVATIONS, ChannelsLast
+
     if len(spec.input_shape) != 3:
         raise ConfigError(
             f"model 'cnn' takes images of shape (channels, height, width); the data gives inputs of shape {list(spec.input_shape)}. "

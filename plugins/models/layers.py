@@ -1,13 +1,14 @@
-"""Building blocks the built-in models share: the activations by name, and the channels-last switch."""
+"""Building blocks the built-in models share: the activations by name, and the channels-last switch.
+Imported by the model factories when they build a network (the option types are in ``choices``)."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 from torch import nn
 
-Activation = Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "silu"]
+from pipeline_core_plugins.models.choices import Activation
+
+__all__ = ["ACTIVATIONS", "Activation", "ChannelsLast"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,

@@ -7,13 +7,15 @@ Covers every MLP of the tutorials: the Iris net (BatchNorm after some hidden lay
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
-from torch import nn
 
 from pipeline_core import DataSpec, Register, hookimpl
-from pipeline_core_plugins.models.layers import ACTIVATIONS, Activation
+from pipeline_core_plugins.models.choices import Activation
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def mlp(
@@ -30,6 +32,10 @@ def mlp(
     ``batch_norm`` is one flag for every hidden layer, or one per hidden layer (the Iris tutorial
     normalizes after the first three of four). ``output = "log_softmax"`` pairs with the ``nll`` loss.
     """
+    from torch import nn
+
+    from pipeline_core_plugins.models.layers import ACTIVATIONS
+
     norms = batch_norm if isinstance(batch_norm, list) else [batch_norm] * len(hidden_sizes)
     layers: list[nn.Module] = [nn.Flatten()] if len(spec.input_shape) > 1 else []
     width = math.prod(spec.input_shape)

@@ -3,16 +3,22 @@ points side by side (the moons and spirals tutorials' plot), after evaluation.""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from pipeline_core import RunContext, hookimpl
-from pipeline_core_plugins.plots import figures
+from pipeline_core import hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import RunContext
 
 RESOLUTION = 200
 
 
 @hookimpl
 def after_stage(run: RunContext, stage: str) -> None:
+    import torch
+
+    from pipeline_core_plugins.plots import figures
+
     data = run.data
     if stage != "evaluate" or data is None or run.model is None:
         return

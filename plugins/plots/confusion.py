@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from pipeline_core import RunContext, hookimpl
-from pipeline_core_plugins.plots import figures
+from pipeline_core import hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import RunContext
 
 
 @hookimpl
 def after_stage(run: RunContext, stage: str) -> None:
+    import torch
+
+    from pipeline_core_plugins.plots import figures
+
     if stage != "evaluate" or run.data is None or run.model is None or run.data.spec.task == "regression":
         return
     split_name = figures.evaluated_split(run)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pipeline_core import RunContext, hookimpl
-from pipeline_core_plugins.plots import figures
+from typing import TYPE_CHECKING
+
+from pipeline_core import hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import RunContext
 
 SKIP = ("epoch", "seconds", "lr")
 
@@ -22,6 +26,8 @@ def quantities(columns: list[str]) -> list[str]:
 
 @hookimpl
 def after_stage(run: RunContext, stage: str) -> None:
+    from pipeline_core_plugins.plots import figures
+
     if stage != "train" or not run.history:
         return
     columns = list(run.history[0])

@@ -5,10 +5,14 @@ classes, or a preprocessing problem show up here first."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from pipeline_core import RunContext, hookimpl, predict
-from pipeline_core_plugins.plots import figures
+from pipeline_core import hookimpl
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipeline_core import RunContext
 
 COUNT = 16
 COLUMNS = 4
@@ -16,6 +20,8 @@ COLUMNS = 4
 
 def confidences(outputs: torch.Tensor, binary: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted class and its probability per row: softmax over the logits, or sigmoid for one logit."""
+    import torch
+
     if binary:
         positive = torch.sigmoid(outputs.view(-1).double())
         predicted = (outputs.view(-1) > 0).long()
@@ -27,6 +33,11 @@ def confidences(outputs: torch.Tensor, binary: bool) -> tuple[torch.Tensor, torc
 
 @hookimpl
 def after_stage(run: RunContext, stage: str) -> None:
+    import torch
+
+    from pipeline_core import predict
+    from pipeline_core_plugins.plots import figures
+
     data = run.data
     if stage != "evaluate" or data is None or not figures.is_image_data(run):
         return

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from pipeline_core import RunContext, hookimpl, predict
-from pipeline_core_plugins.plots import figures
+from typing import TYPE_CHECKING
+
+from pipeline_core import hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import RunContext
 
 
 @hookimpl
 def after_stage(run: RunContext, stage: str) -> None:
+    from pipeline_core import predict
+    from pipeline_core_plugins.plots import figures
+
     data = run.data
     if stage != "evaluate" or data is None or run.model is None or data.spec.task != "regression":
         return

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from pipeline_core import RunContext, hookimpl
-from pipeline_core_plugins.plots import figures
+from typing import TYPE_CHECKING
+
+from pipeline_core import hookimpl
+
+if TYPE_CHECKING:
+    from pipeline_core import RunContext
 
 COUNT = 16
 
 
 @hookimpl
 def after_stage(run: RunContext, stage: str) -> None:
+    from pipeline_core_plugins.plots import figures
+
     data = run.data
     if stage != "evaluate" or data is None or not figures.is_image_data(run):
         return

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline_core import RunContext, hookimpl, scalars
+from pipeline_core import hookimpl, scalars
+
+if TYPE_CHECKING:
+    from pipeline_core import RunContext
 
 FILE = "events.jsonl"
 
