@@ -49,3 +49,13 @@ def test_help_imports_no_plugin_and_no_torch():
     assert "validate" in result.stdout and "plugins" in result.stdout and "predict" in result.stdout
     assert "torch" not in modules
     assert not [name for name in modules if name.startswith("pipeline_core_plugins")]
+
+
+def test_plugins_lists_every_builtin_without_torch():
+    """``pipeline plugins`` registers every built-in (their hooks and options) and imports no torch:
+    a plugin module imports torch inside the functions that use it."""
+    result, modules = probe("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = {plugin["name"] for plugin in json.loads(result.stdout)}
+    assert set(DEFAULT_PLUGINS) <= listed
+    assert "torch" not in modules and "torchvision" not in modules

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 from pydantic import Field
 
-from pipeline_core import ConfigError, DataBundle, DatasetContext, DataSpec, ImageSpec, Register, StreamedSplit, hookimpl
+from pipeline_core import ConfigError, DatasetContext, DataSpec, ImageSpec, Register, hookimpl
 from pipeline_core_plugins.datasets.image_transforms import Pipeline, Transform, order_problem
+
+if TYPE_CHECKING:  # torch loads when the dataset loads, not when it registers (pipeline plugins, validate)
+    import torch
+
+    from pipeline_core import DataBundle
 
 FOLDER = "cifar-10-batches-bin"
 TRAIN_FILES = tuple(f"data_batch_{n}.bin" for n in range(1, 6))
@@ -53,9 +57,13 @@ class Records:
         return int(self.starts[-1])
 
     def labels(self) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(np.concatenate([np.asarray(records[:, 0]) for records in self.maps()]).astype(np.int64))
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        import torch
+
         file = int(np.searchsorted(self.starts, index, side="right")) - 1
         image = torch.from_numpy(np.array(self.maps()[file][index - self.starts[file], 1:]).reshape(SHAPE))
         return self.transform(image) if self.transform is not None else image
@@ -97,6 +105,10 @@ def cifar10(
     "horizontal_flip", { name = "normalize", mean = [0.4914, 0.4822, 0.4465], std = [0.2470, 0.2435, 0.2616] }]``).
     ``val_size`` carves a validation split (a count or a fraction) from the training images with the run's seed.
     """
+    import torch
+
+    from pipeline_core import DataBundle, StreamedSplit
+
     problem = order_problem(list(transforms))
     if problem:
         raise ConfigError(f"data.{problem}")

@@ -19,13 +19,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-from torch import nn
 
 from pipeline_core import ConfigError
+
+if TYPE_CHECKING:  # torch loads with the first decoded image, not when the dataset registers
+    import torch
+    from torch import nn
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Pillow modes whose pixels are one channel (with or without alpha); any other is colour.
@@ -123,6 +125,7 @@ def read_header(path: Path) -> Header | str:
 def decode(path: str, mode: Mode) -> torch.Tensor:
     """The image at ``path`` as uint8 (1 or 3, H, W): grayscale or RGB as ``mode`` says (palette,
     alpha and CMYK images converted; 16- and 32-bit grayscale scaled to 8 bits)."""
+    import torch
     from PIL import Image
 
     with Image.open(path) as image:

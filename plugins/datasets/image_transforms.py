@@ -20,13 +20,15 @@ scaling to [0, 1] (:class:`pipeline_core.ScaleImages`), so a deployer sends raw 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import pydantic
 from pydantic import BeforeValidator, Field
-from torch import nn
 
-from pipeline_core import ConfigError, ScaleImages
+from pipeline_core import ConfigError
+
+if TYPE_CHECKING:  # torch and torchvision load when a dataset builds its transforms, not when it registers
+    from torch import nn
 
 Positive = Annotated[int, Field(ge=1)]
 Size = Positive | Annotated[list[Positive], Field(min_length=1, max_length=2)]
@@ -259,6 +261,8 @@ class Pipeline:
     def scaling(self, channels: int) -> nn.Module:
         """The model's first layer: pixels to [0, 1], then ``normalize``'s mean and std (one value,
         or one per channel: another count is an error naming the option)."""
+        from pipeline_core import ScaleImages
+
         if self.normalize is None:
             return ScaleImages()
         for option in ("mean", "std"):
