@@ -106,6 +106,7 @@ _EXPORTS = {
     "summarize": "pipeline_core.model_summary",
     "check_data_spec": "pipeline_core.model_check",
     "check_model_outputs": "pipeline_core.model_check",
+    "remember_model_check": "pipeline_core.check_cache",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -126,6 +127,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from pipeline_core.artifacts import RunFiles, atomic_write
     from pipeline_core.bundle import BUNDLE_DIR, bundle_metadata, is_sealed, seal_bundle
+    from pipeline_core.check_cache import remember_model_check
     from pipeline_core.config import PipelineConfig
     from pipeline_core.context import RunContext
     from pipeline_core.data import DataBundle, Predictions, class_indices

@@ -5,7 +5,9 @@ ship, and fail only in the report or on a deployer's machine; one whose input is
 list that selects nothing) would train on nothing. The ``build_model`` stage runs the built model on
 two rows of the training split and compares its outputs with what the data needs: multiclass
 ``(N, classes)``, binary ``(N, 1)``, regression ``(N, outputs)``. ``pipeline validate`` does the same
-from a dataset's ``spec`` (:func:`check_from_spec`), without loading data.
+from a dataset's ``spec`` (:func:`check_from_spec`), without loading data, and answers from
+:mod:`pipeline_core.check_cache` when the same check passed before: torch is imported only when the
+check runs.
 
 The pass changes nothing: eval mode and no autograd, every module's training flag, every buffer
 (BatchNorm statistics) and every random generator put back as they were, so a run and its
@@ -17,15 +19,18 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
-
-from pipeline_core.config import PipelineConfig
-from pipeline_core.data import DatasetContext, DataSpec
+from pipeline_core import check_cache
 from pipeline_core.errors import ConfigError, PipelineError, PluginError
-from pipeline_core.host import Host
+from pipeline_core.spec import DatasetContext, DataSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pipeline_core.config import PipelineConfig
+    from pipeline_core.host import Host
 
 #: rows of the dry pass: two, so a model that drops the batch axis of a single row is caught too
 DRY_ROWS = 2
@@ -68,6 +73,9 @@ def check_data_spec(spec: DataSpec, *, owner: str = "the dataset") -> None:
 @contextlib.contextmanager
 def _untouched(model: nn.Module) -> Iterator[None]:
     """Eval mode and no autograd inside; outside, every training flag, buffer and RNG as before."""
+    import numpy as np
+    import torch
+
     modes = [(module, module.training) for module in model.modules()]
     buffers = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
     python_state, numpy_state = random.getstate(), np.random.get_state()
@@ -91,6 +99,8 @@ def check_model_outputs(model: nn.Module, spec: DataSpec, inputs: torch.Tensor, 
     refuse outputs that are not one tensor of shape ``(rows, outputs the data needs)``, or a model
     that cannot run on them, with a :class:`ConfigError` naming ``owner``, the shape it gave and the
     shape the data needs. Returns the outputs' shape."""
+    import torch
+
     rows = len(inputs)
     try:
         with _untouched(model):
@@ -120,6 +130,8 @@ def _dry_inputs(spec: DataSpec) -> tuple[torch.Tensor, bool]:
     """Zeros shaped like the network's input, and whether their dtype is certain. A floating raw
     input reaches the network as it is (standardized); image pixels (uint8) reach it as floats from
     the preprocessing module; other integer inputs (indices) are guessed to pass unchanged."""
+    import torch
+
     if spec.input_dtype.is_floating_point:
         return torch.zeros((DRY_ROWS, *spec.input_shape), dtype=spec.input_dtype), True
     dtype = torch.get_default_dtype() if spec.image is not None else spec.input_dtype
@@ -147,6 +159,15 @@ def check_from_spec(config: PipelineConfig, host: Host) -> str:
     if not isinstance(spec, DataSpec):
         raise PluginError(f"the spec of {data_owner} returned {type(spec).__name__}, not a DataSpec")
     check_data_spec(spec, owner=data_owner)
+    count, why = needed_outputs(spec)
+    passed = (f"model {model!r}: outputs (N, {count}) as the data needs: {why} (checked on the spec of dataset "
+              f"{config.data.name!r}, no data loaded)")
+    key = check_cache.model_check_key(config, host, spec)
+    remembered = check_cache.recall(key)
+    if remembered is not None and remembered["outputs"] == count:
+        return passed
+    from torch import nn
+
     network = registry.get("model", model).factory(spec, **config.model.resolved_options(config.root))
     if not isinstance(network, nn.Module):
         raise PipelineError(f"model {model!r} returned {type(network).__name__}, not an nn.Module")
@@ -157,5 +178,5 @@ def check_from_spec(config: PipelineConfig, host: Host) -> str:
         if certain or not isinstance(error.__cause__, Exception):
             raise
         return f"model {model!r}: outputs checked when the run builds it (it does not run on zeros of dtype {inputs.dtype}: {error.__cause__})"
-    count, why = needed_outputs(spec)
-    return f"model {model!r}: outputs (N, {count}) as the data needs: {why} (checked on the spec of dataset {config.data.name!r}, no data loaded)"
+    check_cache.remember(key, count)
+    return passed

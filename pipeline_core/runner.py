@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,31 +17,14 @@ import torch
 from pipeline_core import artifacts
 from pipeline_core.artifacts import DEFAULT_ROOT, RunFiles, read_json
 from pipeline_core.bundle import BUNDLE_DIR, unseal_bundle
-from pipeline_core.config import PipelineConfig, apply_overrides, declared_root, plugin_references, read_toml, validate
+from pipeline_core.config import PipelineConfig
 from pipeline_core.context import RunContext
 from pipeline_core.distributed import Distributed, check_sync_batchnorm, join, leave
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
 from pipeline_core.failure import describe_error, failure_of
 from pipeline_core.host import Host
-from pipeline_core.plugins import BLOCK_ENV, build_host
-
-
-def load_pipeline(
-    path: Path, overrides: tuple[str, ...] = (), base_dir: Path | None = None, plugins: Iterable[object] = ()
-) -> tuple[PipelineConfig, Host]:
-    """Read ``path``, apply ``--set`` overrides, load the plugins it names, and validate it.
-
-    Relative paths in the file (plugins, data) start at ``base_dir``, by default the file's folder.
-    ``plugins`` are plugin objects registered besides those (:mod:`pipeline_core.testing`)."""
-    raw, text = read_toml(path)
-    apply_overrides(raw, overrides)
-    declared = raw.get("pipeline", {}).get("base_dir") if isinstance(raw.get("pipeline"), dict) else None
-    root = base_dir if base_dir is not None else declared_root(path, declared)
-    host = build_host(
-        plugin_references(raw, path), base_dir=root, source=str(path),
-        disabled=plugin_references(raw, path, "disable_plugins"), given=plugins,
-    )
-    return validate(raw, host.registry, path, text, overrides, base_dir), host
+from pipeline_core.pipeline_file import load_pipeline
+from pipeline_core.plugins import BLOCK_ENV
 
 
 def load_run(run_dir: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineConfig, Host]:

@@ -35,7 +35,7 @@ def build_model(run: RunContext) -> None:
     model whose last layer has the wrong size)."""
     from torch import nn
 
-    from pipeline_core import check_data_spec, check_model_outputs
+    from pipeline_core import check_data_spec, check_model_outputs, remember_model_check
 
     assert run.config.model is not None
     data = run.require_data("build_model")
@@ -46,7 +46,8 @@ def build_model(run: RunContext) -> None:
         raise PipelineError(f"model {run.config.model.name!r} returned {type(network).__name__}, not an nn.Module")
     run.model = nn.Sequential(OrderedDict(preprocess=data.preprocess, network=network)).to(run.device)
     rows = data.splits["train"].head(2).inputs.to(run.device)
-    check_model_outputs(run.model, data.spec, rows, owner=registry.describe("model", run.config.model.name))
+    outputs = check_model_outputs(run.model, data.spec, rows, owner=registry.describe("model", run.config.model.name))
+    remember_model_check(run, data.spec, outputs[-1])  # pipeline validate answers from it, without torch
 
 
 def train(run: RunContext) -> None:

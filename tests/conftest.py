@@ -44,6 +44,14 @@ def _restore_threads() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _private_check_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own model-check cache (pipeline_core.check_cache), never ~/.cache: a check one
+    test passed must not let another test's validate skip it."""
+    monkeypatch.setenv("PIPELINE_CORE_CACHE_DIR", str(tmp_path_factory.mktemp("check-cache")))
+    monkeypatch.delenv("PIPELINE_CORE_NO_CACHE", raising=False)
+
+
 @pytest.fixture
 def write_pipeline(tmp_path: Path) -> Callable[..., Path]:
     """Write a pipeline file (dedented) and return its path."""

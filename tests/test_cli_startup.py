@@ -59,3 +59,14 @@ def test_plugins_lists_every_builtin_without_torch():
     listed = {plugin["name"] for plugin in json.loads(result.stdout)}
     assert set(DEFAULT_PLUGINS) <= listed
     assert "torch" not in modules and "torchvision" not in modules
+
+
+def test_validate_answers_a_passed_model_check_from_the_cache_without_torch():
+    """The first validate runs the model check (torch); the second, same file, reads its outcome from
+    the cache (the test's own folder, conftest) and prints the same, exits the same, imports no torch."""
+    cold, cold_modules = probe("validate", str(IRIS))
+    warm, warm_modules = probe("validate", str(IRIS))
+    assert cold.returncode == warm.returncode == 0, cold.stderr
+    assert "torch" in cold_modules
+    assert warm.stdout == cold.stdout and "model 'mlp': outputs (N, 3) as the data needs" in warm.stdout
+    assert "torch" not in warm_modules

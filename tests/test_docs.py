@@ -27,7 +27,7 @@ PUBLIC_API = [
     "SplitOptions", "Standardize", "Task", "Tolerance", "TrainSection", "TrainingPlan", "TrainingSummary", "__version__",
     "atomic_write", "bundle_metadata", "check_data_spec", "check_fractions", "check_model_outputs", "class_indices", "deployable",
     "fit", "hookimpl", "is_sealed",
-    "measure_noise", "named_outputs", "output_names_from", "predict", "scalars", "seal_bundle", "split_options",
+    "measure_noise", "named_outputs", "output_names_from", "predict", "remember_model_check", "scalars", "seal_bundle", "split_options",
     "split_tabular", "summarize", "verify",
 ]
 TESTING_API = ["Host", "SMALL_PIPELINE", "build_host", "load_pipeline", "run_pipeline", "small_pipeline", "write_pipeline"]
