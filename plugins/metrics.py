@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
 from pipeline_core import Register, RunFailed, hookimpl
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from pipeline_core import Predictions
 
 Average = Literal["macro", "micro", "weighted"]
@@ -80,12 +80,16 @@ def confusion_matrix(predictions: Predictions) -> list[list[int]]:
 
 def mse(predictions: Predictions) -> float:
     """Mean squared error over every value."""
+    import numpy as np
+
     true, predicted = _values(predictions, "mse")
     return float(np.mean((true - predicted) ** 2))
 
 
 def mae(predictions: Predictions) -> float:
     """Mean absolute error over every value."""
+    import numpy as np
+
     true, predicted = _values(predictions, "mae")
     return float(np.mean(np.abs(true - predicted)))
 

@@ -11,22 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
 from pipeline_core import hookimpl
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich loads with the first run, not when the plugin registers
+    from rich.console import Console
+    from rich.progress import Progress
+
     from pipeline_core import RunContext
 
 HIDDEN = ("epoch", "seconds", "lr")
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console()
 
 
 @dataclass
 class Display:
     """This plugin's per-run state: the console, the mode it settled on, and the live bar while training."""
 
-    console: Console = field(default_factory=Console)
+    console: Console = field(default_factory=_console)
     mode: str = ""  # "bar", "lines" or "none" once settled
     bar: tuple[Progress, Any] | None = None
 
@@ -52,6 +58,8 @@ def before_stage(run: RunContext, stage: str) -> None:
         return
     train = run.config.train
     if stage == "train" and train is not None and display.mode == "bar":
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
         progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=display.console,

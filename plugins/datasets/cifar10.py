@@ -14,13 +14,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 from pydantic import Field
 
 from pipeline_core import ConfigError, DatasetContext, DataSpec, ImageSpec, Register, hookimpl
 from pipeline_core_plugins.datasets.image_transforms import Pipeline, Transform, order_problem
 
 if TYPE_CHECKING:  # torch loads when the dataset loads, not when it registers (pipeline plugins, validate)
+    import numpy as np
     import torch
 
     from pipeline_core import DataBundle
@@ -39,6 +39,8 @@ class Records:
     The files are memory-mapped on first use in each process (a worker maps its own)."""
 
     def __init__(self, files: list[Path], transform: torch.nn.Module | None = None) -> None:
+        import numpy as np
+
         self.files = [str(path) for path in files]
         self.counts = [os.path.getsize(path) // RECORD for path in files]
         self.starts = np.cumsum([0, *self.counts])
@@ -49,6 +51,8 @@ class Records:
         return {**self.__dict__, "_maps": None}  # a worker maps the files itself
 
     def maps(self) -> list[np.ndarray]:
+        import numpy as np
+
         if self._maps is None:
             self._maps = [np.memmap(path, dtype=np.uint8, mode="r").reshape(count, RECORD) for path, count in zip(self.files, self.counts, strict=True)]
         return self._maps
@@ -57,11 +61,13 @@ class Records:
         return int(self.starts[-1])
 
     def labels(self) -> torch.Tensor:
+        import numpy as np
         import torch
 
         return torch.from_numpy(np.concatenate([np.asarray(records[:, 0]) for records in self.maps()]).astype(np.int64))
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        import numpy as np
         import torch
 
         file = int(np.searchsorted(self.starts, index, side="right")) - 1

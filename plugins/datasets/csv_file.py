@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
 from pydantic import Field
 
 from pipeline_core import ConfigError, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
@@ -123,7 +122,10 @@ def csv_dataset(
     ``path`` is relative to the pipeline file. ``task = "auto"`` treats text labels and whole numbers
     with at most 20 distinct values as classes, anything else as regression.
     """
+    import numpy as np
+
     from pipeline_core import split_tabular
+
     table = _table(context, path, target, features, task, delimiter)
     file, header = table.file, table.header
     columns = [header.index(name) for name in table.features]

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
 from pipeline_core import ConfigError
 
 if TYPE_CHECKING:  # torch loads with the first decoded image, not when the dataset registers
@@ -125,6 +123,7 @@ def read_header(path: Path) -> Header | str:
 def decode(path: str, mode: Mode) -> torch.Tensor:
     """The image at ``path`` as uint8 (1 or 3, H, W): grayscale or RGB as ``mode`` says (palette,
     alpha and CMYK images converted; 16- and 32-bit grayscale scaled to 8 bits)."""
+    import numpy as np
     import torch
     from PIL import Image
 
@@ -204,6 +203,8 @@ class ImageItems:
     processes then share them without copying (reference counts never touch the pages)."""
 
     def __init__(self, root: Path, files: list[Path], mode: Mode, transform: nn.Module | None, shape: tuple[int, int, int]) -> None:
+        import numpy as np
+
         self.root, self.mode, self.transform, self.shape = str(root), mode, transform, shape
         self.paths = np.array([os.fsencode(relative(path, root)) for path in files])
 

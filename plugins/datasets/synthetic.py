@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 from pydantic import Field
 
 from pipeline_core import DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from pipeline_core import DataBundle
 
 Count = Annotated[int, Field(ge=1)]
@@ -41,6 +42,8 @@ def moons(
 
 def spiral_points(per_class: int, classes: int, noise: float, data_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """CS231n's spirals: ``classes`` arms of ``per_class`` points, angle noise ``noise``."""
+    import numpy as np
+
     generator = np.random.RandomState(data_seed)
     x = np.zeros((per_class * classes, 2))
     y = np.zeros(per_class * classes, dtype=np.int64)
