@@ -229,54 +229,6 @@ def test_a_time_budget_starts_no_trial_after_it(tmp_path, write_pipeline):
     assert record["state"] == "finished" and record["trials"]["complete"] == len(trials)
 
 
-OTHER_ENGINES = SWEEP.replace("trials = 4", "trials = 6").replace(
-    '"data.standardize" = { type = "categorical", choices = [true, false] }',
-    '"train.epochs" = { type = "int", low = 10, high = 30, step = 5 }',
-)
-
-
-@pytest.mark.parametrize("sampler, pruner, sampler_class, pruner_class", [
-    ('"cmaes"', '{ name = "hyperband", min_epochs = 2 }', optuna.samplers.CmaEsSampler, optuna.pruners.HyperbandPruner),
-    ('{ name = "tpe", seed = 1 }', '{ name = "successive_halving", min_epochs = 2 }', optuna.samplers.TPESampler,
-     optuna.pruners.SuccessiveHalvingPruner),
-])
-def test_the_other_samplers_and_pruners_run_a_sweep_with_an_int_parameter(tmp_path, write_pipeline, sampler, pruner, sampler_class, pruner_class):
-    """CMA-ES with Hyperband and TPE with successive halving, over a log float, an int with a step
-    and a categorical: every trial finishes, trains with its own values and stops at or before its epochs."""
-    path = write_pipeline(OTHER_ENGINES.replace('sampler = { name = "random", seed = 0 }', f"sampler = {sampler}").replace(
-        'pruner = "none"', f"pruner = {pruner}"))
-    from pipeline_core.runner import load_pipeline
-
-    config, _ = load_pipeline(path)
-    assert isinstance(studies.sampler(config.sweep), sampler_class) and isinstance(studies.pruner(config.sweep), pruner_class)
-    code, output = sweep(str(path), "--artifacts", str(tmp_path))
-    assert code == 0, output
-    folder = sweep_folder(tmp_path)
-    trials = load_study(sqlite(folder)).trials
-    assert len(trials) == 6 and {trial.state for trial in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
-    for trial in trials:
-        epochs = trial.params["train.epochs"]
-        assert isinstance(epochs, int) and epochs in range(10, 31, 5)
-        assert 0.01 <= trial.params["train.optimizer.lr"] <= 1.0
-        config = tomllib.loads((folder.trial_dir(trial.number) / "config.toml").read_text())
-        assert config["train"]["epochs"] == epochs and config["train"]["optimizer"]["lr"] == trial.params["train.optimizer.lr"]
-        assert trial.user_attrs["epochs"] <= epochs
-        assert trial.user_attrs["epochs"] == epochs if trial.state == TrialState.COMPLETE else trial.user_attrs["epochs"] < epochs
-
-
-def test_a_time_budget_starts_no_trial_after_it_is_over(tmp_path, write_pipeline):
-    """timeout = 2 and no trial count: trials start until two seconds have passed, and the command
-    ends with every started trial finished."""
-    path = write_pipeline(SWEEP.replace("trials = 4", "timeout = 2"))
-    code, output = sweep(str(path), "--artifacts", str(tmp_path))
-    assert code == 0, output
-    trials = load_study(sqlite(sweep_folder(tmp_path))).trials
-    assert trials and all(trial.state == TrialState.COMPLETE for trial in trials)
-    first = min(trial.datetime_start for trial in trials)
-    # the worker's clock starts a little before the first trial: each trial started within the budget
-    assert all((trial.datetime_start - first).total_seconds() < 2 for trial in trials)
-
-
 DIVERGING = SWEEP.replace('sampler = { name = "random", seed = 0 }', 'sampler = "grid"').replace("trials = 4\n", "").replace(
     '"train.optimizer.lr" = { type = "float", low = 0.01, high = 1.0, log = true }',
     '"train.optimizer.lr" = { type = "categorical", choices = [0.3, 1e12] }',
