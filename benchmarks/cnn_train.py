@@ -11,7 +11,10 @@ medians are compared; the goal is at most 1.1× the plain loop. Uses real MNIST 
 ``data/MNIST/raw`` when it is there, else MNIST-format files of real size (the timing depends on the
 sizes, not the pixels).
 
-    python benchmarks/cnn_train.py [--rounds 4] [--root data] [--set train.KEY=VALUE ...]
+``--images N`` trains on N generated images per epoch instead (a shorter run when the machine is
+busy: the comparison is per epoch, and the pipeline's fixed cost per epoch weighs more on a short one).
+
+    python benchmarks/cnn_train.py [--rounds 4] [--images 60000] [--root data] [--set train.KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +34,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 from pipeline_core.runner import load_pipeline, run_pipeline  # noqa: E402
 from pipeline_core.training.threads import DEFAULT_THREADS  # noqa: E402
+from pipeline_core_plugins.datasets.idx import write_mnist  # noqa: E402
 
 from mnist_train import mnist_root  # noqa: E402
 
@@ -43,6 +48,18 @@ def plain_model() -> nn.Module:
         nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10),
     )
+
+
+def generated(folder: Path, count: int) -> Path:
+    """MNIST-format files of ``count`` random training images (and 1,000 test images) in ``folder``."""
+    generator = np.random.default_rng(0)
+
+    def split(rows: int) -> tuple[np.ndarray, np.ndarray]:
+        return generator.integers(0, 256, (rows, 28, 28), dtype=np.uint8), generator.integers(0, 10, rows, dtype=np.uint8)
+
+    print(f"data: {count:,} random 28×28 uint8 training images in MNIST's format (--images), written by this script")
+    write_mnist(folder, split(count), split(1000))
+    return folder
 
 
 def load_images(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,12 +103,13 @@ def pipeline_epoch(root: Path, overrides: list[str]) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4, help="rounds of one plain epoch and one pipeline epoch; the first is a warm-up")
+    parser.add_argument("--images", type=int, default=60_000, help="training images per epoch; fewer than 60,000 are generated")
     parser.add_argument("--root", type=Path, default=ROOT / "data")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="an override for the pipeline (e.g. model.channels_last=true)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
-        root = mnist_root(args.root, Path(scratch))
+        root = mnist_root(args.root, Path(scratch)) if args.images == 60_000 else generated(Path(scratch), args.images)
         images, labels = load_images(root)
         plain, pipeline = [], []
         for round_number in range(args.rounds):
