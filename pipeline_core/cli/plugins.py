@@ -42,11 +42,12 @@ def describe(host: Host) -> list[dict[str, Any]]:
 @click.option("--pipeline", "pipeline_file", type=click.Path(path_type=Path, dir_okay=False), help="Also load the plugins this pipeline file names.")
 def plugins(as_json: bool, pipeline_file: Path | None) -> None:
     """List plugins, their versions, hooks and registered components."""
-    from pipeline_core.config import plugin_references, read_toml
     from pipeline_core.plugins import build_host
 
     local: list[str] = []
-    if pipeline_file is not None:
+    if pipeline_file is not None:  # the config reader only then: listing the plugins needs none of it
+        from pipeline_core.config import plugin_references, read_toml
+
         raw, _ = read_toml(pipeline_file)
         local = plugin_references(raw, pipeline_file)
     entries = describe(build_host(local, base_dir=pipeline_file.parent if pipeline_file else None, keep_broken=True))
