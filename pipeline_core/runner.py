@@ -25,6 +25,7 @@ from pipeline_core.failure import describe_error, failure_of
 from pipeline_core.host import Host
 from pipeline_core.pipeline_file import load_pipeline
 from pipeline_core.plugins import BLOCK_ENV
+from pipeline_core.streaming import worker_death
 
 
 def load_run(run_dir: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineConfig, Host]:
@@ -183,8 +184,11 @@ def run_stage(run: RunContext, stage: str) -> None:
     try:
         run.host.registry.get("stage", stage).factory(run, **run.config.stage_options.get(stage, {}))
     except BaseException as error:
-        run.failure = failure_of(error, stage, run.host)
-        _report(run, functools.partial(hook.on_stage_error, run=run, stage=stage, error=error))
+        death = worker_death(error)  # torch raises a dead DataLoader worker's error at whatever line ran
+        run.failure = failure_of(death or error, stage, run.host)
+        _report(run, functools.partial(hook.on_stage_error, run=run, stage=stage, error=death or error))
+        if death is not None:
+            raise death from None
         raise
     hook.after_stage(run=run, stage=stage)
 

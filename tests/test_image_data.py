@@ -583,6 +583,43 @@ def test_a_third_party_dataset_streams_through_the_public_api(tmp_path, monkeypa
         run_small(pipeline, tmp_path / "d", plugins=[StreamingPlugin()])
 
 
+class WorkerDiesAtTheLoss:
+    """torch's SIGCHLD handler raises a dead worker's error at whatever line the main process runs:
+    here, as if it fired inside the loss of the first training step."""
+
+    @hookimpl
+    def register_losses(self, register):
+        def dying():
+            def loss(outputs, targets):
+                raise RuntimeError("DataLoader worker (pid 4419) is killed by signal: Killed. ")
+            return loss
+        register("dying", dying)
+
+
+@pytest.mark.parametrize("message", [
+    "DataLoader worker (pid 4419) is killed by signal: Killed. ",
+    "DataLoader worker (pid(s) 4419, 4420) exited unexpectedly",
+])
+def test_a_dead_workers_error_is_a_failed_run_wherever_torch_raises_it(message):
+    from pipeline_core.streaming import worker_death
+
+    death = worker_death(RuntimeError(message))
+    assert isinstance(death, RunFailed) and message.strip() in str(death) and "workers = 0" in str(death)
+    assert worker_death(RuntimeError("shape mismatch in DataLoader worker output")) is None
+    assert worker_death(ValueError(message)) is None
+
+
+def test_a_dead_worker_reported_outside_the_batch_loop_fails_the_run(tmp_path):
+    from pipeline_core.testing import run_pipeline as run_small
+    from pipeline_core.testing import small_pipeline
+
+    pipeline = small_pipeline(train={"epochs": 1, "loss": {"name": "dying"}})
+    with pytest.raises(RunFailed, match=r"a worker process died \(DataLoader worker \(pid 4419\) is killed"):
+        run_small(pipeline, tmp_path, plugins=[WorkerDiesAtTheLoss()])
+    status = json.loads(next(tmp_path.rglob("status.json")).read_text())
+    assert status["status"] == "failed" and status["stage"] == "train"
+
+
 def test_place_splits_leaves_tensor_splits_alone():
     split = Split(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
     bundle = DataBundle(DataSpec("multiclass", (2,), 2), {"train": split, "test": split})
