@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as figures  # noqa: E402
 
 from pipeline_core import artifacts  # noqa: E402
+from pipeline_core.results import scalars  # noqa: E402
 from pipeline_core.sweep import space  # noqa: E402
 from pipeline_core.sweep.folder import SweepFolder  # noqa: E402
 from pipeline_core.sweep_section import SweepSection, inline_toml  # noqa: E402
@@ -103,7 +104,7 @@ def write(study: optuna.Study, sweep: SweepSection, folder: SweepFolder, record:
         best=best,
         best_link=_link(best["run_dir"], folder) if best else "",
         best_values={key: inline_toml(value, 6) for key, value in (best or {}).get("values", {}).items()},
-        test_metrics={k: v for k, v in ((best or {}).get("test") or {}).items() if isinstance(v, (int, float))},
+        test_metrics=scalars((best or {}).get("test") or {}),
         best_pipeline=best_file.read_text(encoding="utf-8") if best and best_file.is_file() else "",
         keys=list(sweep.parameters),
         trials=_rows(study.get_trials(deepcopy=False), sweep, folder),
