@@ -112,6 +112,60 @@ def test_signal_finishes_the_step_checkpoints_and_resumes_exactly(reference, tmp
     assert _identical(_weights(run_dir), expected)
 
 
+STOP_PLUGIN = '''
+import os
+import signal
+
+from torch import nn
+
+from pipeline_core import hookimpl
+
+
+class StopAtCall(nn.Module):
+    """Cross-entropy that sends this process SIGTERM on call $STOP_AT_CALL (none when unset)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls, self.stop_at = 0, int(os.environ.get("STOP_AT_CALL", "0"))
+
+    def forward(self, outputs, targets):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return nn.functional.cross_entropy(outputs, targets)
+
+
+@hookimpl
+def register_losses(register):
+    register("stop_at_call", StopAtCall)
+'''
+
+
+def test_a_stop_on_the_last_step_of_an_epoch_resumes_into_a_complete_history(tmp_path):
+    """The signal lands during an epoch's last batch: the checkpoint's partial epoch has no batch
+    left, and the resumed run still records that epoch's training accuracy and ends bit-identical."""
+    (tmp_path / "stopping.py").write_text(textwrap.dedent(STOP_PLUGIN))
+    text = LONG.replace(f"epochs = {EPOCHS}", "epochs = 4").replace("seed = 3", 'seed = 3\nplugins = ["stopping.py"]').replace(
+        'name = "cross_entropy"', 'name = "stop_at_call"')
+    path = tmp_path / "pipeline.toml"
+    path.write_text(textwrap.dedent(text).lstrip())
+    reference = subprocess.run(_command("run", str(path), "--out", str(tmp_path / "reference"), "-q"), capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    run_dir = tmp_path / "run"
+    # 112 training rows in batches of 4: 28 loss calls an epoch; call 56 is epoch 2's last batch
+    stopped = subprocess.run(_command("run", str(path), "--out", str(run_dir), "-q"), capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "STOP_AT_CALL": "56"})
+    assert stopped.returncode == 143, stopped.stderr
+    partial = checkpoint.load(checkpoint.latest(run_dir))["partial"]
+    assert partial["epoch"] == 2 and partial["next_start"] == 112  # nothing of epoch 2 is left to run
+    resumed = subprocess.run(_command("run", str(run_dir), "--resume", "-q"), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0] == (tmp_path / "reference" / "history.csv").read_text().splitlines()[0] and "train_accuracy" in history[0]
+    assert len(history) == 5 and all(line.split(",")[2] for line in history[1:])
+    assert _identical(_weights(run_dir), _weights(tmp_path / "reference"))
+
+
 def test_resume_by_pipeline_file_finds_the_unfinished_run(reference, tmp_path):
     path, expected = reference
     artifacts = tmp_path / "artifacts"

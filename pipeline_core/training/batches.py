@@ -106,7 +106,10 @@ class BatchLoop:
         rows: list[tuple[int, int]] = []  # this rank's rows of each batch, as positions in the epoch order
 
         def outcome(totals: torch.Tensor, stopped_at: int | None = None) -> EpochOutcome:
-            return EpochOutcome(totals, losses, bool(predictions), summed, stopped_at)
+            # an epoch resumed after its last step (a stop requested on that step) runs no batch: its
+            # counts are all carried, and a classifier's accuracy still comes from them
+            classified = bool(predictions) or (self.classifies and not losses and bool(totals[2] > 0))
+            return EpochOutcome(totals, losses, classified, summed, stopped_at)
 
         pending = 0
         for start, (low, high), batch_inputs in zip(starts, spans, inputs, strict=True):
