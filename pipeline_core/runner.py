@@ -25,7 +25,7 @@ from pipeline_core.failure import describe_error, failure_of
 from pipeline_core.host import Host
 from pipeline_core.pipeline_file import load_pipeline
 from pipeline_core.plugins import BLOCK_ENV
-from pipeline_core.streaming import worker_death
+from pipeline_core.worker_deaths import worker_death
 
 
 def load_run(run_dir: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineConfig, Host]:

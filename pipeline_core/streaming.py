@@ -17,10 +17,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
-import re
-import signal
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
 from pipeline_core.splits import Augment, Split
+from pipeline_core.worker_deaths import dead_worker, shut_down, watch, worker_death
 
 #: Decoded bytes per batch when a streamed split is read in order (evaluation, prediction, loading):
 #: big enough to amortize the per-batch costs, small enough to stay far below any memory limit.
@@ -248,7 +246,7 @@ class StreamedSplit:
             self._plan.requests = requests
             loader = self._persistent
         iterator = iter(loader)
-        _watch(iterator, self.name)
+        watch(iterator, self.name)
         try:
             for batch in iterator:
                 if isinstance(batch, _Failure):
@@ -257,10 +255,10 @@ class StreamedSplit:
         except (RuntimeError, ConnectionError, EOFError) as error:
             # A dead worker shows as torch's "DataLoader worker ... is killed" or, when the main process
             # was fetching a batch the worker had shared through a file descriptor, as a broken connection.
-            death = worker_death(error) or worker_death(_dead_worker(iterator))
+            death = worker_death(error) or worker_death(dead_worker(iterator))
             if death is None:
                 raise
-            _shut_down(iterator)  # now, so that torch's SIGCHLD handler cannot raise again while this unwinds
+            shut_down(iterator)  # now, so that torch's SIGCHLD handler cannot raise again while this unwinds
             raise death from None
 
     def _loader(self, requests: Iterable[Request], persistent: bool) -> DataLoader:
@@ -283,7 +281,7 @@ class StreamedSplit:
         loader, self._persistent = self._persistent, None
         iterator = getattr(loader, "_iterator", None) if loader is not None else None
         if iterator is not None:
-            _shut_down(iterator)
+            shut_down(iterator)
 
     def head(self, rows: int | None = None) -> Split:
         """The first ``rows`` rows decoded into a :class:`Split` (unaugmented); by default as many as
@@ -312,72 +310,3 @@ class StreamedSplit:
             filled += len(batch)
         return Split(inputs, self.targets, augment=self.augment)
 
-
-#: The split each live DataLoader worker process decodes, by pid: torch's SIGCHLD handler reports a
-#: dead worker by raising wherever the main process happens to be, naming only the pid.
-_WORKER_SPLITS: dict[int, str | None] = {}
-_WORKER_PIDS = re.compile(r"DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\)")
-
-
-def _watch(iterator: Iterator[Any], split: str | None) -> None:
-    for worker in getattr(iterator, "_workers", []):
-        if worker.pid is not None:
-            _WORKER_SPLITS[worker.pid] = split
-    while len(_WORKER_SPLITS) > 1024:  # pids of workers long gone
-        del _WORKER_SPLITS[next(iter(_WORKER_SPLITS))]
-
-
-def worker_death(error: BaseException | str | None) -> RunFailed | None:
-    """The run failure to report for torch's error about a dead DataLoader worker (``error``, or its
-    message), naming the split it decoded; ``None`` when ``error`` is not about a worker's death.
-
-    The runner applies it to any stage's error, since torch raises it from a signal handler at
-    whatever line the main process is running when the worker dies."""
-    message = error if isinstance(error, str) else str(error) if isinstance(error, RuntimeError) else ""
-    found = _WORKER_PIDS.search(message)
-    if found is None or not ("killed" in message or "exited" in message or "ended" in message):
-        return None
-    pids = [int(pid) for pid in found.group(1).replace(",", " ").split()]
-    split = next((_WORKER_SPLITS[pid] for pid in pids if pid in _WORKER_SPLITS), None)
-    decoding = f" decoding split {split!r}" if split else ""
-    return RunFailed(
-        f"a worker process{decoding} died ({message.splitlines()[0].strip()}); with [data] workers = 0 the "
-        "rows are decoded in this process, where the error shows"
-    )
-
-
-def _shut_down(iterator: Iterator[Any]) -> None:
-    """End a DataLoader ``iterator``'s worker processes, one of which may have died (already reported)."""
-    if hasattr(iterator, "_shutdown_workers"):
-        try:
-            iterator._shutdown_workers()
-        except RuntimeError as error:  # torch's SIGCHLD handler, on the dead worker
-            if "DataLoader worker" not in str(error):
-                raise
-
-
-def _dead_worker(iterator: Iterator[Any]) -> str | None:
-    """How the first dead worker process of a DataLoader ``iterator`` ended, or ``None`` if all live.
-
-    A worker killed while the main process fetched its batch may not be reaped yet: it is given up
-    to a second to be seen dead (torch's SIGCHLD handler may say so first, by raising)."""
-    workers = list(getattr(iterator, "_workers", []))
-    deadline = time.monotonic() + 1.0
-    try:
-        while workers:
-            for worker in workers:
-                code = worker.exitcode
-                if code is not None and code != 0:
-                    try:
-                        how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    except ValueError:
-                        how = f"killed by signal {-code}"
-                    return f"DataLoader worker (pid {worker.pid}) ended: {how}"
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-    except RuntimeError as error:
-        if "DataLoader worker" not in str(error):
-            raise
-        return str(error).splitlines()[0]
-    return None

@@ -601,7 +601,7 @@ class WorkerDiesAtTheLoss:
     "DataLoader worker (pid(s) 4419, 4420) exited unexpectedly",
 ])
 def test_a_dead_workers_error_is_a_failed_run_wherever_torch_raises_it(message):
-    from pipeline_core.streaming import worker_death
+    from pipeline_core.worker_deaths import worker_death
 
     death = worker_death(RuntimeError(message))
     assert isinstance(death, RunFailed) and message.strip() in str(death) and "workers = 0" in str(death)
