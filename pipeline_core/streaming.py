@@ -309,4 +309,3 @@ class StreamedSplit:
             inputs[filled : filled + len(batch)] = batch
             filled += len(batch)
         return Split(inputs, self.targets, augment=self.augment)
-

@@ -40,7 +40,7 @@ def worker_death(error: BaseException | str | None) -> RunFailed | None:
     whatever line the main process is running when the worker dies."""
     message = error if isinstance(error, str) else str(error) if isinstance(error, RuntimeError) else ""
     found = _WORKER_PIDS.search(message)
-    if found is None or not ("killed" in message or "exited" in message or "ended" in message):
+    if found is None or not ("killed" in message or "exited" in message):
         return None
     pids = [int(pid) for pid in found.group(1).replace(",", " ").split()]
     split = next((_WORKER_SPLITS[pid] for pid in pids if pid in _WORKER_SPLITS), None)
@@ -62,7 +62,8 @@ def shut_down(iterator: Iterator[Any]) -> None:
 
 
 def dead_worker(iterator: Iterator[Any]) -> str | None:
-    """How the first dead worker process of a DataLoader ``iterator`` ended, or ``None`` if all live.
+    """How the first dead worker process of a DataLoader ``iterator`` ended, in torch's words, or
+    ``None`` if all live.
 
     A worker killed while the main process fetched its batch may not be reaped yet: it is given up
     to a second to be seen dead (torch's SIGCHLD handler may say so first, by raising)."""
@@ -73,11 +74,13 @@ def dead_worker(iterator: Iterator[Any]) -> str | None:
             for worker in workers:
                 code = worker.exitcode
                 if code is not None and code != 0:
+                    if code > 0:
+                        return f"DataLoader worker (pid {worker.pid}) exited with code {code}"
                     try:
-                        how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                        name = signal.Signals(-code).name
                     except ValueError:
-                        how = f"killed by signal {-code}"
-                    return f"DataLoader worker (pid {worker.pid}) ended: {how}"
+                        name = str(-code)
+                    return f"DataLoader worker (pid {worker.pid}) is killed by signal {name}"
             if time.monotonic() > deadline:
                 break
             time.sleep(0.02)

@@ -599,6 +599,7 @@ class WorkerDiesAtTheLoss:
 @pytest.mark.parametrize("message", [
     "DataLoader worker (pid 4419) is killed by signal: Killed. ",
     "DataLoader worker (pid(s) 4419, 4420) exited unexpectedly",
+    "DataLoader worker (pid 4419) is killed by signal SIGKILL",  # worker_deaths.dead_worker's, after a broken connection
 ])
 def test_a_dead_workers_error_is_a_failed_run_wherever_torch_raises_it(message):
     from pipeline_core.worker_deaths import worker_death
