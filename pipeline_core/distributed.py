@@ -78,6 +78,10 @@ class Distributed:
 
 SINGLE = Distributed()
 
+#: A rank's exit code when it failed only because another rank went away and so printed nothing:
+#: the launcher then reports the rank that failed first instead of trusting rank 0 to have spoken.
+PEER_LOST_EXIT = 3
+
 
 def launched() -> bool:
     """Whether this process was started by torchrun (or an equivalent launcher) as one of several."""
@@ -177,18 +181,24 @@ def launch(worker_args: Sequence[str], nproc_per_node: int, nnodes: str, rdzv_en
         torchrun.run(torchrun.parse_args(arguments))
     except ChildFailedError as error:
         main = error.failures.get(0)
-        if main is not None and main.exitcode > 0:  # rank 0 printed its own error already
+        if main is not None and main.exitcode > 0 and main.exitcode != PEER_LOST_EXIT:  # rank 0 printed its own error already
             failed = PipelineError(f"rank 0 exited with code {main.exitcode}")
             failed.exit_code, failed.reported = main.exitcode, True
             raise failed from None
-        rank, failure = error.get_first_failure()
+        # the story is the first rank that neither merely lost its peers nor was stopped by the launcher's
+        # SIGTERM (either may carry the same second-resolution timestamp as the real failure)
+        secondary = (PEER_LOST_EXIT, -signal.SIGTERM)
+        causes = {rank: failure for rank, failure in error.failures.items() if failure.exitcode not in secondary}
+        rank, failure = min((causes or error.failures).items(), key=lambda item: item[1].timestamp)
         code = failure.exitcode
-        if code < 0:
+        if code == PEER_LOST_EXIT:
+            how = "lost contact with the other ranks"
+        elif code < 0:
             how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if -code in signal.valid_signals() else f"was killed by signal {-code}"
         else:
             how = f"exited with code {code}"
         failed = PipelineError(f"distributed run failed: rank {rank} {how}; the other ranks were stopped")
-        failed.exit_code = code if code > 0 else 1
+        failed.exit_code = code if code > 0 and code != PEER_LOST_EXIT else 1
         raise failed from None
 
 

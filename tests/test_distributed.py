@@ -118,6 +118,42 @@ def test_killing_one_rank_fails_the_run_cleanly(pipeline_file, tmp_path):
     assert not _workers(str(out))  # no process was left behind
 
 
+
+@pytest.mark.parametrize("rank0, expected", [
+    ("peer", "rank 1 was killed by signal 9 (SIGKILL)"),  # rank 0 noticed first and, a peer failure, said nothing
+    ("sigterm", "rank 1 was killed by signal 9 (SIGKILL)"),  # rank 0 stopped by the launcher in the same second
+])
+def test_the_launcher_names_the_rank_that_failed_not_the_ones_that_followed(monkeypatch, rank0, expected):
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from pipeline_core import distributed
+    from pipeline_core.errors import PipelineError
+
+    code = distributed.PEER_LOST_EXIT if rank0 == "peer" else -signal.SIGTERM
+    failures = {0: ProcessFailure(0, 100, code, "<none>"), 1: ProcessFailure(1, 101, -signal.SIGKILL, "<none>")}
+    failures[0].timestamp = failures[1].timestamp  # second-resolution timestamps: a tie
+
+    def failing(args):
+        raise ChildFailedError("pipeline_core", failures)
+
+    monkeypatch.setattr(torchrun, "run", failing)
+    with pytest.raises(PipelineError) as caught:
+        distributed.launch(["run", "x.toml"], 2, "1", None, "none")
+    assert expected in str(caught.value) and caught.value.exit_code == 1 and not caught.value.reported
+
+
+def test_a_rank_that_only_lost_its_peers_exits_with_the_code_the_launcher_reads(monkeypatch):
+    from pipeline_core import distributed
+    from pipeline_core.cli import report_error
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(distributed, "launched", lambda: True)
+    lost = RuntimeError("[gloo] Connection closed by peer")
+    assert report_error(lost, verbose=False) == distributed.PEER_LOST_EXIT
+    assert report_error(ValueError("a real error"), verbose=False) == 1
+
+
 LEAVE = """
 import json, os, sys
 import torch

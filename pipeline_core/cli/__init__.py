@@ -32,7 +32,11 @@ def _silent_worker(error: BaseException) -> bool:
 def report_error(error: BaseException, verbose: bool) -> int:
     """Print ``error`` for a person and return the exit code it maps to."""
     code = error.exit_code if isinstance(error, PipelineError) else 1
-    if (_silent_worker(error) or getattr(error, "reported", False)) and not verbose:
+    if _silent_worker(error) and not verbose:
+        from pipeline_core import distributed
+
+        return distributed.PEER_LOST_EXIT if distributed.is_peer_failure(error) else code
+    if getattr(error, "reported", False) and not verbose:
         return code
     if verbose:
         traceback.print_exception(error)
