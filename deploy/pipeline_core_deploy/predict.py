@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -414,11 +415,12 @@ class Bundle:
     def feature_names(self) -> list[str]:
         return list(self.metadata.get("feature_names", []))
 
-    @property
+    # cached: the server checks every request against these (the metadata never changes once verified)
+    @functools.cached_property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.metadata["input"]["shape"][1:])
 
-    @property
+    @functools.cached_property
     def input_dtype(self) -> np.dtype:
         return np.dtype(self.metadata["input"]["dtype"])
 
@@ -715,6 +717,15 @@ def read_inputs(path: Path, bundle: Bundle) -> np.ndarray:
     return check_rows(array, bundle, str(path), locate)
 
 
+@functools.lru_cache(maxsize=32)
+def _float_top(model: np.dtype, given: np.dtype) -> float:
+    """The largest magnitude a finite ``given`` value may have to be run by a ``model`` input:
+    the model dtype's range when it is a narrower float, else any finite value."""
+    if model.kind == "f" and given.itemsize > model.itemsize:
+        return float(np.finfo(model).max)
+    return float(np.finfo(given).max)
+
+
 def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[[int], str] | None = None) -> np.ndarray:
     """``array`` checked and shaped to what the bundle's model takes: any row layout with the right
     number of values, finite, and representable in the model's dtype. Files and the server's
@@ -733,16 +744,17 @@ def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[
         row, column = (int(i) for i in np.argwhere(bad)[0])
         return f"{source}{locate(row) if locate else ''}: data row {row + 1}", (bundle.column(column), flat[row, column].item())
 
-    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
-        place, (column, value) = where(~np.isfinite(flat))
-        raise DeployError(f"{place} holds a value that is not finite (NaN or infinity) in {column}: {value}")
     dtype = bundle.input_dtype
-    if dtype.kind == "f" and flat.dtype.kind == "f" and flat.dtype.itemsize > dtype.itemsize:
-        top = float(np.finfo(dtype).max)
-        bad = (flat > top) | (flat < -top)
-        if bad.any():
-            place, (column, value) = where(bad)
-            raise DeployError(f"{place}, {column} holds {value!r}: the model takes {dtype.name} inputs, which reach ±{top:.4g}")
+    # one reduction decides the common case: the largest magnitude is NaN for a NaN, inf for an
+    # infinity, and above the model dtype's range for a value it cannot hold (the server checks every
+    # request here, and each NumPy call on a small array costs microseconds)
+    if flat.dtype.kind == "f" and not np.abs(flat).max() <= _float_top(dtype, flat.dtype):
+        if not np.isfinite(flat).all():
+            place, (column, value) = where(~np.isfinite(flat))
+            raise DeployError(f"{place} holds a value that is not finite (NaN or infinity) in {column}: {value}")
+        top = _float_top(dtype, flat.dtype)
+        place, (column, value) = where((flat > top) | (flat < -top))
+        raise DeployError(f"{place}, {column} holds {value!r}: the model takes {dtype.name} inputs, which reach ±{top:.4g}")
     if dtype.kind in "iu" and array.dtype != dtype:
         info = np.iinfo(dtype)
         bad = (flat != np.round(flat)) | (flat < info.min) | (flat > info.max)

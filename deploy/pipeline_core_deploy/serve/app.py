@@ -8,6 +8,7 @@ its traceback on the server and answered with a one-line 500, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,6 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,12 +26,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline_core_deploy import __version__, predict
-from pipeline_core_deploy.serve.batching import Overloaded
+from pipeline_core_deploy.serve.hot_routes import ENDPOINT_KEY, MODEL_KEY, Answer, HotRoutes, answer_to, error_answer
 from pipeline_core_deploy.serve.metrics import Metrics
 from pipeline_core_deploy.serve.models import Repository, ServedModel
 from pipeline_core_deploy.serve.protocol import (
     HEADER_LENGTH,
-    ProtocolError,
     bad_request,
     decode_infer,
     dumps,
@@ -40,13 +39,10 @@ from pipeline_core_deploy.serve.protocol import (
     parse_body,
 )
 
-log = logging.getLogger("pipeline_core_deploy.serve")
 access_log = logging.getLogger("pipeline_core_deploy.access")
 
 SERVER_NAME = "pipeline-core-deploy"
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
-#: scope keys the handlers fill in, for the access log and the metrics
-MODEL_KEY, ENDPOINT_KEY = "pipeline.model", "pipeline.endpoint"
 
 
 @dataclass(frozen=True)
@@ -58,51 +54,32 @@ class ServerSettings:
     access_log: bool = True
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _response(answer: Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type=answer.media_type, headers=answer.headers)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+def _error(status: int, message: str) -> Response:
+    return _response(error_answer(status, message))
 
 
-def _endpoint(name: str) -> Callable[[Handler], Handler]:
+StarletteHandler = Callable[[Request], Awaitable[Response]]
+
+
+def _endpoint(name: str) -> Callable[[StarletteHandler], StarletteHandler]:
     """Name the route for the metrics, and turn every error into the protocol's error answer."""
 
-    def wrap(handler: Handler) -> Handler:
+    def wrap(handler: StarletteHandler) -> StarletteHandler:
         async def endpoint(request: Request) -> Response:
             request.scope[ENDPOINT_KEY] = name
             try:
                 return await handler(request)
-            except ProtocolError as error:
-                return _error(error.status, str(error))
-            except predict.DeployError as error:
-                return _error(400, str(error))
-            except Overloaded as error:
-                return _error(503, str(error))
-            except Exception as error:  # a bug, not the client's fault: the traceback stays in the log
-                log.exception("internal error on %s %s", request.method, request.url.path)
-                return _error(500, f"internal error: {type(error).__name__}")
+            except Exception as error:
+                return _response(answer_to(error, request.method, request.url.path))
 
         endpoint.__name__ = handler.__name__
         return endpoint
 
     return wrap
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it is known to be over ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise bad_request(f"the request body has {declared} bytes, over this server's limit of {limit} (--max-body-bytes)")
-    if request.headers.get("content-encoding", "identity") != "identity":
-        raise bad_request(f"Content-Encoding {request.headers['content-encoding']!r} is not supported; send the body uncompressed")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise bad_request(f"the request body is over this server's limit of {limit} bytes (--max-body-bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _image_rows(body: bytes, model: ServedModel) -> np.ndarray:
@@ -157,36 +134,32 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
     async def model_config(request: Request) -> Response:
         return JSONResponse(model_of(request).config())
 
-    @_endpoint("infer")
-    async def infer(request: Request) -> Response:
-        model = model_of(request)
-        document, binary = parse_body(await _body(request, settings.max_body_bytes), request.headers.get(HEADER_LENGTH))
+    async def infer(model: ServedModel, headers: dict[str, str], body: bytes) -> Answer:
+        document, binary = parse_body(body, headers.get(HEADER_LENGTH.lower()))
         decoded = decode_infer(document, binary, model.input, model.outputs)
         rows = model.check(decoded.array, f"input {model.input.name!r}")
         outputs = await model.infer(rows)
-        body, header_length = encode_infer(model.name, model.version, decoded, outputs)
-        headers = {HEADER_LENGTH: str(header_length)} if header_length is not None else None
-        media = "application/octet-stream" if header_length is not None else "application/json"
-        return Response(body, media_type=media, headers=headers)
+        content, header_length = encode_infer(model.name, model.version, decoded, outputs)
+        if header_length is None:
+            return Answer(content)
+        return Answer(content, "application/octet-stream", {HEADER_LENGTH: str(header_length)})
 
-    @_endpoint("predict")
-    async def predict_rows(request: Request) -> Response:
-        model = model_of(request)
-        body = await _body(request, settings.max_body_bytes)
-        if request.headers.get("content-type", "").startswith("image/"):  # one PNG or JPEG file as the body
-            rows = await run_in_threadpool(_image_rows, body, model)
+    async def predict_rows(model: ServedModel, headers: dict[str, str], body: bytes) -> Answer:
+        loop = asyncio.get_running_loop()
+        if headers.get("content-type", "").startswith("image/"):  # one PNG or JPEG file as the body
+            rows = await loop.run_in_executor(None, _image_rows, body, model)
         else:
             try:
                 data = loads(body)
             except (ValueError, UnicodeDecodeError) as error:
                 raise bad_request(f"the request body is not valid JSON: {error}") from None
             if _holds_images(data):  # {"b64": ...} items: decoding runs off the event loop
-                rows = await run_in_threadpool(predict.rows_from_json, data, model.bundle, "request body")
+                rows = await loop.run_in_executor(None, predict.rows_from_json, data, model.bundle, "request body")
             else:
                 rows = predict.rows_from_json(data, model.bundle, "request body")
         rows = model.check(rows, "request body")
         records = predict.predictions(model.bundle, await model.infer(rows))
-        return Response(dumps({"model_name": model.name, "model_version": model.version, "predictions": records}), media_type="application/json")
+        return Answer(dumps({"model_name": model.name, "model_version": model.version, "predictions": records}))
 
     @_endpoint("metrics")
     async def metrics_endpoint(request: Request) -> Response:
@@ -210,10 +183,7 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
                         await model.batcher.stop()
 
     model_path, version_path = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
-    # the hot routes first: Starlette tries routes in order, and each try is a regular expression
-    routes = [Route(f"{prefix}/{action}", handler, methods=["POST"])
-              for action, handler in (("infer", infer), ("predict", predict_rows)) for prefix in (model_path, version_path)]
-    routes += [
+    routes = [
         Route("/v2", server_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
@@ -227,7 +197,8 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
         return _error(status, f"{request.method} {request.url.path}: {getattr(error, 'detail', 'error')}; see GET /v2 and /v2/models/{{name}}")
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_route})
-    return AccessLog(app, metrics, settings.access_log)
+    hot = HotRoutes({"infer": infer, "predict": predict_rows}, repository.get, settings.max_body_bytes, fallback=app)
+    return AccessLog(hot, metrics, settings.access_log)
 
 
 class AccessLog:

@@ -11,6 +11,7 @@ refuses, such as the ``NaN`` that Python clients write, so NaN still gets predic
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ def bad_request(message: str) -> ProtocolError:
     return ProtocolError(400, message)
 
 
+@functools.lru_cache(maxsize=64)  # every response names its tensors' datatypes
 def datatype(dtype: np.dtype) -> str:
     """The v2 name of a NumPy dtype (``float32`` → ``FP32``)."""
     name = _NAMES.get(np.dtype(dtype).newbyteorder("<"))
