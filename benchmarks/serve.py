@@ -2,19 +2,24 @@
 MLP and the MNIST MLP (784-512-256-10) at concurrency 1, 16 and 64, dynamic batching on and off,
 next to onnxruntime called in-process (the ceiling: no HTTP, no JSON).
 
-The load generator is a real HTTP client (aiohttp, one event loop, one connection per concurrent
-caller) sending Open Inference Protocol requests of one row each to a real server on 127.0.0.1
-(a subprocess of this script), bounded by a request count and a time limit per run. The bundles are
+The load generator is a real HTTP client sending Open Inference Protocol requests of one row each to
+a real server on 127.0.0.1 (a subprocess of this script), one kept-alive connection per concurrent
+caller, bounded by a request count and a time limit per run: libcurl's multi interface (pycurl) by
+default, or aiohttp on one event loop (``--client aiohttp``). The client shares this machine's two
+cores with the server, so a lighter client leaves more of them to the server: libcurl spends about
+half of aiohttp's CPU per request, and the table prints both sides' CPU per request. Both clients come
+with the benchmark extra: ``pip install -e '.[benchmark]'``. The bundles are
 made by running the project's pipelines (MNIST on MNIST-format files of real size written here:
 this machine has no internet, and the timing depends on the sizes, not on the pixels).
 
-    python benchmarks/serve.py [--requests 4500] [--seconds 60] [--encoding json|binary] [--bundles DIR]
+    python benchmarks/serve.py [--requests 4500] [--seconds 60] [--encoding json|binary] [--client curl|aiohttp] [--bundles DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import signal
@@ -30,6 +35,11 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+
+try:
+    import pycurl
+except ImportError:  # the benchmark extra brings it
+    raise SystemExit("benchmarks/serve.py needs pycurl for its default client: pip install -e '.[benchmark]' (or pass --client aiohttp)") from None
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pipeline_core_deploy.predict import open_bundle  # noqa: E402
@@ -52,6 +62,7 @@ class Result:
     latencies: list[float]
     errors: int
     server_cpu: float = float("nan")  # seconds of server CPU (all threads) during the run
+    client_cpu: float = float("nan")  # seconds of this process's CPU (the load generator) during the run
 
     @property
     def throughput(self) -> float:
@@ -189,6 +200,61 @@ async def load(url: str, requests: list[tuple[bytes, dict[str, str]]], concurren
     return Result("", "", concurrency, len(latencies), elapsed, latencies, errors)
 
 
+def load_curl(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int, count: int, seconds: float) -> Result:
+    """``count`` requests from ``concurrency`` libcurl handles on one multi handle, or fewer if
+    ``seconds`` run out first."""
+    multi = pycurl.CurlMulti()
+    latencies: list[float] = []
+    errors = issued = 0
+    started_at: dict[pycurl.Curl, float] = {}
+    buffers: dict[pycurl.Curl, io.BytesIO] = {}
+    deadline = time.perf_counter() + seconds
+
+    def issue(handle: pycurl.Curl) -> bool:
+        nonlocal issued
+        if issued >= count or time.perf_counter() >= deadline:
+            return False
+        body, headers = requests[issued % len(requests)]
+        issued += 1
+        buffers[handle] = io.BytesIO()
+        handle.setopt(pycurl.POSTFIELDS, body)
+        # "Expect:" turns off libcurl's 100-continue round trip for bodies over 1 KiB
+        handle.setopt(pycurl.HTTPHEADER, [f"{key}: {value}" for key, value in headers.items()] + ["Expect:"])
+        handle.setopt(pycurl.WRITEDATA, buffers[handle])
+        started_at[handle] = time.perf_counter()
+        multi.add_handle(handle)
+        return True
+
+    running = 0
+    for _ in range(concurrency):
+        handle = pycurl.Curl()
+        for option, value in ((pycurl.URL, url), (pycurl.NOSIGNAL, 1), (pycurl.TIMEOUT, 30)):
+            handle.setopt(option, value)
+        running += issue(handle)
+    started = time.perf_counter()
+    while running:
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        _, succeeded, failed = multi.info_read()
+        finished = [(handle, handle.getinfo(pycurl.RESPONSE_CODE) == 200) for handle in succeeded]
+        finished += [(handle, False) for handle, _, _ in failed]
+        for handle, ok in finished:
+            multi.remove_handle(handle)
+            latencies.append(time.perf_counter() - started_at[handle])
+            errors += not ok
+            if not issue(handle):
+                running -= 1
+        if not finished:
+            multi.select(0.05)
+    return Result("", "", concurrency, len(latencies), time.perf_counter() - started, latencies, errors)
+
+
+def run_load(client: str, url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int, count: int, seconds: float) -> Result:
+    if client == "curl":
+        return load_curl(url, requests, concurrency, count, seconds)
+    return asyncio.run(load(url, requests, concurrency, count, seconds))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=4500, help="requests per (model, mode, concurrency) run")
@@ -196,12 +262,13 @@ def main() -> None:
     parser.add_argument("--encoding", choices=("json", "binary"), default="json", help="JSON tensors, or binary tensor data as tritonclient sends by default")
     parser.add_argument("--bundles", type=Path, help="folder for the bundles (kept and reused); default: a temporary folder")
     parser.add_argument("--models", default="iris,mnist")
+    parser.add_argument("--client", choices=("curl", "aiohttp"), default="curl", help="the load generator: libcurl (pycurl) or aiohttp")
     args = parser.parse_args()
 
     scratch = tempfile.TemporaryDirectory()
     folder = args.bundles or Path(scratch.name)
     bundles = make_bundles(folder)
-    print(f"{os.cpu_count()} CPU cores; {args.encoding} tensors; {args.requests} requests per run (at most {args.seconds:.0f} s); "
+    print(f"{os.cpu_count()} CPU cores; {args.client} client; {args.encoding} tensors; {args.requests} requests per run (at most {args.seconds:.0f} s); "
           f"server: pipeline-deploy serve with its defaults (onnxruntime 1 thread, max_batch_size 64, max_queue_delay_us 0, access log on)")
     results: list[Result] = []
     memory: list[tuple[str, str, float, float, int | None]] = []
@@ -216,12 +283,13 @@ def main() -> None:
             server = start_server(bundles[model], port, batching, folder / f"{model}-{port}.log")
             url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
             try:
-                asyncio.run(load(url, requests, 16, 500, 30))  # warm-up: connections, caches, allocator
+                run_load(args.client, url, requests, 16, 500, 30)  # warm-up: connections, caches, allocator
                 start_rss = rss_mib(server.pid)
                 for concurrency in CONCURRENCY:
-                    cpu = cpu_seconds(server.pid)
-                    result = asyncio.run(load(url, requests, concurrency, args.requests, args.seconds))
+                    cpu, own = cpu_seconds(server.pid), time.process_time()
+                    result = run_load(args.client, url, requests, concurrency, args.requests, args.seconds)
                     result.model, result.mode, result.server_cpu = model, mode, cpu_seconds(server.pid) - cpu
+                    result.client_cpu = time.process_time() - own
                     results.append(result)
                 end_rss = rss_mib(server.pid)
             finally:
@@ -233,15 +301,15 @@ def main() -> None:
                     code = None
             memory.append((model, mode, start_rss, end_rss, code))
 
-    print("\n| model | mode | concurrency | requests | requests/s | p50 (ms) | p99 (ms) | errors | server CPU per request (µs) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| model | mode | concurrency | requests | requests/s | p50 (ms) | p99 (ms) | errors | server CPU per request (µs) | client CPU per request (µs) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for model, (p50, p99, calls, batched) in ceilings.items():
-        print(f"| {model} | in-process onnxruntime, 1 row | 1 | 5000 | {calls:,.0f} | {p50:.3f} | {p99:.3f} | 0 | |")
-        print(f"| {model} | in-process onnxruntime, 64 rows | 1 | 200 | {batched / 64:,.0f} ({batched:,.0f} rows/s) | | | 0 | |")
+        print(f"| {model} | in-process onnxruntime, 1 row | 1 | 5000 | {calls:,.0f} | {p50:.3f} | {p99:.3f} | 0 | | |")
+        print(f"| {model} | in-process onnxruntime, 64 rows | 1 | 200 | {batched / 64:,.0f} ({batched:,.0f} rows/s) | | | 0 | | |")
         for result in (r for r in results if r.model == model):
             print(f"| {model} | {result.mode} | {result.concurrency} | {result.requests} | {result.throughput:,.0f} | "
                   f"{result.percentile(0.5):.2f} | {result.percentile(0.99):.2f} | {result.errors} | "
-                  f"{1e6 * result.server_cpu / max(result.requests, 1):.0f} |")
+                  f"{1e6 * result.server_cpu / max(result.requests, 1):.0f} | {1e6 * result.client_cpu / max(result.requests, 1):.0f} |")
     print("\n| model | mode | server RSS at start (MiB) | at end (MiB) | growth | exit code after SIGTERM |")
     print("|---|---|---|---|---|---|")
     for model, mode, start, end, code in memory:

@@ -306,6 +306,19 @@ def test_not_json_and_oversized_bodies_get_400(server):
     assert "over this server's limit of 65536 (--max-body-bytes)" in response.json()["error"]
 
 
+def test_body_in_chunks_and_compressed_body(server):
+    """A chunked upload (several ASGI body messages) is joined; a compressed one is refused by name."""
+    body = json.dumps({"inputs": [{"name": "input", "shape": [3, 4], "datatype": "FP32", "data": ROWS}]}).encode()
+    pieces = [body[i : i + 7] for i in range(0, len(body), 7)]
+    chunked = httpx.post(f"{server.url}/v2/models/{NAME}/infer", content=iter(pieces))
+    whole = httpx.post(f"{server.url}/v2/models/{NAME}/infer", content=body)
+    assert chunked.status_code == whole.status_code == 200, chunked.text
+    assert chunked.json() == whole.json()
+    response = httpx.post(f"{server.url}/v2/models/{NAME}/predict", content=body, headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "Content-Encoding 'gzip' is not supported; send the body uncompressed"}
+
+
 # ---------------------------------------------------------------------------------------------
 # Dynamic batching
 
