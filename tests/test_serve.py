@@ -27,6 +27,7 @@ from tritonclient.utils import InferenceServerException
 from pipeline_core.runner import load_pipeline, run_pipeline
 from pipeline_core_deploy import predict
 from pipeline_core_deploy.serve.config import model_specs, parse_bundle_argument
+from pipeline_core_deploy.serve.hot_routes import match
 
 from conftest import IRIS_FAST
 
@@ -304,6 +305,18 @@ def test_not_json_and_oversized_bodies_get_400(server):
     response = httpx.post(f"{server.url}/v2/models/{NAME}/infer", content=big)
     assert response.status_code == 400
     assert "over this server's limit of 65536 (--max-body-bytes)" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/v2/models/iris/infer", ("iris", None, "infer")),
+    ("/v2/models/iris/versions/3/predict", ("iris", "3", "predict")),
+    ("/v2/models/a.b-c_1/versions/20261202-101500/infer/", ("a.b-c_1", "20261202-101500", "infer")),
+    ("/v2/models/iris", None), ("/v2/models/iris/ready", None), ("/v2/models//infer", None),
+    ("/v2/models/iris/versions//infer", None), ("/v2/models/iris/versions/1/2/infer", None), ("/v3/models/iris/infer", None),
+])
+def test_hot_route_matching(path, expected):
+    """What the plain-ASGI routes take; every other path is left to Starlette's router."""
+    assert match(path, frozenset({"infer", "predict"})) == expected
 
 
 def test_body_in_chunks_and_compressed_body(server):

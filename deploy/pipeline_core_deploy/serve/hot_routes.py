@@ -66,8 +66,9 @@ Resolve = Callable[[str, "str | None"], Any]
 def match(path: str, actions: frozenset[str]) -> tuple[str, str | None, str] | None:
     """``(name, version, action)`` for ``/v2/models/{name}[/versions/{version}]/{action}``, else None.
 
-    Path segments are matched as Starlette's ``{name}`` matches them: any non-empty text without ``/``."""
-    parts = path.split("/")
+    Path segments are matched as Starlette's ``{name}`` matches them: any non-empty text without ``/``;
+    a trailing ``/`` is accepted (Starlette would answer it with a redirect to the same route)."""
+    parts = path.removesuffix("/").split("/")
     if len(parts) == 5 and parts[0] == "" and parts[1] == "v2" and parts[2] == "models" and parts[3] and parts[4] in actions:
         return parts[3], None, parts[4]
     if (len(parts) == 7 and parts[0] == "" and parts[1] == "v2" and parts[2] == "models" and parts[3]
