@@ -3,7 +3,9 @@ convenience endpoint, and ``/metrics``.
 
 Every answer to a bad request is a 4xx with ``{"error": message}`` (the protocol's error shape);
 the message is the one ``predict.py`` gives for the same rows. An unexpected failure is logged with
-its traceback on the server and answered with a one-line 500, never a traceback.
+its traceback on the server and answered with a one-line 500, never a traceback. The two routes
+that carry the load (``…/infer``, ``…/predict``) are defined here but answered in plain ASGI by
+``hot_routes``; the rest go through Starlette.
 """
 
 from __future__ import annotations
