@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline_core_deploy import __version__, predict
-from pipeline_core_deploy.serve.hot_routes import ENDPOINT_KEY, MODEL_KEY, Answer, HotRoutes, answer_to, error_answer
+from pipeline_core_deploy.serve.hot_routes import ENDPOINT_KEY, MODEL_KEY, Answer, HotRoutes, answer_to, route_error
 from pipeline_core_deploy.serve.metrics import Metrics
 from pipeline_core_deploy.serve.models import Repository, ServedModel
 from pipeline_core_deploy.serve.protocol import (
@@ -58,10 +58,6 @@ class ServerSettings:
 
 def _response(answer: Answer) -> Response:
     return Response(answer.body, status_code=answer.status, media_type=answer.media_type, headers=answer.headers)
-
-
-def _error(status: int, message: str) -> Response:
-    return _response(error_answer(status, message))
 
 
 StarletteHandler = Callable[[Request], Awaitable[Response]]
@@ -196,7 +192,7 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
 
     async def no_route(request: Request, error: Exception) -> Response:  # unknown paths and methods: the protocol's error shape too
         status = error.status_code if isinstance(error, HTTPException) else 500
-        return _error(status, f"{request.method} {request.url.path}: {getattr(error, 'detail', 'error')}; see GET /v2 and /v2/models/{{name}}")
+        return _response(route_error(request.method, request.url.path, status, getattr(error, "detail", "error")))
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_route})
     hot = HotRoutes({"infer": infer, "predict": predict_rows}, repository.get, settings.max_body_bytes, fallback=app)

@@ -44,6 +44,12 @@ def error_answer(status: int, message: str) -> Answer:
     return Answer(dumps({"error": message}), status=status)
 
 
+def route_error(method: str, path: str, status: int, detail: str, headers: dict[str, str] | None = None) -> Answer:
+    """The answer to a path or method no route takes (404, 405), pointing at what exists."""
+    message = f"{method} {path}: {detail}; see GET /v2 and /v2/models/{{name}}"
+    return Answer(dumps({"error": message}), headers=headers, status=status)
+
+
 def answer_to(error: Exception, method: str, path: str) -> Answer:
     """The answer to a request that raised ``error``: 4xx or 503 with the message for the client's
     mistakes and for overload, a one-line 500 (the traceback goes to the log) for a bug."""
@@ -137,8 +143,7 @@ class HotRoutes:
         name, version, action = target
         scope[ENDPOINT_KEY] = action
         if scope["method"] != "POST":
-            answer = error_answer(405, f"{scope['method']} {scope['path']}: Method Not Allowed; see GET /v2 and /v2/models/{{name}}")
-            await send_answer(send, Answer(answer.body, headers={"allow": "POST"}, status=405))
+            await send_answer(send, route_error(scope["method"], scope["path"], 405, "Method Not Allowed", {"allow": "POST"}))
             return
         try:
             model = self.resolve(name, version)
