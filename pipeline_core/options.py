@@ -22,6 +22,9 @@ from typing import Any
 import pydantic
 
 STRICT = pydantic.ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True, frozen=True)
+#: a component's options schema is built when it first validates: a run uses a few of the registered
+#: components, and building them all at registration cost 0.1 s of every command that loads the plugins
+DEFERRED = pydantic.ConfigDict(**STRICT, defer_build=True)
 _BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "value_error")
 #: a value of the right type that breaks a rule of its type (a bound, a length, a pattern, a validator)
 _CONSTRAINTS = (*_BOUNDS, "multiple_of", "string_too_short", "string_too_long", "too_short", "too_long", "string_pattern_mismatch")
@@ -203,7 +206,7 @@ class Schema:
                 raise TypeError(f"{owner}: option {parameter.name!r} needs a type annotation")
             default = ... if parameter.default is parameter.empty else parameter.default
             fields[parameter.name] = (hints[parameter.name], default)
-        model = pydantic.create_model("Options", __config__=STRICT, **fields)  # type: ignore[call-overload]
+        model = pydantic.create_model("Options", __config__=DEFERRED, **fields)  # type: ignore[call-overload]
         # JSON mode: TOML values are JSON values, and strict JSON validation still lets a list become
         # a tuple and a string become a Path, while refusing "5" for an int.
         return cls(model, json_mode=True)
