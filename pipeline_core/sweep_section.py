@@ -234,7 +234,7 @@ class SweepSection(pydantic.BaseModel):
     objective: str
     direction: Literal["auto", "maximize", "minimize"] = "auto"  # auto: maximize accuracy, f1, precision, recall, r2
     trials: Annotated[int, Field(ge=1)] | None = None  # finished trials the study should hold (across every worker and restart)
-    timeout: Annotated[float, Field(gt=0)] | None = None  # seconds after which a command starts no new trial
+    timeout: Annotated[float, Field(gt=0)] | None = None  # seconds from a command's start after which it starts no new trial
     sampler: SamplerConfig = Field("tpe", validate_default=True)  # type: ignore[assignment]
     pruner: PrunerConfig = Field("median", validate_default=True)  # type: ignore[assignment]
     report_every: Annotated[int, Field(ge=1)] = 1  # epochs between values reported to the pruner

@@ -214,8 +214,14 @@ def test_the_other_samplers_and_pruners_run_int_and_linear_parameters(tmp_path, 
     assert len({trial.params["train.optimizer.momentum"] for trial in trials}) == 5  # drawn, not fixed
 
 
+# The time is read before Optuna creates a trial (and stamps its start): a trial may start this much
+# after the deadline when the check came just before it.
+CHECK_TO_START = 0.25
+
+
 def test_a_time_budget_starts_no_trial_after_it(tmp_path, write_pipeline):
-    """``timeout`` without ``trials``: trials start until the time is over, none after, and the sweep finishes."""
+    """``timeout`` without ``trials``: trials start until the time is over, counted from the command's
+    start (not from after its set-up), none after, and the sweep finishes."""
     path = write_pipeline(SWEEP.replace("trials = 4", "timeout = 4"))
     started = datetime.datetime.now()
     code, output = sweep(str(path), "--artifacts", str(tmp_path))
@@ -223,10 +229,19 @@ def test_a_time_budget_starts_no_trial_after_it(tmp_path, write_pipeline):
     assert (datetime.datetime.now() - started).total_seconds() >= 4
     folder = sweep_folder(tmp_path)
     trials = load_study(sqlite(folder)).trials
-    assert trials and all(trial.state == TrialState.COMPLETE for trial in trials)
-    assert all((trial.datetime_start - started).total_seconds() < 4 for trial in trials)
+    assert trials and all(trial.state == TrialState.COMPLETE for trial in trials), output
+    assert all((trial.datetime_start - started).total_seconds() < 4 + CHECK_TO_START for trial in trials), output
     record = json.loads(folder.record.read_text())
     assert record["state"] == "finished" and record["trials"]["complete"] == len(trials)
+
+
+def test_a_worker_keeps_the_deadline_of_the_command_that_started_it(tmp_path, write_pipeline):
+    """A ``--jobs`` worker starts seconds after its command: it stops at the command's deadline
+    (``--until``), not ``timeout`` seconds after its own start."""
+    path = write_pipeline(SWEEP.replace("trials = 4", "timeout = 600"))
+    code, output = sweep(str(path), "--artifacts", str(tmp_path), "--worker", "0", "--until", str(time.time() - 1))
+    assert code == 0, output
+    assert load_study(sqlite(sweep_folder(tmp_path))).trials == []
 
 
 DIVERGING = SWEEP.replace('sampler = { name = "random", seed = 0 }', 'sampler = "grid"').replace("trials = 4\n", "").replace(
@@ -272,7 +287,7 @@ def test_a_study_continued_with_another_search_space_is_refused(tmp_path, write_
 def test_two_worker_processes_share_one_study(tmp_path, write_pipeline):
     """--jobs 2: two real processes run trials of one study on a journal file; every trial runs
     once, in its own folder, and none is lost or left running."""
-    path = write_pipeline(SWEEP.replace("trials = 4", "trials = 6"))
+    path = write_pipeline(SWEEP.replace("trials = 4", "trials = 6\ntimeout = 600"))  # the trials end it; the workers get --until
     journal = f"journal:{tmp_path / 'study.log'}"
     result = subprocess.run(
         [PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path), "--jobs", "2", "--storage", journal],

@@ -25,9 +25,10 @@ from pipeline_core.cli.options import overrides, pipeline_file
 @click.option("--artifacts", "artifacts_root", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ROOT, show_default=True, help="Sweeps go to <artifacts>/<pipeline>/sweeps/<study>/.")
 @click.option("--worker", type=int, hidden=True, help="Run as worker process N of --jobs (started by the command itself).")
 @click.option("--parent", type=int, hidden=True, help="The command that started this worker.")
+@click.option("--until", type=float, hidden=True, help="The starting command's deadline (time.time()): a worker starts no trial after it.")
 def sweep(
     pipeline_file: Path, overrides: tuple[str, ...], trials: int | None, jobs: int, storage: str | None, study_name: str | None,
-    artifacts_root: Path, worker: int | None, parent: int | None,
+    artifacts_root: Path, worker: int | None, parent: int | None, until: float | None,
 ) -> None:
     """Search PIPELINE_FILE's [sweep] parameters: one run folder per trial, the best trial's pipeline and a report.
 
@@ -35,12 +36,12 @@ def sweep(
     again, the same command continues a stopped sweep."""
     from pipeline_core.sweep import coordinator, processes
 
-    started = time.perf_counter()
+    began, started = time.time(), time.perf_counter()
     prepared = coordinator.prepare(pipeline_file, overrides, artifacts_root, study_name, storage, trials)
     if worker is not None:
         if parent is not None:
             processes.die_with_parent(parent)
-        coordinator.work(prepared, worker)
+        coordinator.work(prepared, until if until is not None else coordinator.deadline(prepared.sweep, began), worker)
         return
     coordinator.check_data(prepared)
     study = coordinator.start(prepared)
@@ -48,7 +49,7 @@ def sweep(
     arguments = ["sweep", str(pipeline_file), "--storage", prepared.url, "--study", prepared.study_name, "--artifacts", str(artifacts_root)]
     arguments += [f"--set={item}" for item in overrides] + ([] if trials is None else ["--trials", str(trials)])
     if trials != 0:
-        coordinator.run_workers(prepared, jobs, arguments)
+        coordinator.run_workers(prepared, jobs, arguments, coordinator.deadline(prepared.sweep, began))
     record = coordinator.finish(prepared)
     from pipeline_core.cli.sweep_summary import print_sweep
 

@@ -120,8 +120,15 @@ def budget(sweep: SweepSection) -> int | None:
     return sweep.grid_size() if sweep.sampler.name == "grid" else None
 
 
-def work(prepared: Sweep, worker: int = 0) -> int:
-    """Run trials in this process until the study's budget is used up; returns how many ran here."""
+def deadline(sweep: SweepSection, began: float) -> float | None:
+    """When a command that began at ``began`` (time.time()) starts no new trial: ``timeout`` seconds
+    after it began, not after its set-up (loading the data, opening the study), which the user waits for too."""
+    return None if sweep.timeout is None else began + sweep.timeout
+
+
+def work(prepared: Sweep, until: float | None, worker: int = 0) -> int:
+    """Run trials in this process until the study's budget is used up or the time ``until`` has come
+    (time.time(); None: no time limit); returns how many ran here."""
     storage = prepared.storage()
     study = studies.open_study(storage, prepared.study_name, prepared.sweep, prepared.shown_storage, worker)
     objective = TrialRunner(
@@ -129,7 +136,7 @@ def work(prepared: Sweep, worker: int = 0) -> int:
         prepared.folder, prepared.study_name, prepared.shown_storage,
     )
     loop = Worker(
-        study, objective, budget(prepared.sweep), prepared.sweep.timeout, studies.dead_worker_callback(prepared.sweep.retries),
+        study, objective, budget(prepared.sweep), until, studies.dead_worker_callback(prepared.sweep.retries),
         heartbeats=keeps_heartbeats(storage),
     )
     return loop.run()
@@ -147,12 +154,14 @@ def start(prepared: Sweep) -> optuna.Study:
     return study
 
 
-def run_workers(prepared: Sweep, jobs: int, worker_arguments: list[str]) -> None:
-    """The trials: in this process for one job, else in ``jobs`` worker processes."""
+def run_workers(prepared: Sweep, jobs: int, worker_arguments: list[str], until: float | None) -> None:
+    """The trials: in this process for one job, else in ``jobs`` worker processes, which keep this
+    command's deadline ``until`` (their own start comes seconds later)."""
     if jobs == 1:
-        work(prepared)
+        work(prepared, until)
         return
-    code = processes.start(worker_arguments, jobs, max(1, DEFAULT_THREADS // jobs))
+    arguments = worker_arguments + ([] if until is None else ["--until", repr(until)])
+    code = processes.start(arguments, jobs, max(1, DEFAULT_THREADS // jobs))
     if code != 0:
         raise WorkersFailed(code)
 

@@ -32,8 +32,8 @@ class Worker:
 
     study: optuna.Study
     objective: TrialRunner
-    trials: int | None  # the study's budget of trials (None: until the timeout)
-    timeout: float | None  # seconds after which this worker starts no new trial
+    trials: int | None  # the study's budget of trials (None: until the deadline)
+    deadline: float | None  # wall-clock time (time.time()) after which this worker starts no new trial
     abandoned: OnStale  # a trial whose worker died or was stopped: failed, tried again
     heartbeats: bool  # the storage fails a dead worker's trial by its heartbeat (else: by its process, on this machine)
     poll_seconds: float = 1.0
@@ -41,12 +41,12 @@ class Worker:
 
     def run(self) -> int:
         """Run trials until the budget is used up or the time is over; returns how many this worker ran."""
-        started, ran = time.monotonic(), 0
+        ran = 0
         while True:
             if not self.heartbeats:
                 studies.fail_dead_local_trials(self.study, self.abandoned)
             trials = self.study.get_trials(deepcopy=False)
-            expired = self.timeout is not None and time.monotonic() - started >= self.timeout
+            expired = self.deadline is not None and time.time() >= self.deadline
             queued = any(trial.state == TrialState.WAITING for trial in trials)
             if not expired and (queued or self.trials is None or studies.budgeted(trials) < self.trials):
                 self._one()
