@@ -96,6 +96,9 @@ _EXPORTS = {
     "predict": "pipeline_core.evaluation",
     "deployable": "pipeline_core.export",
     "Tolerance": "pipeline_core.verification",
+    "Noise": "pipeline_core.verification",
+    "check_batch_independence": "pipeline_core.batch_independence",
+    "extreme_rows": "pipeline_core.batch_independence",
     "measure_noise": "pipeline_core.verification",
     "verify": "pipeline_core.verification",
     "BUNDLE_DIR": "pipeline_core.bundle",
@@ -126,6 +129,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from pipeline_core.artifacts import RunFiles, atomic_write
+    from pipeline_core.batch_independence import check_batch_independence, extreme_rows
     from pipeline_core.bundle import BUNDLE_DIR, bundle_metadata, is_sealed, seal_bundle
     from pipeline_core.check_cache import remember_model_check
     from pipeline_core.config import PipelineConfig
@@ -167,4 +171,4 @@ if TYPE_CHECKING:
     from pipeline_core.tabular_split import Standardize, split_tabular
     from pipeline_core.training.fit import fit
     from pipeline_core.training.schedule import LRSchedule, TrainingPlan
-    from pipeline_core.verification import Tolerance, measure_noise, verify
+    from pipeline_core.verification import Noise, Tolerance, measure_noise, verify

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pipeline_core.artifacts import replace_folder, sha256, versions, write_json, write_text
-from pipeline_core.data import DataSpec
+from pipeline_core.data import DataBundle, DataSpec, Split
 from pipeline_core.export import ExportInfo, named_outputs
 from pipeline_core.results import scalars
 from pipeline_core.sections import ComponentConfig
@@ -80,11 +80,29 @@ def bundle_metadata(run: RunContext, info: ExportInfo, reference: torch.nn.Modul
         "input": {"name": info.input_name, "shape": [batch, *data.spec.input_shape], "dtype": str(data.spec.input_dtype).removeprefix("torch.")},
         **({"image": image_metadata(data.spec)} if data.spec.image is not None else {}),
         "outputs": [{"name": name, "shape": [batch, *value.shape[1:]]} for name, value in outputs.items()],
+        "input_range": input_range(data),
         "metrics": run.metrics.get(config.evaluate.split, {}),
         "training": training,
         "config_sha256": config.sha256(),
         "versions": versions(),
     }
+
+
+def input_range(data: DataBundle) -> dict[str, Any]:
+    """``metadata.json``'s ``input_range``: the smallest and largest raw value of each input position
+    in the training split (per channel for images, where one pixel's range says little), so the deploy
+    side can flag a row far from anything the model learned from. A streamed split is measured on its
+    first rows (``head``), which bounds the cost; ``rows`` says how many were seen."""
+    split = data.splits["train"]
+    inputs = split.inputs if isinstance(split, Split) else split.head().inputs
+    per = "channel" if data.spec.image is not None else "feature"
+    if per == "channel":  # over every axis but the channel axis: no copy of the split
+        axes = (0, *range(2, inputs.ndim))
+        low, high = inputs.amin(dim=axes), inputs.amax(dim=axes)
+    else:
+        flat = inputs.reshape(len(inputs), -1)
+        low, high = flat.amin(dim=0), flat.amax(dim=0)
+    return {"per": per, "split": "train", "rows": len(inputs), "min": low.double().tolist(), "max": high.double().tolist()}
 
 
 def image_metadata(spec: DataSpec) -> dict[str, Any]:

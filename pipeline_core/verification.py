@@ -129,6 +129,15 @@ def _ratios(difference: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return ratios
 
 
+def error_ratios(actual: np.ndarray, expected: np.ndarray, noise: np.ndarray, tolerance: Tolerance) -> np.ndarray:
+    """``|actual − expected|`` over the criterion's tolerance (the module docstring), element-wise on
+    (N, columns) arrays with ``noise`` per column; NaN where ``expected`` has a number is infinitely far."""
+    expected = _columns(expected.astype(np.float64))
+    difference = np.abs(_columns(actual.astype(np.float64)) - expected)
+    difference[np.isnan(difference)] = np.inf
+    return _ratios(difference, _tolerance(expected, noise, tolerance))
+
+
 def _class_disagreement(got: np.ndarray, want: np.ndarray, allowed: np.ndarray, task: str) -> tuple[int, int]:
     """Rows whose predicted class differs from eager's though eager's decision is clear, and rows
     where eager's decision is within tolerance (a tie rounding may break either way)."""

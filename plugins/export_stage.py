@@ -14,12 +14,15 @@ import copy
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline_core import Register, hookimpl
 
 if TYPE_CHECKING:
-    from pipeline_core import Exporter, RunContext
+    import numpy as np
+
+    from pipeline_core import Exporter, Noise, RunContext, Tolerance
+    from pipeline_core_plugins.optimize import Variants
 
 STAGING = ".bundle.staging"
 FAILED = "bundle.failed"
@@ -106,10 +109,41 @@ def export(run: RunContext) -> None:
     if variants.failures:
         _reject(run, staging, variants.failures)
 
-    metadata = {**info.metadata, "variants": variants.shipped} if variants.shipped else info.metadata
+    metadata = {**info.metadata, "variants": variants.shipped} if variants.shipped else dict(info.metadata)
+    if onnx is not None and settings.dynamic_batch:
+        metadata["batch_independent"] = _batch_independence(run, staging, str(onnx), variants, checked.numpy(), metadata, noise, tolerance)
     seal_bundle(staging, run.run_dir / BUNDLE_DIR, metadata, run.export_report)
     shutil.rmtree(run.run_dir / FAILED, ignore_errors=True)
     run.write_json(RunFiles.EXPORT_REPORT, run.export_report)
+
+
+def _batch_independence(run: RunContext, staging: Path, onnx: str, variants: Variants, rows: np.ndarray, metadata: dict[str, Any],
+                        noise: Noise, tolerance: Tolerance) -> dict[str, bool]:
+    """Measure every shipped ONNX file for batch independence (:mod:`pipeline_core.batch_independence`)
+    on the CPU provider the deploy side runs by default, and record it in the export report; returns
+    ``{file: batch_independent}`` for metadata.json. A file that fails still ships, marked, and the
+    deploy side runs it one row per call (the report and the model card say so)."""
+    from pipeline_core import check_batch_independence, extreme_rows
+    from pipeline_core_plugins.optimize import BASELINE, ONNX_FILE
+    from pipeline_core_plugins.optimize.gate import CPU_PROVIDER, open_session
+
+    extremes = extreme_rows(metadata["input_range"], tuple(rows.shape[1:]), rows.dtype)
+    files = {BASELINE: ONNX_FILE, **{name: listed["file"] for name, listed in variants.shipped.items() if name != BASELINE}}
+    found = {}
+    for name, file in files.items():
+        session = open_session(staging / file, [CPU_PROVIDER], threads=1)
+        input_name, outputs = session.get_inputs()[0].name, [output.name for output in session.get_outputs()]
+
+        def answer(batch: np.ndarray, session: Any = session, input_name: str = input_name, outputs: list[str] = outputs) -> dict[str, np.ndarray]:
+            return dict(zip(outputs, session.run(outputs, {input_name: batch}), strict=True))
+
+        entry = check_batch_independence(answer, rows, extremes, noise, tolerance)
+        report = run.export_report[onnx] if name == BASELINE else run.export_report[onnx]["variants"][name]
+        report["batch_independent"], report["batch_independence"] = entry["batch_independent"], entry
+        if name in variants.shipped:
+            variants.shipped[name]["batch_independent"] = entry["batch_independent"]
+        found[file] = entry["batch_independent"]
+    return found
 
 
 @hookimpl

@@ -6,6 +6,7 @@ reader reads, which still explains every bad cell. Real CSV, JSON and NPY files,
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -66,7 +67,10 @@ def _error(bundle: Path, path: Path) -> str:
     ("huge.json", "[[1, 2, 3, 4], [1, 2, -1e39, 4]]", "huge.json: data row 2, column 'petal length (cm)' holds -1e+39: the model takes float32 inputs"),
     ("nan.json", "[[1, 2, 3, 4], [1, NaN, 3, 4]]", "nan.json: data row 2 holds a value that is not finite (NaN or infinity) in column 'sepal width (cm)': nan"),
     ("ragged.json", "[[1, 2, 3, 4], [1, 2, 3]]", "ragged.json: every value must be a number and every row the same length; data row 2 has shape [3], data row 1 [4]"),
-    ("text.json", '[[1, 2, 3, 4], [1, "two", 3, 4]]', "text.json: every value must be a number and every row the same length; data row 2 holds something other than numbers: [1, 'two', 3, 4]"),
+    ("text.json", '[[1, 2, 3, 4], [1, "two", 3, 4]]', "text.json: data row 2 holds 'two' (str), which is not a JSON number"),
+    ("quoted.json", '[[1, 2, 3, 4], [1, "2", 3, 4]]', "quoted.json: data row 2 holds '2' (str), which is not a JSON number"),
+    ("boolean.json", '[[1, 2, 3, 4], [1, 2, true, 4]]', "boolean.json: data row 2 holds True (bool), which is not a JSON number"),
+    ("ragged.json", '[[1, 2, 3, 4], [1, 2, 3]]', "ragged.json: every value must be a number and every row the same length; data row 2 has shape [3], data row 1 [4]"),
     ("objects.json", json.dumps([dict(zip(FEATURES, ROWS[0], strict=True)), {"sepal length (cm)": 1}]), "objects.json: data row 2: missing column(s)"),
     ("utf16.csv", "5,1;3,5\n".encode("utf-16"), "utf16.csv is not UTF-8 text"),
 ])
@@ -131,8 +135,36 @@ def test_predictions_are_written_in_chunks_exactly_as_one_piece(bundle, opened, 
 def test_an_output_that_cannot_be_written_is_an_error_not_a_traceback(bundle, tmp_path):
     (tmp_path / "rows.json").write_text(json.dumps(ROWS))
     result = _predict(bundle, tmp_path / "rows.json", "--output", str(tmp_path / "absent" / "out.csv"))
-    assert result.exit_code == 2 and f"cannot write the predictions to {tmp_path / 'absent' / 'out.csv'}" in result.output
-    assert "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"the folder {tmp_path / 'absent'} does not exist; create it first" in result.output and ".tmp" not in result.output
+    (tmp_path / "readonly").mkdir(mode=0o500)
+    result = _predict(bundle, tmp_path / "rows.json", "--output", str(tmp_path / "readonly" / "out.csv"))
+    if os.geteuid() != 0:  # root writes anywhere
+        assert result.exit_code == 2 and f"cannot write the predictions to {tmp_path / 'readonly' / 'out.csv'}" in result.output
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    ("rows.csv", "is the input file; writing the predictions there would destroy the rows they came from"),
+    ("pred.txt", "predictions are written as .csv or .json, and '.txt' is neither; name the file pred.csv or pred.json"),
+    ("folder", "is a directory"),
+])
+def test_an_output_path_that_would_lose_or_mislabel_data_is_refused_before_any_work(bundle, tmp_path, output, message):
+    (tmp_path / "rows.csv").write_text("\n".join(",".join(map(str, row)) for row in ROWS))
+    (tmp_path / "folder").mkdir()
+    before = (tmp_path / "rows.csv").read_bytes()
+    result = _predict(bundle, tmp_path / "rows.csv", "--output", str(tmp_path / output))
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert (tmp_path / "rows.csv").read_bytes() == before and not (tmp_path / "pred.txt").exists()
+
+
+@pytest.mark.parametrize(("separator", "name"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_table_separated_by_something_else_than_commas_gets_a_hint(bundle, tmp_path, separator, name):
+    header = separator.join(FEATURES)
+    (tmp_path / "rows.csv").write_text(header + "\n" + "\n".join(separator.join(map(str, row)) for row in ROWS) + "\n")
+    output = _error(bundle, tmp_path / "rows.csv")
+    assert f"the file's first line has no commas but {name}: predict reads comma-separated values" in output
+    (tmp_path / "plain.csv").write_text("\n".join(separator.join(map(str, row)) for row in ROWS) + "\n")
+    assert f"has no commas but {name}" in _error(bundle, tmp_path / "plain.csv")
 
 
 def test_a_bundle_copy_without_feature_names_numbers_columns(bundle, tmp_path):

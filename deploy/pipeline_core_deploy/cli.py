@@ -1,5 +1,5 @@
 """``pipeline-deploy``: the deploy side's own command line, for an environment without PyTorch
-or pipeline-core (``pip install ./deploy``): ``serve``, ``predict``, ``keygen`` and ``sign``.
+or pipeline-core (``pip install ./deploy``): ``serve``, ``predict``, ``verify``, ``keygen`` and ``sign``.
 
 The commands are defined here once; the training CLI (``pipeline predict|serve|keygen|sign``) adds
 the same ones, so both say the same things."""
@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # NumPy and the predict module are imported when a command ru
 
 VERIFY_KEY_HELP = "Refuse the bundle unless its manifest is signed by this Ed25519 public key (see `sign`)."
 VARIANT_HELP = "Run one of the bundle's optimized variants (int8_dynamic, fp16, ...: metadata.json lists them) instead of model.onnx."
+RANGE_CHECK_HELP = ("flag: add each row's features that lie outside their training range (by more than --range-margin of it) as a "
+                    "last column out_of_range; refuse: stop at the first such row (exit 2). Default: no range check.")
+RANGE_MARGIN_HELP = "How far beyond its training range a value may lie, as a fraction of that range."
 
 
 def _warn(message: str) -> None:
@@ -44,16 +47,49 @@ def cli() -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="onnxruntime provider.")
 @click.option("--verify-key", type=click.Path(path_type=Path, dir_okay=False), help=VERIFY_KEY_HELP)
 @click.option("--variant", metavar="NAME", help=VARIANT_HELP)
+@click.option("--range-check", type=click.Choice(["flag", "refuse"]), help=RANGE_CHECK_HELP)
+@click.option("--range-margin", type=click.FloatRange(min=0), default=0.5, show_default=True, help=RANGE_MARGIN_HELP)
 def predict(bundle: Path, input_path: Path, output: Path | None, batch_size: int, device: str, verify_key: Path | None,
-            variant: str | None) -> None:
+            variant: str | None, range_check: str | None, range_margin: float) -> None:
     """Predict with BUNDLE (a bundle folder, or a run folder holding bundle/)."""
     from pipeline_core_deploy import predict as deploy
     try:
-        count = deploy.predict(bundle, input_path, output, batch_size, device, verify_key, warn=_warn, variant=variant)
+        count = deploy.predict(bundle, input_path, output, batch_size, device, verify_key, warn=_warn, variant=variant,
+                               range_check=range_check, margin=range_margin)
     except deploy.DeployError as error:
         raise _fail(error) from None
     if output is not None:
         click.echo(f"{count} predictions written to {output}", err=True)
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--verify-key", type=click.Path(path_type=Path, dir_okay=False), help=VERIFY_KEY_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print what was checked as JSON.")
+def verify(bundle: Path, verify_key: Path | None, as_json: bool) -> None:
+    """Check BUNDLE without predicting: every file against manifest.json, the signature (with
+    --verify-key), and every ONNX file it ships loaded by onnxruntime and held against metadata.json.
+
+    Exit code 0 when everything holds, 2 with a message naming what does not. Hashes catch accidents
+    and naive edits; only a signature checked with a key you trust stops a deliberate edit."""
+    import json
+
+    from pipeline_core_deploy import predict as deploy
+
+    try:
+        checked = deploy.verify_bundle(bundle, verify_key)
+    except deploy.DeployError as error:
+        raise _fail(error) from None
+    if as_json:
+        click.echo(json.dumps(checked.as_json(), indent=2))
+        return
+    for message in checked.warnings:
+        _warn(message)
+    signed = (f"signed by key {checked.signer} (checked with {verify_key})" if checked.signer
+              else "signature not checked (give --verify-key PUBLIC_KEY to check who signed it)")
+    models = ", ".join(f"{name} ({file}{'' if independent else ': rows run alone'})" for name, (file, independent) in checked.models.items())
+    click.echo(f"verified {checked.folder}: {len(checked.files)} file(s) match manifest.json (sha256 {checked.manifest_sha256[:16]}…); "
+               f"{signed}\n  models: {models}")
 
 
 @click.command()
@@ -90,7 +126,7 @@ def sign(bundle: Path, key_path: Path) -> None:
     click.echo(f"signed with key {identity}: {path}")
 
 
-for command in (predict, serve, keygen, sign):
+for command in (predict, verify, serve, keygen, sign):
     cli.add_command(command)
 
 

@@ -122,37 +122,80 @@ def _run_without_bundle(run: Path) -> str | None:
     return f"this run (status {state!r}) has no sealed bundle ({run / BUNDLE_DIR / MANIFEST} is missing); {remedy}"
 
 
-def _hash_mismatch(path: Path, entry: dict[str, Any], data: bytes) -> str:
+def _hash_mismatch(path: Path, entry: dict[str, Any], found: str, size: int) -> str:
     """Both hashes in full, where they first differ, and whether the size changed too."""
-    expected, found = str(entry.get("sha256")), _sha256(data)
+    expected = str(entry.get("sha256"))
     at = next((i for i, (a, b) in enumerate(zip(expected, found, strict=False)) if a != b), min(len(expected), len(found)))
-    size = entry.get("bytes")
-    if isinstance(size, int) and size != len(data):
-        sizes = f"; the manifest says {size} bytes, the file has {len(data)}"
+    listed = entry.get("bytes")
+    if isinstance(listed, int) and listed != size:
+        sizes = f"; the manifest says {listed} bytes, the file has {size}"
     else:
-        sizes = f"; the file still has {len(data)} bytes, so bytes were changed in place" if isinstance(size, int) else ""
+        sizes = f"; the file still has {size} bytes, so bytes were changed in place" if isinstance(listed, int) else ""
     return (f"bundle file {path} does not match its sha256 in manifest.json: expected {expected}, found {found} "
-            f"(first difference at hex digit {at + 1} of {len(expected)}{sizes}); refusing a modified bundle")
+            f"(first difference at hex digit {at + 1} of {len(expected)}{sizes})")
 
 
 def _verified(folder: Path, name: str, expected: dict[str, Any]) -> bytes:
+    """The bytes of ``name`` after checking them against the manifest: the bytes checked are the bytes used."""
     if name not in expected:
         raise DeployError(f"{folder / MANIFEST} does not list {name}; refusing a file the bundle does not vouch for")
     try:
         data = (folder / name).read_bytes()
     except FileNotFoundError:
-        raise DeployError(f"bundle file is missing: {folder / name}") from None
+        raise DeployError(f"bundle file is missing: {folder / name} (manifest.json lists it); refusing an incomplete bundle") from None
     except OSError as error:
         raise DeployError(f"bundle file {folder / name} cannot be read: {error}") from None
     if _sha256(data) != expected[name]["sha256"]:
-        raise DeployError(_hash_mismatch(folder / name, expected[name], data))
+        raise DeployError(f"{_hash_mismatch(folder / name, expected[name], _sha256(data), len(data))}; refusing a modified bundle")
     return data
+
+
+def _file_sha256(path: Path) -> tuple[str, int]:
+    """The sha256 and size of a file read in blocks, so a large TorchScript file is never held whole."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _inside(folder: Path, name: str) -> bool:
+    """Whether manifest entry ``name`` is a plain relative path that stays inside ``folder``."""
+    relative = Path(name)
+    return bool(name) and not relative.is_absolute() and ".." not in relative.parts and "\\" not in name
+
+
+def _file_problem(folder: Path, name: str, entry: dict[str, Any]) -> tuple[str, str] | None:
+    """What is wrong with listed file ``name`` (``missing``, ``changed``, with the message), or None when it matches."""
+    path = folder / name
+    if not _inside(folder, name):
+        return "changed", f"manifest.json lists {name!r}, which is not a file inside the bundle"
+    try:
+        found, size = _file_sha256(path)
+    except FileNotFoundError:
+        return "missing", f"bundle file is missing: {path} (manifest.json lists it)"
+    except OSError as error:  # a folder where a file was, a file nobody may read
+        return "missing", f"bundle file {path} cannot be read: {error.strerror or error}"
+    return None if found == entry["sha256"] else ("changed", _hash_mismatch(path, entry, found, size))
+
+
+def verify_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Hash every file the manifest lists and refuse the bundle when any is missing or was changed,
+    naming each one: a bundle is used whole or not at all, so a model card, a TorchScript file or
+    the bundle's own ``predict.py`` that no longer matches is as much a reason to stop as the model."""
+    problems = [problem for name, entry in sorted(files.items()) if (problem := _file_problem(folder, name, entry))]
+    if problems:
+        kind = "a modified" if any(kind == "changed" for kind, _ in problems) else "an incomplete"
+        messages = [message for _, message in problems]
+        listed = "; ".join(messages[:10]) + (f"; and {len(messages) - 10} more" if len(messages) > 10 else "")
+        raise DeployError(f"{listed}; refusing {kind} bundle")
 
 
 def _manifest_files(folder: Path, manifest: bytes) -> dict[str, dict[str, Any]]:
     try:
         files = json.loads(manifest)["files"]
-        if all(isinstance(entry["sha256"], str) for entry in files.values()):
+        if isinstance(files, dict) and all(isinstance(entry["sha256"], str) for entry in files.values()):
             return files
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
@@ -267,6 +310,39 @@ def _check_metadata(path: Path, metadata: Any) -> None:
     for key in ("classes", "feature_names"):
         if not (isinstance(metadata.get(key, []), list) and all(isinstance(v, str) for v in metadata.get(key, []))):
             raise bad(f"'{key}' must be a list of names", metadata.get(key))
+    independent = metadata.get("batch_independent", {})
+    if not (isinstance(independent, dict) and all(isinstance(k, str) and isinstance(v, bool) for k, v in independent.items())):
+        raise bad("'batch_independent' must map file names to true or false", independent)
+    _check_input_range(path, metadata.get("input_range"), spec["shape"][1:])
+
+
+def _check_input_range(path: Path, record: Any, shape: list[int]) -> None:
+    """``input_range``: ``{"per": "feature" | "channel", "min": [...], "max": [...]}``, finite bounds,
+    min ≤ max (how many there must be is checked with the other counts, by :func:`_count_disagreements`)."""
+    if record is None:
+        return
+    try:
+        low = np.asarray(record["min"], dtype=np.float64)
+        high = np.asarray(record["max"], dtype=np.float64)
+        sound = (record["per"] in ("feature", "channel") and low.ndim == 1 and low.shape == high.shape
+                 and bool(np.isfinite(low).all() and np.isfinite(high).all() and (low <= high).all()))
+    except (KeyError, TypeError, ValueError):
+        sound = False
+    if not sound:
+        raise DeployError(f"{path}: 'input_range' must be {{\"per\": \"feature\" or \"channel\", \"min\": [...], \"max\": [...]}} "
+                          f"with finite bounds, min <= max; got {_show(record)}; is it a pipeline-core bundle's metadata?")
+
+
+def _range_count(metadata: dict[str, Any]) -> str | None:
+    """How ``input_range``'s bounds disagree with the input shape (one per value of a row, or per channel)."""
+    record, shape = metadata.get("input_range"), metadata["input"]["shape"][1:]
+    if record is None:
+        return None
+    wanted = math.prod(shape) if record["per"] == "feature" else shape[0]
+    if len(record["min"]) == wanted:
+        return None
+    return (f"metadata.json's input_range gives {len(record['min'])} bound(s) per {record['per']}, but its input shape {shape} "
+            f"takes {wanted}")
 
 
 def _canonical(value: Any) -> str:
@@ -354,6 +430,8 @@ def _count_disagreements(metadata: dict[str, Any], session: Any) -> list[str]:
     classes, task = metadata.get("classes") or [], metadata["task"]
     if task == "multiclass" and classes and width is not None and width != len(classes):
         problems.append(f"metadata.json lists {len(classes)} classes {_show(classes)}, but model.onnx's output {first!r} gives {width} value(s) per row (shape {list(declared)})")
+    if (problem := _range_count(metadata)) is not None:
+        problems.append(problem)
     if task == "binary" and (len(classes) not in (0, 2) or width not in (None, 1)):
         problems.append(f"a binary model has 2 classes and one output value per row; metadata.json lists {_show(classes)} and model.onnx's output {first!r} has the shape {list(declared or [])}")
     return problems
@@ -387,6 +465,65 @@ def _external_locations(model: bytes) -> list[str]:
     return locations
 
 
+#: how far beyond its training range a value may lie before it is flagged, as a fraction of that range
+#: (``--range-margin``): with 0.5, a feature seen between 1 and 7 is flagged below -2 and above 10
+RANGE_MARGIN = 0.5
+RANGE_CHECKS = ("flag", "refuse")
+RANGE_CHECK_HELP = ("flag: add each row's features that lie outside their training range (by more than --range-margin of it) "
+                    "as a last column 'out_of_range'; refuse: stop at the first such row (exit 2)")
+RANGE_MARGIN_HELP = f"how far beyond its training range a value may lie, as a fraction of the range (default {RANGE_MARGIN})"
+
+
+@dataclass
+class InputRange:
+    """The range each input value took in the training split (``metadata.json``'s ``input_range``),
+    spread to one low and one high bound per value of a flattened row: the yardstick a row far from
+    anything the model was trained on is flagged by."""
+
+    low: np.ndarray
+    high: np.ndarray
+    #: what position ``i`` is called: its feature's name, its channel (``channel 0``), or ``value i+1``
+    names: tuple[str, ...]
+    _bounds: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def bounds(self, margin: float) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest and highest value allowed at each position: the range widened by ``margin`` of its
+        width (kept per margin: the server asks for every request)."""
+        if margin not in self._bounds:
+            width = self.high - self.low
+            self._bounds[margin] = (self.low - margin * width, self.high + margin * width)
+        return self._bounds[margin]
+
+    def outside(self, flat: np.ndarray, margin: float) -> np.ndarray:
+        """A (rows, values) mask of the values outside their range by more than ``margin``."""
+        low, high = self.bounds(margin)
+        return (flat < low) | (flat > high)
+
+    def names_outside(self, mask_row: np.ndarray) -> list[str]:
+        """The names of the positions a row's mask flags, each once (a channel is named once however many pixels)."""
+        return list(dict.fromkeys(self.names[i] for i in np.flatnonzero(mask_row)))
+
+    def describe(self, index: int, value: float, margin: float) -> str:
+        low, high = self.bounds(margin)
+        return (f"{self.names[index]!r} is {value!r}, outside the training range [{self.low[index]:.6g}, {self.high[index]:.6g}] "
+                f"by more than the margin ({margin:g} of the range: allowed [{low[index]:.6g}, {high[index]:.6g}])")
+
+
+def _input_range(metadata: dict[str, Any], shape: tuple[int, ...], names: list[str]) -> InputRange | None:
+    """``metadata.json``'s ``input_range`` (checked by :func:`_check_metadata`) spread over a flattened row."""
+    record = metadata.get("input_range")
+    if record is None:
+        return None
+    low, high = np.asarray(record["min"], dtype=np.float64), np.asarray(record["max"], dtype=np.float64)
+    width = math.prod(shape)
+    if record["per"] == "channel":
+        per_channel = width // shape[0]
+        labels = tuple(f"channel {c}" for c in range(shape[0]) for _ in range(per_channel))
+        return InputRange(np.repeat(low, per_channel), np.repeat(high, per_channel), labels)
+    labels = tuple(names) if len(names) == width else tuple(f"value {i + 1}" for i in range(width))
+    return InputRange(low, high, labels)
+
+
 @dataclass
 class Bundle:
     """A verified bundle: its metadata and an onnxruntime session for its model."""
@@ -402,6 +539,10 @@ class Bundle:
     manifest_sha256: str = ""
     #: which of the bundle's files runs: ``float32`` (model.onnx) or an optimized variant (``--variant``)
     variant: str = BASELINE_VARIANT
+    #: the file that runs the variant
+    model_file: str = MODEL
+    #: what the verified manifest lists: file name → its sha256 and size
+    listed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def task(self) -> str:
@@ -424,17 +565,43 @@ class Bundle:
     def input_dtype(self) -> np.dtype:
         return np.dtype(self.metadata["input"]["dtype"])
 
+    @functools.cached_property
+    def input_range(self) -> InputRange | None:
+        """Each input value's training range, or None for a bundle exported before ranges were recorded."""
+        return _input_range(self.metadata, self.input_shape, self.feature_names)
+
+    @functools.cached_property
+    def batch_independent(self) -> bool | None:
+        """Whether this file answers a row the same alone and inside any batch (``metadata.json``'s
+        ``batch_independent``, measured at export for every ONNX file); None when the bundle was
+        exported before it was measured. A dynamically quantized model is not: it scales each batch's
+        activations by that batch's largest value, so one extreme row changes every other row's answer."""
+        recorded = self.metadata.get("batch_independent")
+        value = recorded.get(self.model_file) if isinstance(recorded, dict) else None
+        return value if isinstance(value, bool) else None
+
     @property
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
     def warnings(self) -> list[str]:
-        """What a deployer should know but that does not stop the bundle: files nobody vouches for."""
-        if not self.unlisted:
-            return []
-        names = ", ".join(self.unlisted[:10]) + (f" and {len(self.unlisted) - 10} more" if len(self.unlisted) > 10 else "")
-        return [f"{self.folder} holds {len(self.unlisted)} file(s) its manifest does not list: {names}; "
-                "they are not verified (nor signed) and nothing here reads them"]
+        """What a deployer should know but that does not stop the bundle: files nobody vouches for,
+        a model that must run each row alone."""
+        found = []
+        if self.unlisted:
+            names = ", ".join(self.unlisted[:10]) + (f" and {len(self.unlisted) - 10} more" if len(self.unlisted) > 10 else "")
+            found.append(f"{self.folder} holds {len(self.unlisted)} file(s) its manifest does not list: {names}; "
+                         "they are not verified (nor signed) and nothing here reads them")
+        if self.batch_independent is False:
+            found.append(f"{self.model_file} ({self.variant}) answers a row differently depending on the other rows of its batch "
+                         "(measured at export), so every row runs alone: no row ever changes another's answer, at the cost of speed")
+        elif self.batch_independent is None:
+            found.append(f"{self.folder} was exported before batch independence was measured, so every row of {self.model_file} "
+                         "runs alone (slower, never wrong); export it again with `pipeline export RUN` to measure it")
+        if self.input_range is None:
+            found.append(f"{self.folder} records no training range of its inputs (exported by an earlier version), "
+                         "so rows far outside it cannot be flagged; export it again with `pipeline export RUN` to record it")
+        return found
 
     def describe_input(self) -> str:
         width = math.prod(self.input_shape)
@@ -451,14 +618,17 @@ class Bundle:
         return f"column {index + 1}"
 
     def run(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        """Every output of the model for ``inputs`` (already shaped and typed), in batches."""
+        """Every output of the model for ``inputs`` (already shaped and typed), ``batch_size`` rows per
+        call, or one row per call when the model is not known to be batch independent: each row then
+        gets the answer it gets alone, whatever rows came with it."""
+        step = batch_size if self.batch_independent else 1
         input_name = self.metadata["input"]["name"]
         names = [output["name"] for output in self.metadata["outputs"]]
         parts: list[list[np.ndarray]] = [[] for _ in names]
-        for start in range(0, len(inputs), batch_size):
-            for index, value in enumerate(self.session.run(names, {input_name: inputs[start : start + batch_size]})):
+        for start in range(0, len(inputs), step):
+            for index, value in enumerate(self.session.run(names, {input_name: inputs[start : start + step]})):
                 parts[index].append(value)
-        return {name: np.concatenate(values) for name, values in zip(names, parts, strict=True)}
+        return {name: part[0] if len(part) == 1 else np.concatenate(part) for name, part in zip(names, parts, strict=True)}
 
 
 def variant_file(folder: Path, metadata: dict[str, Any], variant: str | None) -> str:
@@ -477,13 +647,9 @@ def variant_file(folder: Path, metadata: dict[str, Any], variant: str | None) ->
     raise DeployError(f"--variant {variant}: {folder} has no such variant; it has {choices}")
 
 
-def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: Path | None = None, variant: str | None = None) -> Bundle:
-    """Verify and open a bundle folder (or a run folder holding ``bundle/``). ``threads`` sets
-    onnxruntime's intra-op threads (0: its default, one per core); a server that runs several
-    batches or models at once chooses fewer, so they do not fight over the cores. With
-    ``verify_key`` (a public key file) the manifest must carry a valid signature by that key.
-    ``variant`` runs one of the bundle's optimized variants instead of model.onnx (see :func:`variant_file`)."""
-    path = Path(path)
+def _read_manifest(path: Path) -> tuple[Path, bytes]:
+    """The bundle folder at ``path`` (or in the run folder ``path``) and its manifest's bytes, read once:
+    the bytes checked are the bytes used."""
     folder = bundle_folder(path)
     if not folder.is_dir():
         raise DeployError(f"no bundle at {path}: expected a folder holding {MANIFEST}, {METADATA} and {MODEL}")
@@ -492,22 +658,21 @@ def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: P
         if reason:
             raise DeployError(f"{path}: {reason}")
     try:
-        manifest = (folder / MANIFEST).read_bytes()  # read once: the bytes checked are the bytes used
+        return folder, (folder / MANIFEST).read_bytes()
     except FileNotFoundError:
         raise DeployError(f"the bundle's manifest is missing: {folder / MANIFEST}") from None
     except OSError as error:
         raise DeployError(f"the bundle's manifest {folder / MANIFEST} cannot be read: {error}") from None
-    signer = verify_signature(folder, manifest, Path(verify_key)) if verify_key is not None else None
-    files = _manifest_files(folder, manifest)
-    try:
-        metadata = json.loads(_verified(folder, METADATA, files))
-    except ValueError as error:
-        raise DeployError(f"{folder / METADATA} is not JSON: {error}") from None
-    _check_metadata(folder / METADATA, metadata)
-    model_file = variant_file(folder, metadata, variant)
+
+
+def _session(folder: Path, model_file: str, files: dict[str, dict[str, Any]], device: str, threads: int) -> Any:
+    """An onnxruntime session for the verified ``model_file``, made from the bytes that were checked
+    (so the file cannot change between the check and the load), or from the file when its weights
+    live in external data, each external file checked against the manifest first."""
     model = _verified(folder, model_file, files)
     root = folder.resolve()
-    for location in _external_locations(model):
+    locations = _external_locations(model)
+    for location in locations:
         target = (folder / location).resolve()
         if Path(location).is_absolute() or root not in target.parents:
             raise DeployError(f"{folder / model_file} keeps weights in external data outside the bundle ({location!r}); refused")
@@ -525,9 +690,75 @@ def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: P
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(folder / model_file), options, providers=providers)
+    try:
+        return onnxruntime.InferenceSession(str(folder / model_file) if locations else model, options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own exception types for a file it cannot load
+        reason = _clip(" ".join(str(error).split()), 300)
+        hint = "; a model with external data needs the onnx package to check those files (pip install onnx)" if b"location" in model else ""
+        raise DeployError(f"{folder / model_file} cannot be loaded by onnxruntime: {reason}{hint}") from None
+
+
+def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: Path | None = None, variant: str | None = None) -> Bundle:
+    """Verify and open a bundle folder (or a run folder holding ``bundle/``). Every file the manifest
+    lists is hashed first, and the bundle refused when any is missing or changed. ``threads`` sets
+    onnxruntime's intra-op threads (0: its default, one per core); a server that runs several
+    batches or models at once chooses fewer, so they do not fight over the cores. With
+    ``verify_key`` (a public key file) the manifest must carry a valid signature by that key.
+    ``variant`` runs one of the bundle's optimized variants instead of model.onnx (see :func:`variant_file`)."""
+    path = Path(path)
+    folder, manifest = _read_manifest(path)
+    signer = verify_signature(folder, manifest, Path(verify_key)) if verify_key is not None else None
+    files = _manifest_files(folder, manifest)
+    verify_files(folder, files)
+    try:
+        metadata = json.loads(_verified(folder, METADATA, files))
+    except ValueError as error:
+        raise DeployError(f"{folder / METADATA} is not JSON: {error}") from None
+    _check_metadata(folder / METADATA, metadata)
+    model_file = variant_file(folder, metadata, variant)
+    session = _session(folder, model_file, files, device, threads)
     _cross_check(folder, metadata, session)
-    return Bundle(folder, metadata, session, _unlisted(folder, files), signer, _sha256(manifest), variant or BASELINE_VARIANT)
+    return Bundle(folder, metadata, session, _unlisted(folder, files), signer, _sha256(manifest), variant or BASELINE_VARIANT, model_file, files)
+
+
+@dataclass
+class Verification:
+    """What :func:`verify_bundle` checked: every listed file, the signature, and each ONNX file."""
+
+    folder: Path
+    manifest_sha256: str
+    #: every file the manifest lists (each one hashed and matching)
+    files: list[str]
+    #: the key whose signature was checked, or None when no key was given
+    signer: str | None
+    #: variant name → (its file, whether it is batch independent: None when not measured)
+    models: dict[str, tuple[str, bool | None]]
+    warnings: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"bundle": str(self.folder), "verified": True, "manifest_sha256": self.manifest_sha256, "files": self.files,
+                "signed_by": self.signer, "models": {name: {"file": file, "batch_independent": independent}
+                                                     for name, (file, independent) in self.models.items()},
+                "warnings": self.warnings}
+
+
+def verify_bundle(path: Path, verify_key: Path | None = None) -> Verification:
+    """Check a bundle without predicting: the signature (with ``verify_key``), every file the manifest
+    lists, and every ONNX file it ships (model.onnx and each variant) loaded by onnxruntime and held
+    against ``metadata.json``. Raises :class:`DeployError` naming what fails."""
+    bundle = open_bundle(path, threads=1, verify_key=verify_key)  # model.onnx, and every listed file hashed
+    files = bundle.listed
+    models = {BASELINE_VARIANT: (MODEL, bundle.batch_independent)}
+    warnings = bundle.warnings()
+    for name in bundle.metadata.get("variants") or {}:
+        if name == BASELINE_VARIANT:
+            continue
+        model_file = variant_file(bundle.folder, bundle.metadata, name)
+        _cross_check(bundle.folder, bundle.metadata, _session(bundle.folder, model_file, files, "cpu", 1))
+        variant = Bundle(bundle.folder, bundle.metadata, None, variant=name, model_file=model_file, listed=files)
+        models[name] = (model_file, variant.batch_independent)
+        warnings += [message for message in variant.warnings() if model_file in message]
+    return Verification(bundle.folder, bundle.manifest_sha256, sorted(files), bundle.signer, models, warnings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -637,13 +868,34 @@ def _csv_line(path: Path, header: bool) -> Callable[[int], str]:
     return locate
 
 
+#: separators people save tables with instead of commas (a spreadsheet in a locale with decimal commas writes ';')
+_OTHER_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def _delimiter_hint(path: Path) -> str:
+    """When the file's first line that is not blank has no comma but another separator, a sentence saying so."""
+    try:
+        with _open_text(path) as stream:
+            line = next((line for line in stream if line.strip()), "")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    found = [name for mark, name in _OTHER_DELIMITERS.items() if mark in line]
+    if "," in line or not found:
+        return ""
+    return (f"; the file's first line has no commas but {found[0]}: predict reads comma-separated values, so save the "
+            "table as CSV with commas between columns (and points, not commas, as decimal marks)")
+
+
 def _read_csv(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str]]:
-    header, skip = _csv_header(path, bundle)
-    order = _columns_by_name(header, bundle, f"{path}, line {skip}") if header and bundle.feature_names else None
-    # a float32 model's rows are parsed straight to float32 (half the memory); others need float64 to check them
-    values = _csv_numbers(path, skip, np.dtype(np.float32 if bundle.input_dtype == np.float32 else np.float64))
-    if values is None or len(values) == 0 or values.shape[1] != math.prod(bundle.input_shape):
-        values = _csv_cells(path, bundle, header)
+    try:
+        header, skip = _csv_header(path, bundle)
+        order = _columns_by_name(header, bundle, f"{path}, line {skip}") if header and bundle.feature_names else None
+        # a float32 model's rows are parsed straight to float32 (half the memory); others need float64 to check them
+        values = _csv_numbers(path, skip, np.dtype(np.float32 if bundle.input_dtype == np.float32 else np.float64))
+        if values is None or len(values) == 0 or values.shape[1] != math.prod(bundle.input_shape):
+            values = _csv_cells(path, bundle, header)
+    except DeployError as error:
+        raise DeployError(f"{error}{_delimiter_hint(path)}") from None
     if order is not None and order != sorted(order):
         values = values[:, order]
     return values, _csv_line(path, header is not None)
@@ -683,12 +935,45 @@ def rows_from_json(data: Any, bundle: Bundle, source: str) -> np.ndarray:
         for number, row in enumerate(data, start=1):
             _columns_by_name(list(row), bundle, f"{source}: data row {number}")
         data = [[row[name] for name in bundle.feature_names] for row in data]
+    culprit = _first_non_number(data)
+    if culprit is not None:
+        number, value = culprit
+        raise DeployError(f"{source}: data row {number} holds {value!r} ({type(value).__name__}), which is not a JSON number; "
+                          f"every value must be a number: expected {bundle.describe_input()}")
     try:
         array = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DeployError(f"{source}: every value must be a number and every row the same length{_first_bad_row(data)}; "
                           f"expected {bundle.describe_input()}") from None
     return array
+
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    if isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _first_non_number(data: list[Any]) -> tuple[int, Any] | None:
+    """The first value of a list of rows (or of one row) that is not a JSON number, with its row
+    (from 1): the string "2", true and null are not numbers, though NumPy would read the first two as
+    2.0 and 1.0. All-number lists are decided a nesting level at a time at C speed."""
+    level = data
+    while (kinds := set(map(type, level))) == {list}:
+        level = [value for inner in level for value in inner]
+    if kinds <= _NUMBER_TYPES:
+        return None
+    rows = data if any(isinstance(row, list) for row in data) else [data]
+    for number, row in enumerate(rows, start=1):
+        for value in _leaves(row):
+            if type(value) not in _NUMBER_TYPES:
+                return number, value
+    return None
 
 
 def _read_npy(path: Path, bundle: Bundle) -> tuple[np.ndarray, None]:
@@ -703,8 +988,9 @@ def _read_npy(path: Path, bundle: Bundle) -> tuple[np.ndarray, None]:
     return array, None
 
 
-def read_inputs(path: Path, bundle: Bundle) -> np.ndarray:
-    """Rows from a CSV, NPY or JSON file, checked and shaped to what the bundle's model takes."""
+def read_located(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str] | None]:
+    """Rows from a CSV, NPY or JSON file, checked and shaped to what the bundle's model takes, and
+    what says where a row is in the file (a CSV's line), for later messages about it."""
     path = Path(path)
     readers = {".csv": _read_csv, ".json": _read_json_rows, ".npy": _read_npy}
     if path.suffix.lower() not in readers:
@@ -714,7 +1000,12 @@ def read_inputs(path: Path, bundle: Bundle) -> np.ndarray:
     if path.stat().st_size == 0:
         raise DeployError(f"{path} is empty: expected rows of {bundle.describe_input()}")
     array, locate = readers[path.suffix.lower()](path, bundle)
-    return check_rows(array, bundle, str(path), locate)
+    return check_rows(array, bundle, str(path), locate), locate
+
+
+def read_inputs(path: Path, bundle: Bundle) -> np.ndarray:
+    """Rows from a CSV, NPY or JSON file, checked and shaped to what the bundle's model takes."""
+    return read_located(path, bundle)[0]
 
 
 @functools.lru_cache(maxsize=32)
@@ -727,17 +1018,20 @@ def _float_top(model: np.dtype, given: np.dtype) -> float:
 
 
 def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[[int], str] | None = None) -> np.ndarray:
-    """``array`` checked and shaped to what the bundle's model takes: any row layout with the right
-    number of values, finite, and representable in the model's dtype. Files and the server's
-    requests go through this one check, so both get the same messages (prefixed with ``source``,
-    and with what ``locate`` says of a row's place in its file)."""
+    """``array`` checked and shaped to what the bundle's model takes: rows of the model's input shape,
+    or flattened (as a CSV holds them), or one flattened row alone; finite, and representable in the
+    model's dtype. Files and the server's requests go through this one check, so both get the same
+    messages (prefixed with ``source``, and with what ``locate`` says of a row's place in its file).
+    Another layout with the same count, (N, 2, 2) for a model of 4 features say, is refused: it is
+    far more likely a mistake than a meaning."""
     shape, width = bundle.input_shape, math.prod(bundle.input_shape)
     if array.ndim == 1 and array.size == width:
         array = array.reshape(1, width)
     if array.ndim == 0 or len(array) == 0:
         raise DeployError(f"{source} holds no rows: expected rows of {bundle.describe_input()}")
-    if math.prod(array.shape[1:]) != width:  # any row layout with the right count: (N, 784), (N, 28, 28), ...
-        raise DeployError(f"{source}: rows have shape {list(array.shape[1:])}; the bundle expects {bundle.describe_input()}")
+    if array.shape[1:] not in (shape, (width,)):
+        flattened = f" (rows of shape {list(shape)}, or flattened to [{width}])" if len(shape) > 1 else ""
+        raise DeployError(f"{source}: rows have shape {list(array.shape[1:])}; the bundle expects {bundle.describe_input()}{flattened}")
     flat = array.reshape(len(array), width)
 
     def where(bad: np.ndarray) -> tuple[str, Any]:
@@ -762,6 +1056,59 @@ def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[
             place, (column, value) = where(bad)
             raise DeployError(f"{place}, {column} holds {value!r}: the model takes {dtype.name} inputs; values must be whole numbers in [{info.min}, {info.max}]")
     return array.reshape(len(array), *shape).astype(dtype, copy=False)
+
+
+def _flat(rows: np.ndarray) -> np.ndarray:
+    return rows.reshape(len(rows), -1)
+
+
+def out_of_range(bundle: Bundle, rows: np.ndarray, margin: float = RANGE_MARGIN) -> np.ndarray | None:
+    """Which values of ``rows`` (checked by :func:`check_rows`) lie outside their training range by
+    more than ``margin`` of it: a (rows, values) mask; None when the bundle records no range."""
+    record = bundle.input_range
+    return None if record is None else record.outside(_flat(rows), margin)
+
+
+def out_of_range_names(bundle: Bundle, rows: np.ndarray, margin: float = RANGE_MARGIN) -> list[list[str]] | None:
+    """For each row, the features (or channels) outside their training range by more than ``margin``."""
+    mask, record = out_of_range(bundle, rows, margin), bundle.input_range
+    if mask is None or record is None:
+        return None
+    flagged = mask.any(axis=1)
+    return [record.names_outside(mask[row]) if flagged[row] else [] for row in range(len(rows))]
+
+
+def refuse_out_of_range(bundle: Bundle, rows: np.ndarray, margin: float, source: str, locate: Callable[[int], str] | None = None,
+                        first_row: int = 0) -> None:
+    """Refuse ``rows`` when one lies outside the training range by more than ``margin``, naming the
+    first such row and value (the strict mode: ``--range-check refuse``). A bundle that records no
+    range cannot be checked, and is refused too: a strict check that passes everything is no check."""
+    mask, record = out_of_range(bundle, rows, margin), bundle.input_range
+    if mask is None or record is None:
+        raise DeployError(f"{bundle.folder} records no training range of its inputs (exported by an earlier version), so "
+                          "--range-check refuse cannot check rows; export it again with `pipeline export RUN`, or use --range-check flag")
+    if mask.any():
+        row, index = (int(i) for i in np.argwhere(mask)[0])
+        place = f"{source}{locate(first_row + row) if locate else ''}: data row {first_row + row + 1}"
+        raise DeployError(f"{place}: {record.describe(index, _flat(rows)[row, index].item(), margin)}; "
+                          "refusing it (strict range check); predictions this far from the training data are guesses")
+
+
+def check_outputs(bundle: Bundle, outputs: dict[str, np.ndarray], source: str, locate: Callable[[int], str] | None = None,
+                  first_row: int = 0, rows: np.ndarray | None = None) -> None:
+    """Refuse outputs that are not finite, naming the first such row: a NaN logit would still have an
+    argmax, so without this check a row the model cannot answer would get a label. ``rows`` (the
+    inputs) let the message say which of the row's values are outside the training range."""
+    for name, value in outputs.items():
+        if value.dtype.kind != "f" or np.isfinite(value).all():  # one reduction decides the common case
+            continue
+        row = int(np.argwhere(~np.isfinite(_flat(value)))[0][0])
+        place = f"{source}{locate(first_row + row) if locate else ''}: data row {first_row + row + 1}"
+        outside = out_of_range_names(bundle, rows[row : row + 1]) if rows is not None else None
+        why = (f"; its value(s) {', '.join(map(repr, outside[0]))} lie far outside the training range" if outside and outside[0]
+               else "")
+        raise DeployError(f"{place}: the model's output {name!r} is not finite ({_show(_flat(value)[row].tolist(), 120)}){why}; "
+                          "no answer computed from it can be trusted, so none is given")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -931,48 +1278,105 @@ def predictions(bundle: Bundle, outputs: dict[str, np.ndarray]) -> list[dict[str
     return [{"label": label, **dict(zip(names, row, strict=True))} for label, row in zip(labels, rows, strict=True)]
 
 
-def _write_chunk(stream: TextIO, writer: Any, bundle: Bundle, rows: np.ndarray | ImageFiles, batch_size: int, as_json: bool,
-                 named: list[str] | None, first: bool) -> None:
-    """One chunk of :func:`_write_records` (its own function, so the chunk's records are gone before the next's)."""
+@dataclass(frozen=True)
+class RowChecks:
+    """What is checked of each chunk besides its values: the training range (``range_check``: None,
+    ``flag`` or ``refuse``, with ``margin``), and where rows are, for messages (``source`` and ``locate``)."""
+
+    source: str
+    locate: Callable[[int], str] | None = None
+    range_check: str | None = None
+    margin: float = RANGE_MARGIN
+
+
+def _predict_chunk(bundle: Bundle, rows: np.ndarray, first_row: int, batch_size: int, checks: RowChecks) -> tuple[dict[str, np.ndarray], list[list[str]] | None]:
+    """The outputs for one chunk of rows starting at data row ``first_row`` (from 0), checked, and
+    each row's out-of-range features when they are flagged."""
+    if checks.range_check == "refuse":
+        refuse_out_of_range(bundle, rows, checks.margin, checks.source, checks.locate, first_row)
     outputs = bundle.run(rows, batch_size)
+    check_outputs(bundle, outputs, checks.source, checks.locate, first_row, rows)
+    flags = out_of_range_names(bundle, rows, checks.margin) if checks.range_check == "flag" else None
+    if checks.range_check == "flag" and flags is None:
+        raise DeployError(f"{bundle.folder} records no training range of its inputs (exported by an earlier version), so "
+                          "--range-check flag cannot check rows; export it again with `pipeline export RUN`")
+    return outputs, flags
+
+
+OUT_OF_RANGE = "out_of_range"
+
+
+def _write_chunk(stream: TextIO, writer: Any, bundle: Bundle, rows: np.ndarray, first_row: int, batch_size: int, as_json: bool,
+                 named: list[str] | None, checks: RowChecks) -> None:
+    """One chunk of :func:`_write_records` (its own function, so the chunk's records are gone before the next's)."""
+    outputs, flags = _predict_chunk(bundle, rows, first_row, batch_size, checks)
+    first = first_row == 0
     if as_json:  # the text json.dumps(records, indent=1) gives for all rows, a chunk at a time
         records = predictions(bundle, outputs)
+        if flags is not None:
+            records = [{**record, OUT_OF_RANGE: flagged} for record, flagged in zip(records, flags, strict=True)]
         records = [{"file": name, **record} for name, record in zip(named, records, strict=True)] if named is not None else records
         stream.write(("[\n" if first else ",\n") + json.dumps(records, indent=1)[2:-2])
         return
     names, labels, values = _table(bundle, outputs)
-    table = values.tolist() if labels is None else ([label, *row] for label, row in zip(labels, values.tolist(), strict=True))
+    table: Iterator[list[Any]] = iter(values.tolist()) if labels is None else ([label, *row] for label, row in zip(labels, values.tolist(), strict=True))
+    if flags is not None:
+        table = ([*row, "; ".join(flagged)] for row, flagged in zip(table, flags, strict=True))
     if first:
-        writer.writerow((["file"] if named is not None else []) + (names if labels is None else ["label", *names]))
+        header = (["file"] if named is not None else []) + (names if labels is None else ["label", *names])
+        writer.writerow(header + ([OUT_OF_RANGE] if flags is not None else []))
     writer.writerows(table if named is None else ([name, *row] for name, row in zip(named, table, strict=True)))
 
 
-def _write_records(stream: TextIO, bundle: Bundle, rows: np.ndarray | ImageFiles, batch_size: int, as_json: bool, files: list[str] | None = None) -> None:
+def _write_records(stream: TextIO, bundle: Bundle, rows: np.ndarray | ImageFiles, batch_size: int, as_json: bool, checks: RowChecks,
+                   files: list[str] | None = None) -> None:
     """Predict ``rows`` and write them OUTPUT_CHUNK at a time (IMAGE_CHUNK images): CSV with a
     header, or a JSON list of records; with ``files``, each row's file comes first."""
     writer = csv.writer(stream, lineterminator="\n")
     chunk = OUTPUT_CHUNK if files is None else IMAGE_CHUNK
     for start in range(0, len(rows), chunk):
         named = files[start : start + chunk] if files is not None else None
-        _write_chunk(stream, writer, bundle, rows[start : start + chunk], batch_size, as_json, named, first=start == 0)
+        _write_chunk(stream, writer, bundle, rows[start : start + chunk], start, batch_size, as_json, named, checks)
     if as_json:
         stream.write("\n]\n")
 
 
-def write_predictions(bundle: Bundle, rows: np.ndarray | ImageFiles, output: Path | None, batch_size: int = 1024, files: list[str] | None = None) -> None:
+OUTPUT_FORMATS = (".csv", ".json")
+
+
+def check_output_path(output: Path, input_path: Path) -> None:
+    """Refuse an output that would overwrite the input, that is not .csv or .json, or whose folder is
+    missing: before any work, with what would be right."""
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        raise DeployError(f"--output {output}: predictions are written as .csv or .json, and {output.suffix or 'no suffix'!r} "
+                          f"is neither; name the file {output.with_suffix('.csv').name} or {output.with_suffix('.json').name}")
+    if output.exists() and input_path.exists() and output.resolve() == Path(input_path).resolve():
+        raise DeployError(f"--output {output} is the input file; writing the predictions there would destroy the rows they came from: "
+                          "choose another file")
+    if output.is_dir():
+        raise DeployError(f"--output {output} is a folder; give a file name such as {output / 'predictions.csv'}")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise DeployError(f"--output {output}: the folder {parent} does not exist; create it first (mkdir -p {parent})")
+
+
+def write_predictions(bundle: Bundle, rows: np.ndarray | ImageFiles, output: Path | None, batch_size: int = 1024, files: list[str] | None = None,
+                      checks: RowChecks | None = None) -> None:
     """Predict ``rows`` (checked by :func:`read_inputs`, or :class:`ImageFiles`) and write CSV, or
     JSON when ``output`` ends in .json, to ``output`` (atomically: a complete file or none) or as
-    CSV to standard output; ``files`` names each row's image file in a first column."""
+    CSV to standard output; ``files`` names each row's image file in a first column. ``checks`` says
+    what else is checked of each row (the training range) and how messages name rows."""
+    checks = checks or RowChecks("input")
     if output is None:
-        _write_records(sys.stdout, bundle, rows, batch_size, as_json=False, files=files)
+        _write_records(sys.stdout, bundle, rows, batch_size, False, checks, files)
         return
     temporary = output.with_name(f".{output.name}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8", newline="") as stream:
-            _write_records(stream, bundle, rows, batch_size, as_json=output.suffix.lower() == ".json", files=files)
+            _write_records(stream, bundle, rows, batch_size, output.suffix.lower() == ".json", checks, files)
         temporary.replace(output)
     except OSError as error:
-        raise DeployError(f"cannot write the predictions to {output}: {error}") from None
+        raise DeployError(f"cannot write the predictions to {output}: {error.strerror or error}") from None
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -982,25 +1386,36 @@ def _warn(message: str) -> None:
 
 
 def predict(bundle_path: Path, input_path: Path, output: Path | None = None, batch_size: int = 1024, device: str = "cpu",
-            verify_key: Path | None = None, warn: Callable[[str], None] = _warn, variant: str | None = None) -> int:
+            verify_key: Path | None = None, warn: Callable[[str], None] = _warn, variant: str | None = None,
+            range_check: str | None = None, margin: float = RANGE_MARGIN) -> int:
     """Open ``bundle_path`` (checking its signature against ``verify_key`` when given), read
-    ``input_path``, run the model, write the predictions; returns the number of rows predicted."""
+    ``input_path``, run the model, write the predictions; returns the number of rows predicted.
+    ``range_check`` ``flag`` adds each row's features outside their training range (by more than
+    ``margin`` of it) to the output; ``refuse`` refuses such a row."""
     if batch_size < 1:
         raise DeployError(f"--batch-size must be at least 1, got {batch_size}")
+    if range_check not in (None, *RANGE_CHECKS):
+        raise DeployError(f"--range-check must be one of {', '.join(RANGE_CHECKS)}, got {range_check!r}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise DeployError(f"--range-margin must be a finite number of at least 0, got {margin!r}")
+    if output is not None:
+        check_output_path(Path(output), Path(input_path))
     bundle = open_bundle(bundle_path, device, verify_key=verify_key, variant=variant)
     for message in bundle.warnings():
         warn(message)
     if is_image_input(Path(input_path)):  # an image file or a folder of them
         images = ImageFiles(Path(input_path), bundle)
-        write_predictions(bundle, images, output, batch_size, images.names)
+        checks = RowChecks(str(input_path), lambda row: f" ({images.names[row]})", range_check, margin)
+        write_predictions(bundle, images, output, batch_size, images.names, checks)
         return len(images)
-    rows = read_inputs(input_path, bundle)
-    write_predictions(bundle, rows, output, batch_size)
+    rows, locate = read_located(input_path, bundle)
+    write_predictions(bundle, rows, output, batch_size, checks=RowChecks(str(input_path), locate, range_check, margin))
     return len(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python predict.py BUNDLE --input FILE [--output FILE] [--batch-size N] [--device cpu|cuda] [--verify-key PUBLIC_KEY] [--variant NAME]``."""
+    """``python predict.py BUNDLE --input FILE [--output FILE] [--batch-size N] [--device cpu|cuda] [--verify-key PUBLIC_KEY]
+    [--variant NAME] [--range-check flag|refuse] [--range-margin M]``."""
     parser = argparse.ArgumentParser(prog="predict.py", description="Predict with a pipeline-core bundle using onnxruntime.")
     parser.add_argument("bundle", type=Path, help="the bundle folder (or a run folder holding bundle/)")
     parser.add_argument("--input", required=True, type=Path, help="rows to predict: .csv, .npy or .json; or a .png/.jpg image or a folder of them")
@@ -1009,9 +1424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--verify-key", type=Path, help="refuse the bundle unless its manifest is signed by this Ed25519 public key")
     parser.add_argument("--variant", help="run one of the bundle's optimized variants (metadata.json lists them) instead of model.onnx")
+    parser.add_argument("--range-check", choices=RANGE_CHECKS, help=RANGE_CHECK_HELP)
+    parser.add_argument("--range-margin", type=float, default=RANGE_MARGIN, help=RANGE_MARGIN_HELP)
     args = parser.parse_args(argv)
     try:
-        predict(args.bundle, args.input, args.output, args.batch_size, args.device, args.verify_key, variant=args.variant)
+        predict(args.bundle, args.input, args.output, args.batch_size, args.device, args.verify_key, variant=args.variant,
+                range_check=args.range_check, margin=args.range_margin)
     except DeployError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
