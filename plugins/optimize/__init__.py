@@ -2,10 +2,11 @@
 
 The export stage calls :func:`make_variants` once ``model.onnx`` passed its own check, with the
 staging folder that becomes ``bundle/``. Every variant asked for is built from that verified float32
-file with onnxruntime's tools (:mod:`.build`), run over the whole test split and compared with it
-(:mod:`.gate`). A variant that passes stays in the bundle, timed at batch 1 and 1024 on one thread
-and listed in ``metadata.json``; one that fails (or cannot be built) is removed with its reason in
-the export report and the model card, and fails the run only when its options say ``required``.
+file with onnxruntime's tools (:mod:`.build`), checked by ONNX's full checker, run over the whole
+test split and compared with it (:mod:`.gate`). A variant that passes stays in the bundle, timed at
+batch 1 and 1024 on one thread and listed in ``metadata.json``; one that fails (or cannot be built)
+is removed with its reason in the export report and the model card, and fails the run only when its
+options say ``required``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipeline_core_plugins.optimize.build import build_variant, variant_filename
 from pipeline_core_plugins.optimize.gate import (
     CPU_PROVIDER,
     CUDA_PROVIDER,
+    checker_failure,
     compare,
     latency_ms,
     metrics_of,
@@ -67,7 +69,8 @@ def _size(path: Path) -> int:
 
 
 def _one(run: RunContext, name: str, source: Path, reference: dict[str, np.ndarray], evaluator: Evaluator) -> dict[str, Any]:
-    """Build, gate and (when it passes) time variant ``name``; its report entry."""
+    """Build, check (ONNX's full checker, then the accuracy gate) and, when it passes, time variant
+    ``name``; its report entry."""
     data, options = run.require_data("export"), run.config.export.optimize.options(name)  # type: ignore[union-attr]
     test = data.splits["test"]
     target = source.with_name(variant_filename(name))
@@ -78,9 +81,11 @@ def _one(run: RunContext, name: str, source: Path, reference: dict[str, np.ndarr
         if name == "int8_static":
             calibration = calibration_rows(data.splits["train"].inputs, options.calibration_rows, run.config.pipeline.seed)
         entry["build"] = build_variant(name, options, source, target, calibration)
-        session = open_session(target, providers)
-        found = compare(data.spec.task, reference, run_split(session, test.inputs.cpu().numpy()), test.targets.to(run.device), evaluator, options)
-        entry["providers"] = list(session.get_providers())
+        found = {"passed": False, "reason": checker_failure(target)}
+        if not found["reason"]:
+            session = open_session(target, providers)
+            found = compare(data.spec.task, reference, run_split(session, test.inputs.cpu().numpy()), test.targets.to(run.device), evaluator, options)
+            entry["providers"] = list(session.get_providers())
     except Exception as error:  # a tool that cannot make or run this variant of this model
         text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         found = {"passed": False, "reason": f"could not be built or run: {type(error).__name__}: {text}"}

@@ -6,7 +6,8 @@
 * ``int8_static``: ``quantize_static`` in QDQ format: int8 weights and activations, the activations'
   ranges calibrated by a ``CalibrationDataReader`` over rows of the training split;
 * ``fp16``: ``convert_float_to_float16`` with float32 inputs and outputs kept, so callers send and
-  receive the same arrays as with ``model.onnx``.
+  receive the same arrays as with ``model.onnx``; its nodes are then put back in topological order
+  (:func:`sort_nodes`), which the tool leaves broken.
 
 Both int8 variants first run ``quant_pre_process`` (symbolic shape inference and graph optimization),
 which onnxruntime's quantization guide recommends before quantizing. Every variant then gets exactly
@@ -106,12 +107,26 @@ def _int8_static(source: Path, target: Path, work: Path, options: Any, calibrati
             "calibration_rows": len(calibration), "calibration_split": "train", "quant_pre_process": options.preprocess}
 
 
+def sort_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its nodes (and its subgraphs', recursively) in topological order: each after the
+    nodes whose outputs it reads, otherwise in the order they had. The ONNX spec requires this order
+    and ``onnx.checker`` enforces it; onnxruntime tolerates unsorted graphs, so a tool made for it
+    (``convert_float_to_float16`` appends the casts of the graph's inputs after the nodes that read
+    them) can write files other runtimes refuse. onnx-ir's stable sort does the work (a cycle raises
+    ``ValueError``); a name no node produces is left for the checker to name."""
+    import onnx_ir
+
+    graph = onnx_ir.from_proto(model)
+    graph.graph.sort()
+    return onnx_ir.to_proto(graph)
+
+
 def _fp16(source: Path, target: Path, work: Path, options: Any, calibration: np.ndarray | None) -> dict[str, Any]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    converted = sort_nodes(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True))
     onnx.save_model(converted, str(target))
-    return {"tool": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
+    return {"tool": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True, "nodes": "topologically sorted"}
 
 
 Builder = Callable[[Path, Path, Path, Any, np.ndarray | None], dict[str, Any]]

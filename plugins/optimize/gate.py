@@ -6,7 +6,8 @@ is still right: the gate runs the variant and ``model.onnx`` over the whole test
 them on what the pipeline measures (class agreement, the configured metrics, the largest output
 differences), and holds the variant to its tolerance (:class:`pipeline_core.sections.VariantGate`):
 a classifier may lose at most ``max_accuracy_drop`` accuracy points; a regressor's outputs may
-differ from float32's by at most ``max_relative_error`` of their spread.
+differ from float32's by at most ``max_relative_error`` of their spread. Before it is run at all, the
+file must pass ONNX's full checker (:func:`checker_failure`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from pipeline_core import Evaluator, Task, class_indices, scalars
@@ -44,6 +46,20 @@ def open_session(path: Path, providers: list[str], threads: int = 0) -> Any:
     if session.get_providers()[0] != providers[0]:
         raise RuntimeError(f"onnxruntime could not start {providers[0]} for {path.name} (it ran {session.get_providers()})")
     return session
+
+
+def checker_failure(path: Path) -> str:
+    """Why ONNX's full checker (``onnx.checker.check_model(path, full_check=True)``: the spec's rules
+    and strict shape inference) rejects the file at ``path``, or ``""`` when it passes. onnxruntime
+    runs some files that break the spec (nodes out of topological order, say), and the tools that
+    make variants are written for it; another runtime or ONNX tool may refuse such a file or misread
+    it, so a variant that fails the checker does not ship, however well onnxruntime runs it."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        return (f"fails ONNX's full checker (onnx.checker.check_model(..., full_check=True)), which every shipped file "
+                f"must pass: {' '.join(str(error).split())}")
+    return ""
 
 
 def run_split(session: Any, inputs: np.ndarray) -> dict[str, np.ndarray]:
