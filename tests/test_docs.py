@@ -21,12 +21,12 @@ PLUGIN_GUIDE = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
 PUBLIC_API = [
     "BUNDLE_DIR", "ComponentConfig", "ConfigError", "DataBundle", "DataSpec", "DatasetContext", "EarlyStoppingSection",
     "EvaluateSection", "Evaluator", "ExportInfo", "ExportSection", "Exporter", "ImageSpec", "Interrupted", "LRSchedule", "LoadedModel",
-    "LoadedTorchModule", "METADATA_FILE", "MetricValue", "ModelSummary", "PipelineConfig", "PipelineError", "PipelineSection",
+    "LoadedTorchModule", "METADATA_FILE", "MetricValue", "ModelSummary", "Noise", "PipelineConfig", "PipelineError", "PipelineSection",
     "Plot", "PlotIndex", "PluginError", "Predictions", "Register", "RunContext", "RunFailed", "RunFailure", "RunFiles", "ScaleImages", "Split",
     "StreamedSplit", "place_splits",
     "SplitOptions", "Standardize", "Task", "Tolerance", "TrainSection", "TrainingPlan", "TrainingSummary", "__version__",
-    "atomic_write", "bundle_metadata", "check_data_spec", "check_fractions", "check_model_outputs", "class_indices", "deployable",
-    "fit", "hookimpl", "is_sealed",
+    "atomic_write", "bundle_metadata", "check_batch_independence", "check_data_spec", "check_fractions", "check_model_outputs", "class_indices", "deployable",
+    "extreme_rows", "fit", "hookimpl", "is_sealed",
     "measure_noise", "named_outputs", "output_names_from", "predict", "remember_model_check", "scalars", "seal_bundle", "split_options",
     "split_tabular", "summarize", "verify",
 ]

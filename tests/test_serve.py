@@ -264,11 +264,11 @@ def test_predict_endpoint_bad_rows_get_predict_py_message(server, trained, tmp_p
 
 
 @pytest.mark.parametrize("tensor, rows_for_predict_py, message", [
-    ({"shape": [1, 3], "datatype": "FP32", "data": [5.1, 3.5, 1.4]}, "[[5.1, 3.5, 1.4]]",
-     "rows have shape [3]; the bundle expects 4 float32 value(s) per row, shape [4]: sepal length (cm)"),
     ({"shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 1, float("nan"), 3, 4]}, "[[1, 2, 3, 4], [1, NaN, 3, 4]]",
      "row 2 holds a value that is not finite (NaN or infinity)"),
-], ids=["shape", "nan"])
+    ({"shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1e39, 0.2]}, "[[5.1, 3.5, 1e39, 0.2]]",
+     "the model takes float32 inputs, which reach"),
+], ids=["nan", "beyond-float32"])
 def test_infer_bad_rows_get_predict_py_message(server, trained, tmp_path, tensor, rows_for_predict_py, message):
     body = json.dumps({"inputs": [{"name": "input", **tensor}]})
     response = httpx.post(f"{server.url}/v2/models/{NAME}/infer", content=body)
@@ -286,11 +286,31 @@ def test_infer_bad_rows_get_predict_py_message(server, trained, tmp_path, tensor
     ({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
      "input 'input': 'data' holds 4 value(s) but shape [2, 4] needs 8"),
     ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ["a", "b", "c", "d"]}]},
-     "input 'input': 'data' must hold numbers only"),
+     "input 'input': 'data' holds a string ('a'); a FP32 tensor takes numbers only"),
+    # strict V2 input: the model's shape exactly, batch axis first; data flat or nested as the shape; numbers only
+    ({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [5.1, 3.5, 1.4]}]},
+     "input 'input': shape [1, 3] does not match the model's input; expected [N, 4] (N rows, the batch axis first)"),
+    ({"inputs": [{"name": "input", "shape": [4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]},
+     "input 'input': shape [4] does not match the model's input; expected [N, 4] (N rows, the batch axis first)"),
+    ({"inputs": [{"name": "input", "shape": [1, 2, 2], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]},
+     "input 'input': shape [1, 2, 2] does not match the model's input; expected [N, 4]"),
+    ({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [[1, 2], [3, 4], [5, 6], [7, 8]]}]},
+     "input 'input': 'data' is nested as [4, 2], but the shape says [2, 4]; send it flat (8 values) or nested exactly as the shape"),
+    ({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [[1, 2, 3, 4], [5, 6, 7]]}]},
+     "input 'input': 'data' is a ragged list"),
+    ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, "2", 1.4, 0.2]}]},
+     "input 'input': 'data' holds a string ('2'); a FP32 tensor takes numbers only"),
+    ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, True, 1.4, 0.2]}]},
+     "input 'input': 'data' holds a boolean (True); a FP32 tensor takes numbers only"),
+    ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, None, 1.4, 0.2]}]},
+     "input 'input': 'data' holds null (None); a FP32 tensor takes numbers only"),
+    ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": "5.1,3.5,1.4,0.2"}]},
+     "input 'input': 'data' must be a list of numbers, flat or nested as the shape [1, 4] says"),
     ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "outputs": [{"name": "scores"}]},
      "unknown output 'scores'; the model's outputs are ['logits', 'probabilities']"),
     ({"inputs": "nope"}, "'inputs' must be a list of tensors; the model takes 'input' (FP32, shape [-1, 4])"),
-], ids=["datatype", "input-name", "count", "strings", "output-name", "inputs-type"])
+], ids=["datatype", "input-name", "count", "strings", "short-row", "no-batch-axis", "same-count-other-shape", "nested-otherwise", "ragged",
+        "quoted-number", "boolean", "null", "data-not-a-list", "output-name", "inputs-type"])
 def test_infer_bad_tensors_get_400_saying_what_is_expected(server, body, message):
     response = httpx.post(f"{server.url}/v2/models/{NAME}/infer", json=body)
     assert response.status_code == 400

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline_core_deploy import __version__, predict
+from pipeline_core_deploy.serve import MAX_BODY_BYTES, MAX_REQUEST_ROWS
 from pipeline_core_deploy.serve.hot_routes import ENDPOINT_KEY, MODEL_KEY, Answer, HotRoutes, answer_to, route_error
 from pipeline_core_deploy.serve.metrics import Metrics
 from pipeline_core_deploy.serve.models import Repository, ServedModel
@@ -44,6 +45,8 @@ from pipeline_core_deploy.serve.protocol import (
 access_log = logging.getLogger("pipeline_core_deploy.access")
 
 SERVER_NAME = "pipeline-core-deploy"
+#: the v2 response parameter listing the rows (from 0) that lie outside the training range
+OUT_OF_RANGE_ROWS = "out_of_range_rows"
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 
 
@@ -51,7 +54,9 @@ EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 class ServerSettings:
     """What applies to the whole server rather than to one model."""
 
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
+    #: rows one request may hold: with the body limit, what bounds one request's memory
+    max_request_rows: int = MAX_REQUEST_ROWS
     inference_threads: int = 2  # executor threads that call onnxruntime
     access_log: bool = True
 
@@ -132,12 +137,22 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
     async def model_config(request: Request) -> Response:
         return JSONResponse(model_of(request).config())
 
+    def checked_rows(model: ServedModel, array: np.ndarray, source: str) -> np.ndarray:
+        rows = model.check(array, source)
+        if len(rows) > settings.max_request_rows:
+            raise bad_request(f"{source} holds {len(rows)} rows, over this server's limit of {settings.max_request_rows} per request "
+                              "(--max-request-rows); send them in several requests, or predict a file with `pipeline-deploy predict`")
+        return rows
+
     async def infer(model: ServedModel, headers: dict[str, str], body: bytes) -> Answer:
         document, binary = parse_body(body, headers.get(HEADER_LENGTH.lower()))
         decoded = decode_infer(document, binary, model.input, model.outputs)
-        rows = model.check(decoded.array, f"input {model.input.name!r}")
-        outputs = await model.infer(rows)
-        content, header_length = encode_infer(model.name, model.version, decoded, outputs)
+        source = f"input {model.input.name!r}"
+        rows = checked_rows(model, decoded.array, source)
+        outputs = await model.infer(rows, source)
+        flagged = model.out_of_range(rows)
+        parameters = {OUT_OF_RANGE_ROWS: [row for row, names in enumerate(flagged) if names]} if flagged else None
+        content, header_length = encode_infer(model.name, model.version, decoded, outputs, parameters)
         if header_length is None:
             return Answer(content)
         return Answer(content, "application/octet-stream", {HEADER_LENGTH: str(header_length)})
@@ -155,8 +170,11 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
                 rows = await loop.run_in_executor(None, predict.rows_from_json, data, model.bundle, "request body")
             else:
                 rows = predict.rows_from_json(data, model.bundle, "request body")
-        rows = model.check(rows, "request body")
-        records = predict.predictions(model.bundle, await model.infer(rows))
+        rows = checked_rows(model, rows, "request body")
+        records = predict.predictions(model.bundle, await model.infer(rows, "request body"))
+        flagged = model.out_of_range(rows)
+        if flagged:
+            records = [{**record, predict.OUT_OF_RANGE: names} if names else record for record, names in zip(records, flagged, strict=True)]
         return Answer(dumps({"model_name": model.name, "model_version": model.version, "predictions": records}))
 
     @_endpoint("metrics")

@@ -1,21 +1,32 @@
 """``serve``: the click command behind ``pipeline-deploy serve`` and ``pipeline serve``.
 
 It lives in the torch-free distribution so both CLIs share one definition; ``pipeline serve``
-only adds it to the training CLI. Bad bundles and bad options stop here with exit code 2 and a
-message, before any port is opened. SIGTERM (or Ctrl-C) stops accepting connections, lets the
+only adds it to the training CLI. SIGTERM (or Ctrl-C) stops accepting connections, lets the
 requests in flight finish, and exits 0: what an orchestrator expects of a replica it scales down.
+
+Exit codes (docs/deploy.md has the same table):
+
+* 0: stopped by SIGTERM or SIGINT after answering the requests in flight;
+* 1: the server failed after it started (an internal error; the log says what);
+* 2: it never started: a bad bundle, option or configuration file, or an address it cannot listen
+  on (an unknown host, a port in use or not allowed); the socket is bound before the application
+  starts, so a port in use is said before "Application startup complete", never after.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+from pipeline_core_deploy.serve import MAX_BODY_BYTES, MAX_REQUEST_ROWS
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -24,11 +35,40 @@ def _describe(model: Any) -> str:
     b = model.batching
     batching = (f"dynamic batching up to {b.max_batch_size} rows, delay {b.max_queue_delay_us} µs, queue {b.max_queue_size}, "
                 f"{b.instances} instance(s)") if b.dynamic_batching else f"no batching, queue {b.max_queue_size}"
+    if not model.shares_batches:
+        measured = "not batch independent (measured at export)" if model.bundle.batch_independent is False else "batch independence not measured"
+        batching = f"{measured}: requests never share a batch and each row runs alone, queue {b.max_queue_size}"
     outputs = ", ".join(o.name for o in model.outputs)
     signed = f"; signed by key {model.bundle.signer} (checked)" if model.bundle.signer else ""
     variant = f" (variant {model.bundle.variant})" if model.bundle.variant != "float32" else ""
+    ranges = f"; rows outside the training range (margin {model.range_margin:g}): {model.range_check}"
     return (f"model {model.name!r} version {model.version!r} from {model.bundle.folder}{variant}: "
-            f"{model.input.datatype} {list(model.input.shape)} -> {outputs}; {batching}{signed}")
+            f"{model.input.datatype} {list(model.input.shape)} -> {outputs}; {batching}{ranges}{signed}")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` and listening, made before the application starts, so an
+    address that cannot be used is one clear error (exit 2) instead of uvicorn's exit 3 after its
+    start-up log. Raises :class:`~pipeline_core_deploy.predict.DeployError` naming the host and port."""
+    from pipeline_core_deploy.predict import DeployError
+
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise DeployError(f"--host {host!r} is not an address this machine can listen on ({error}); "
+                          "use an IP address such as 127.0.0.1, 0.0.0.0 or ::1, or a name that resolves") from None
+    sock = socket.socket(family, kind, protocol)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait for TIME_WAIT
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        hint = ("another process listens there; choose another --port, or stop that process" if error.errno == errno.EADDRINUSE
+                else "choose another --host or --port")
+        raise DeployError(f"cannot listen on {host} port {port}: {error.strerror or error}; {hint}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @click.command()
@@ -42,7 +82,12 @@ def _describe(model: Any) -> str:
 @click.option("--instances", type=click.IntRange(min=1), help="Batches of one model that may run at once (default 1).")
 @click.option("--dynamic-batching/--no-dynamic-batching", default=None, help="Batch concurrent requests (default on).")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True, help="onnxruntime threads per call (0: one per core).")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=64 * 1024 * 1024, show_default=True, help="Larger request bodies get 400.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=MAX_BODY_BYTES, show_default=True, help="Larger request bodies get 400.")
+@click.option("--max-request-rows", type=click.IntRange(min=1), default=MAX_REQUEST_ROWS, show_default=True, help="Requests holding more rows get 400.")
+@click.option("--range-check", type=click.Choice(["flag", "refuse"]), help="Rows outside the training range: flag them in the answer "
+              "(default) or refuse them with 400 (per model: range_check in --config).")
+@click.option("--range-margin", type=click.FloatRange(min=0), help="How far outside the training range a value may lie, as a fraction of "
+              "the range (default 0.5).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="onnxruntime provider.")
 @click.option("--timeout-graceful-shutdown", type=click.IntRange(min=0), default=30, show_default=True, help="Seconds to finish in-flight requests after SIGTERM.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request on stdout.")
@@ -52,12 +97,13 @@ def _describe(model: Any) -> str:
 @click.option("--variant", metavar="NAME", help="Serve this optimized variant of each bundle (int8_dynamic, fp16, ...) instead of model.onnx (per model: variant in --config).")
 def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: int, max_batch_size: int | None,
           max_queue_delay_us: int | None, max_queue_size: int | None, instances: int | None, dynamic_batching: bool | None,
-          threads: int, max_body_bytes: int, device: str, timeout_graceful_shutdown: int, access_log: bool, log_level: str,
-          verify_key: Path | None, variant: str | None) -> None:
+          threads: int, max_body_bytes: int, max_request_rows: int, range_check: str | None, range_margin: float | None, device: str,
+          timeout_graceful_shutdown: int, access_log: bool, log_level: str, verify_key: Path | None, variant: str | None) -> None:
     """Serve BUNDLE folders over the Open Inference Protocol (KServe v2 REST), with dynamic batching.
 
-    Each bundle is verified against its manifest first (and its signature, with --verify-key); a bad
-    one stops the server with exit code 2.
+    Each bundle is verified against its manifest first (every file, and its signature with
+    --verify-key); a bad one, or an address that cannot be listened on, stops the server with exit
+    code 2 before it starts.
     """
     import uvicorn
 
@@ -66,9 +112,10 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     from pipeline_core_deploy.serve.app import ServerSettings, create_app
 
     flags = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us, "max_queue_size": max_queue_size,
-             "instances": instances, "dynamic_batching": dynamic_batching}
+             "instances": instances, "dynamic_batching": dynamic_batching, "range_check": range_check, "range_margin": range_margin}
     try:
         repository = models.load(config.model_specs(bundles, config_file, flags, verify_key, variant), device, threads)
+        sock = listen(host, port)
     except DeployError as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(error.exit_code) from None
@@ -78,7 +125,8 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
         log.info("%s", _describe(model))
         for message in model.bundle.warnings():
             log.warning("%s", message)
-    settings = ServerSettings(max_body_bytes=max_body_bytes, inference_threads=os.cpu_count() or 2, access_log=access_log)
+    settings = ServerSettings(max_body_bytes=max_body_bytes, max_request_rows=max_request_rows, inference_threads=os.cpu_count() or 2,
+                              access_log=access_log)
     server = uvicorn.Server(uvicorn.Config(
         create_app(repository, settings), host=host, port=port, log_config=None, access_log=False,
         timeout_graceful_shutdown=timeout_graceful_shutdown, server_header=False,
@@ -86,8 +134,9 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     # uvicorn re-raises the signal it stopped on once it has drained; absorb it so a graceful stop exits 0
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not server.started:

@@ -14,9 +14,11 @@ defaults and per-model options in Triton's terms::
     version = "2"                      # default: metadata, else the folder's name
     variant = "int8_dynamic"           # one of the bundle's optimized variants (default: model.onnx)
     max_batch_size = 16
+    range_check = "refuse"             # rows outside the training range: "flag" (default) or "refuse" (HTTP 400)
+    range_margin = 0.25                # how far outside, as a fraction of the range (default 0.5)
 
 Precedence, weakest first: built-in defaults, the file's ``[defaults]``, the command line's flags
-(``--verify-key`` and ``--variant`` among them), a model's own table.
+(``--verify-key``, ``--variant`` and ``--range-check`` among them), a model's own table.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline_core_deploy.predict import DeployError
+from pipeline_core_deploy.predict import RANGE_CHECKS, RANGE_MARGIN, DeployError
 from pipeline_core_deploy.serve.batching import BatchingConfig
 from pipeline_core_deploy.serve.models import ModelSpec
 
 BATCHING_KEYS = {f.name: f.type for f in dataclasses.fields(BatchingConfig)}
 MODEL_KEYS = {"bundle", "name", "version", "variant"}
 KEY_OPTION = "verify_key"
+RANGE_KEYS = ("range_check", "range_margin")
 _NAMED = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[A-Za-z0-9_.-]+))?=(?P<path>.+)$")
 
 
@@ -49,10 +52,10 @@ def parse_bundle_argument(argument: str) -> ModelSpec:
 def _batching(table: Mapping[str, Any], where: str, base: BatchingConfig) -> BatchingConfig:
     values = {}
     for key, value in table.items():
-        if key in MODEL_KEYS or key == KEY_OPTION:
+        if key in MODEL_KEYS or key == KEY_OPTION or key in RANGE_KEYS:
             continue
         if key not in BATCHING_KEYS:
-            raise DeployError(f"{where}: unknown key {key!r}; valid keys: {', '.join([*sorted(MODEL_KEYS), *BATCHING_KEYS, KEY_OPTION])}")
+            raise DeployError(f"{where}: unknown key {key!r}; valid keys: {', '.join([*sorted(MODEL_KEYS), *BATCHING_KEYS, KEY_OPTION, *RANGE_KEYS])}")
         expected = bool if key == "dynamic_batching" else int
         if type(value) is not expected:
             raise DeployError(f"{where}: {key} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
@@ -61,6 +64,16 @@ def _batching(table: Mapping[str, Any], where: str, base: BatchingConfig) -> Bat
         return dataclasses.replace(base, **values)
     except ValueError as error:
         raise DeployError(f"{where}: {error}") from None
+
+
+def _range(table: Mapping[str, Any], where: str, base: tuple[str, float]) -> tuple[str, float]:
+    """``range_check`` ("flag" or "refuse") and ``range_margin`` (a number, at least 0) of a table, else ``base``'s."""
+    check, margin = table.get("range_check", base[0]), table.get("range_margin", base[1])
+    if check not in RANGE_CHECKS:
+        raise DeployError(f"{where}: range_check must be one of {', '.join(map(repr, RANGE_CHECKS))}, got {check!r}")
+    if type(margin) not in (int, float) or not margin >= 0 or margin == float("inf"):
+        raise DeployError(f"{where}: range_margin must be a number of at least 0 (a fraction of each feature's training range), got {margin!r}")
+    return check, float(margin)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -89,13 +102,18 @@ def _key(table: Mapping[str, Any], where: str, config_file: Path | None, default
 
 def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: Mapping[str, Any] | None = None,
                 verify_key: Path | None = None, variant: str | None = None) -> list[ModelSpec]:
-    """Every bundle to serve with its batching and the key its signature must verify with: from the
-    file's ``[[models]]`` and the arguments."""
+    """Every bundle to serve with its batching, its range check and the key its signature must verify
+    with: from the file's ``[[models]]`` and the arguments (``flags`` holds the batching and range
+    options of the command line, None where not given)."""
     document = _read_file(config_file) if config_file is not None else {}
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
     defaults = _batching(document.get("defaults", {}), f"{config_file}: [defaults]", BatchingConfig())
-    defaults = _batching({k: v for k, v in (flags or {}).items() if v is not None}, "command line", defaults)
+    defaults = _batching({k: v for k, v in given.items() if k not in RANGE_KEYS}, "command line", defaults)
+    ranges = _range(document.get("defaults", {}), f"{config_file}: [defaults]", ("flag", RANGE_MARGIN))
+    ranges = _range({k: v for k, v in given.items() if k in RANGE_KEYS}, "command line", ranges)
     default_key = verify_key or _key(document.get("defaults", {}), f"{config_file}: [defaults]", config_file, None)
-    specs = [dataclasses.replace(parse_bundle_argument(argument), batching=defaults, verify_key=default_key, variant=variant)
+    specs = [dataclasses.replace(parse_bundle_argument(argument), batching=defaults, verify_key=default_key, variant=variant,
+                                 range_check=ranges[0], range_margin=ranges[1])
              for argument in bundles]
     models = document.get("models", [])
     if not isinstance(models, list):
@@ -116,6 +134,7 @@ def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: 
             _batching(table, where, defaults),
             _key(table, where, config_file, default_key),
             str(table["variant"]) if "variant" in table else variant,
+            *_range(table, where, ranges),
         ))
     if not specs:
         raise DeployError("no bundle to serve: name one or more BUNDLE folders, or [[models]] in --config")

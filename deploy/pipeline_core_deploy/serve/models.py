@@ -1,18 +1,22 @@
 """The model repository: verified bundles served under a name and a version.
 
 A bundle's name is its pipeline (``metadata["pipeline"]``); its version is ``metadata["version"]``
-when the bundle has one, else the name of its folder (or of the run folder holding ``bundle/``,
-after resolving links such as ``artifacts/iris/latest``), so a Triton-style layout
-``models/iris/1/`` serves ``iris`` version ``1``. Both can be overridden per bundle. Several
-versions of one name may be served; a request without a version gets the newest (numeric versions
-compare as numbers, others as text, which orders timestamped run folders by time).
+when the bundle has one, else its folder's name when that is a number (Triton's layout:
+``models/iris/1/`` serves ``iris`` version ``1``; for a run folder holding ``bundle/``, the run
+folder's name, after resolving links such as ``artifacts/iris/latest``), else ``1``. A folder name
+that is not a number is never taken for a version: ``runs/try/bundle`` is version ``1``, not ``try``.
+Both can be overridden per bundle. Several versions of one name may be served; a request without a
+version gets the newest (numeric versions compare as numbers, others as text).
 
 Every bundle is verified against its manifest by ``predict.open_bundle`` before anything is served
-(and its signature checked, for a bundle given a ``verify_key``).
+(and its signature checked, for a bundle given a ``verify_key``). A model that is not known to be
+batch independent (``predict.Bundle.batch_independent``) is never batched across requests, whatever
+its batching settings say: each of its rows runs alone, so no client can change another's answers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
@@ -41,6 +45,9 @@ class ModelSpec:
     #: an Ed25519 public key: serve the bundle only if its manifest is signed by it
     verify_key: Path | None = None
     variant: str | None = None  # one of the bundle's optimized variants instead of model.onnx
+    #: rows outside the training range: ``flag`` them in the answer, or ``refuse`` them (HTTP 400)
+    range_check: str = "flag"
+    range_margin: float = predict.RANGE_MARGIN
 
 
 def _version_key(version: str) -> tuple[int, int, str]:
@@ -48,18 +55,30 @@ def _version_key(version: str) -> tuple[int, int, str]:
 
 
 def default_version(folder: Path, metadata: dict[str, Any]) -> str:
-    """``metadata["version"]``, else the bundle's folder name (its run folder's for ``…/bundle``)."""
+    """``metadata["version"]``, else the bundle's folder name (its run folder's for ``…/bundle``) when
+    that is a number, else ``1``."""
     if metadata.get("version") is not None:
         return str(metadata["version"])
     folder = folder.resolve()
-    return folder.parent.name if folder.name == predict.BUNDLE_DIR else folder.name
+    name = folder.parent.name if folder.name == predict.BUNDLE_DIR else folder.name
+    return name if name.isdigit() else "1"
 
 
 class ServedModel:
     """A verified bundle with its batcher: what ``/v2/models/{name}/versions/{version}`` serves."""
 
-    def __init__(self, bundle: predict.Bundle, name: str, version: str, batching: BatchingConfig) -> None:
+    def __init__(self, bundle: predict.Bundle, name: str, version: str, batching: BatchingConfig, range_check: str = "flag",
+                 range_margin: float = predict.RANGE_MARGIN) -> None:
+        #: whether requests may share a batch: only for a model measured batch independent at export
+        self.shares_batches = bundle.batch_independent is True
+        if not self.shares_batches:
+            batching = dataclasses.replace(batching, dynamic_batching=False)
         self.bundle, self.name, self.version, self.batching = bundle, name, version, batching
+        self.range_check, self.range_margin = range_check, range_margin
+        if range_check == "refuse" and bundle.input_range is None:
+            raise predict.DeployError(f"{bundle.folder}: range_check = \"refuse\" needs the training range of the inputs, which this "
+                                      "bundle does not record (exported by an earlier version); export it again with `pipeline export RUN`, "
+                                      "or use range_check = \"flag\"")
         metadata = bundle.metadata
         fixed = metadata["input"]["shape"][0]
         if not isinstance(fixed, str):
@@ -81,14 +100,29 @@ class ServedModel:
     def _run(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         return self.bundle.run(rows, batch_size=self.batching.max_batch_size)
 
-    async def infer(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output for ``rows`` (already checked by ``predict.check_rows``), batched with others."""
+    async def infer(self, rows: np.ndarray, source: str) -> dict[str, np.ndarray]:
+        """Every output for ``rows`` (already checked by :meth:`check`), batched with others when the
+        model is batch independent; outputs that are not finite are refused naming the row."""
         assert self.batcher is not None, "ServedModel.attach() was not called"
-        return await self.batcher.submit(rows)
+        outputs = await self.batcher.submit(rows)
+        predict.check_outputs(self.bundle, outputs, source, rows=rows)
+        return outputs
 
     def check(self, array: np.ndarray, source: str) -> np.ndarray:
-        """``array`` checked and shaped as ``predict.py`` checks a file (the same messages)."""
-        return predict.check_rows(array, self.bundle, source)
+        """``array`` checked and shaped as ``predict.py`` checks a file (the same messages), and refused
+        when a row lies outside the training range and the model's ``range_check`` is ``refuse``."""
+        rows = predict.check_rows(array, self.bundle, source)
+        if self.range_check == "refuse":
+            predict.refuse_out_of_range(self.bundle, rows, self.range_margin, source)
+        return rows
+
+    def out_of_range(self, rows: np.ndarray) -> list[list[str]] | None:
+        """Each row's features outside the training range (by more than the margin), or None when no
+        row has any (or the bundle records no range): what an answer flags."""
+        mask = predict.out_of_range(self.bundle, rows, self.range_margin)
+        if mask is None or not mask.any():
+            return None
+        return predict.out_of_range_names(self.bundle, rows, self.range_margin)
 
     def metadata(self, versions: list[str]) -> dict[str, Any]:
         """The v2 model metadata, with the bundle's own description under ``parameters``."""
@@ -109,6 +143,12 @@ class ServedModel:
                 "config_sha256": meta.get("config_sha256"),
                 # which file serves: model.onnx (float32) or an optimized variant, with its measured figures
                 "variant": self.bundle.variant,
+                # false: a row's answer would depend on the rows batched with it, so each row runs alone
+                "batch_independent": self.bundle.batch_independent,
+                "requests_share_batches": self.shares_batches,
+                "range_check": self.range_check,
+                "range_margin": self.range_margin,
+                "input_range": self.bundle.metadata.get("input_range"),
                 **({"variant_figures": meta["variants"][self.bundle.variant]} if self.bundle.variant in meta.get("variants", {}) else {}),
             },
         }
@@ -126,6 +166,9 @@ class ServedModel:
             "input": [tensor(self.input)],
             "output": [tensor(o) for o in self.outputs],
             "instance_group": [{"count": self.batching.instances, "kind": "KIND_CPU"}],
+            # Triton's string parameters: why this model's requests never share a batch, when they do not
+            "parameters": {"batch_independent": {"string_value": _MEASURED[self.bundle.batch_independent]},
+                           "requests_share_batches": {"string_value": str(self.shares_batches).lower()}},
         }
         if self.batching.dynamic_batching:
             config["dynamic_batching"] = {
@@ -133,6 +176,9 @@ class ServedModel:
                 "default_queue_policy": {"max_queue_size": self.batching.max_queue_size},
             }
         return config
+
+
+_MEASURED = {True: "true", False: "false", None: "not measured"}
 
 
 def _onnx_datatype(onnx_type: str) -> str:
@@ -182,5 +228,5 @@ def load(specs: Iterable[ModelSpec], device: str = "cpu", threads: int = 1) -> R
         for what, value in (("name", name), ("version", version)):
             if not NAME_PATTERN.match(value):
                 raise predict.DeployError(f"{spec.path}: model {what} {value!r} may hold only letters, digits, '_', '.' and '-'; set one with NAME:VERSION=PATH")
-        models.append(ServedModel(bundle, name, version, spec.batching))
+        models.append(ServedModel(bundle, name, version, spec.batching, spec.range_check, spec.range_margin))
     return Repository(models)

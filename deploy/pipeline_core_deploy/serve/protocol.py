@@ -243,8 +243,10 @@ def _request_id(document: dict[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
-def encode_infer(name: str, version: str, request: InferRequest, values: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header's length when binary data follows it."""
+def encode_infer(name: str, version: str, request: InferRequest, values: dict[str, np.ndarray],
+                 parameters: dict[str, Any] | None = None) -> tuple[bytes, int | None]:
+    """The response body (with the response-level ``parameters``, when there are any), and the JSON
+    header's length when binary data follows it."""
     chosen = request.outputs if request.outputs is not None else list(values)
     tensors, chunks = [], []
     for output in chosen:
@@ -260,6 +262,8 @@ def encode_infer(name: str, version: str, request: InferRequest, values: dict[st
     response: dict[str, Any] = {"model_name": name, "model_version": version, "outputs": tensors}
     if request.id is not None:
         response["id"] = request.id
+    if parameters:
+        response["parameters"] = parameters
     header = dumps(response)
     if not chunks:
         return header, None
