@@ -92,6 +92,29 @@ def test_every_variant_is_built_gated_and_shipped_with_its_figures(iris_run):
     assert "## Variants" in card and "| int8_static | model.int8_static.onnx |" in card and "CPU provider only" in card
 
 
+def test_every_shipped_onnx_file_is_measured_for_batch_independence(iris_run):
+    """int8_dynamic scales each batch's activations by the batch's largest value: a far row changes
+    the others' answers, and the report, metadata.json and the variant listing say so; every other
+    file computes each row alone."""
+    report, bundle = iris_run.export_report["onnx"], iris_run.run_dir / "bundle"
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    assert report["batch_independent"] is True and report["batch_independence"]["error_ratio"] <= 1.0
+    assert report["batch_independence"]["rows"] == 16 and "with the huge row" in report["batch_independence"]["batches"]
+    assert metadata["batch_independent"]["model.onnx"] is True
+    for name in ALL:
+        expected = name != "int8_dynamic"
+        entry = report["variants"][name]
+        assert entry["batch_independent"] is expected and entry["batch_independence"]["batch_independent"] is expected, name
+        assert metadata["variants"][name]["batch_independent"] is expected
+        assert metadata["batch_independent"][f"model.{name}.onnx"] is expected
+    worst = report["variants"]["int8_dynamic"]["batch_independence"]
+    assert worst["error_ratio"] > 1.0 and " changed with the " in worst["worst"]
+    assert set(metadata["input_range"]) == {"per", "split", "rows", "min", "max"} and metadata["input_range"]["per"] == "feature"
+    train = iris_run.data.splits["train"].inputs.cpu().numpy()
+    np.testing.assert_array_equal(metadata["input_range"]["min"], train.min(axis=0))
+    np.testing.assert_array_equal(metadata["input_range"]["max"], train.max(axis=0))
+
+
 def test_every_shipped_file_passes_onnxs_full_checker(iris_run):
     bundle = iris_run.run_dir / "bundle"
     assert {path.name for path in bundle.glob("model.*.onnx")} == {f"model.{name}.onnx" for name in ALL}
