@@ -118,13 +118,21 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     return f"| metric | value |\n|---|---|\n{rows}"
 
 
+def _independence(entry: dict[str, Any]) -> str:
+    """A file's batch independence for the model card: measured for ONNX files only."""
+    if "batch_independent" not in entry:
+        return "—"
+    return "yes" if entry["batch_independent"] else "**no**: each row runs alone"
+
+
 def _checks_table(report: dict[str, dict[str, Any]]) -> str:
     rows = "\n".join(
         f"| {Path(entry['file']).name} | {'passed' if entry['passed'] else 'FAILED'} | {entry['max_abs_diff']:.2e} | "
-        f"{entry['error_ratio']:.3f} | {', '.join(entry['providers'])} |"
+        f"{entry['error_ratio']:.3f} | {', '.join(entry['providers'])} | {_independence(entry)} |"
         for entry in report.values()
     )
-    header = "| file | check | max abs diff vs eager PyTorch | worst difference / tolerance | ran on |\n|---|---|---|---|---|"
+    header = ("| file | check | max abs diff vs eager PyTorch | worst difference / tolerance | ran on | batch independent |\n"
+              "|---|---|---|---|---|---|")
     return f"{header}\n{rows}"
 
 
@@ -143,7 +151,8 @@ def _variants_section(metadata: dict[str, Any], export_report: dict[str, dict[st
     listed = metadata.get("variants", {})
     rows = "\n".join(
         f"| {name} | {entry['file']} | {entry['bytes']:,} ({entry['size_ratio']:.2f}×) | {entry['latency_ms']['batch_1']:.4f} | "
-        f"{entry['latency_ms']['batch_1024']:.4f} | {_variant_quality(gated[name]) if name in gated else 'the reference'} |"
+        f"{entry['latency_ms']['batch_1024']:.4f} | {_variant_quality(gated[name]) if name in gated else 'the reference'} | "
+        f"{_independence(entry)} |"
         for name, entry in listed.items()
     )
     left_out = "".join(f"\n- **{name}** was left out: {entry['reason']}" for name, entry in gated.items() if not entry["shipped"])
@@ -157,8 +166,8 @@ Each variant of `model.onnx` was run over the whole test split ({rows_checked} r
 variant that lost more than its tolerance was left out. Latency: median milliseconds per call,
 onnxruntime's CPU provider, one thread.
 
-| variant | file | bytes (× float32) | batch 1 (ms) | batch 1024 (ms) | on the test split |
-|---|---|---|---|---|---|
+| variant | file | bytes (× float32) | batch 1 (ms) | batch 1024 (ms) | on the test split | batch independent |
+|---|---|---|---|---|---|---|
 {rows}
 {left_out}{notes}
 
@@ -192,6 +201,20 @@ def _image_note(metadata: dict[str, Any]) -> str:
             f"channel(s){f', {steps}' if steps else ''} and resized to {image['height']}×{image['width']} as the data pipeline did.")
 
 
+def _range_note(metadata: dict[str, Any]) -> str:
+    """The training range of the inputs, as ``metadata.json`` records it, in words and (for a few features) figures."""
+    record = metadata.get("input_range")
+    if not record:
+        return ""
+    names = metadata.get("feature_names") or []
+    figures = ""
+    if record["per"] == "feature" and len(record["min"]) <= 12:
+        labels = names if len(names) == len(record["min"]) else [f"value {i + 1}" for i in range(len(record["min"]))]
+        figures = ": " + "; ".join(f"{label} {low:.4g} to {high:.4g}" for label, low, high in zip(labels, record["min"], record["max"], strict=True))
+    return (f"\n\nTraining range ({record['rows']} rows of the {record['split']} split, per {record['per']}){figures}. "
+            "`pipeline serve` flags rows far outside it in its answers, and `predict.py --range-check flag|refuse` flags or refuses them.")
+
+
 def model_card(metadata: dict[str, Any], export_report: dict[str, dict[str, Any]], training: dict[str, Any]) -> str:
     """A Markdown model card generated from the run: data, training, metrics, inputs, outputs, usage."""
     features = metadata.get("feature_names") or []
@@ -218,7 +241,7 @@ def model_card(metadata: dict[str, Any], export_report: dict[str, dict[str, Any]
 ## Inputs
 
 `{metadata['input']['name']}`: shape {metadata['input']['shape']}, {metadata['input']['dtype']}, **raw** values (the
-model applies its own preprocessing).{f" Features, in order: {', '.join(features)}." if features else ''}{_image_note(metadata)}
+model applies its own preprocessing).{f" Features, in order: {', '.join(features)}." if features else ''}{_image_note(metadata)}{_range_note(metadata)}
 
 ## Outputs
 
@@ -229,7 +252,11 @@ model applies its own preprocessing).{f" Features, in order: {', '.join(features
 Each file was reloaded from disk and compared with the eager PyTorch model on the test split, at
 several batch sizes and on the whole split: an output passes when it differs from eager PyTorch by at
 most a few times eager's own float32 rounding error (measured against a float64 twin of the model),
-and predicted classes agree wherever eager's decision is clear.
+and predicted classes agree wherever eager's decision is clear. Each ONNX file was also checked for
+batch independence: every row answered alone and inside batches holding rows far outside the
+training range must get the same answer. A file that is not batch independent (a dynamically
+quantized one scales each batch by its largest value) is run one row at a time by `predict.py` and
+`pipeline serve`, which never batches requests together for it.
 
 {_checks_table(export_report)}
 {_variants_section(metadata, export_report)}
@@ -238,8 +265,11 @@ and predicted classes agree wherever eager's decision is clear.
 With only NumPy and onnxruntime installed (`pip install numpy onnxruntime`):
 
 ```sh
-python predict.py . --input rows.csv --output predictions.csv     # .csv, .npy or .json in
+python -P predict.py . --input rows.csv --output predictions.csv     # .csv, .npy or .json in
 ```
+
+(`-P`: Python does not put this folder on its import path, so no file added to it can run; to trust
+a bundle from elsewhere, check it first with `pipeline-deploy verify . --verify-key KEY`.)
 
 or from Python:
 

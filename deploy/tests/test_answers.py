@@ -203,3 +203,29 @@ def test_a_folder_name_is_a_version_only_when_it_is_a_number(iris_bundle, tmp_pa
     with serving([str(runs / "try"), f"numbered={tmp_path / 'models' / 'iris' / '3'}", "--no-access-log"], tmp_path) as running:
         assert httpx.get(f"{running.url}/v2/models/iris").json()["versions"] == ["1"]
         assert httpx.get(f"{running.url}/v2/models/numbered").json()["versions"] == ["3"]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), from Linux's /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from Linux's /proc")
+def test_one_request_at_the_body_limit_stays_within_the_documented_memory_bound(iris_bundle, tmp_path):
+    """docs/deploy.md: a request costs at most about 14x --max-body-bytes while it is parsed. The worst
+    JSON for memory is the shortest numbers ("0," each); here a 1 MiB limit and a body just under it,
+    refused for its rows (over --max-request-rows) after the parse, as a hostile client's would be."""
+    limit = 1024 * 1024
+    with serving([str(iris_bundle), "--max-body-bytes", str(limit), "--no-access-log"], tmp_path) as running:
+        values = (limit - 100) // 2 // 4 * 4
+        header = f'{{"inputs":[{{"name":"input","shape":[{values // 4},4],"datatype":"FP32","data":['
+        body = (header + ",".join(["0"] * values) + "]}]}").encode()
+        assert len(body) <= limit
+        before = _peak_rss_mb(running.process.pid)
+        response = httpx.post(f"{running.url}/v2/models/iris/infer", content=body, timeout=60)
+        assert response.status_code == 400 and "over this server's limit of 4096 per request" in response.json()["error"]
+        grown = _peak_rss_mb(running.process.pid) - before
+        assert grown <= 16 * limit / 2**20, f"one request grew the peak memory by {grown:.0f} MB"
+        over = httpx.post(f"{running.url}/v2/models/iris/infer", content=body + b" " * (limit - len(body) + 1), timeout=60)
+        assert over.status_code == 400 and f"over this server's limit of {limit}" in over.json()["error"]

@@ -11,7 +11,7 @@ defaults and per-model options in Triton's terms::
     [[models]]
     bundle = "artifacts/iris/latest"   # relative to this file
     name = "iris"                      # default: the bundle's pipeline name
-    version = "2"                      # default: metadata, else the folder's name
+    version = "2"                      # default: metadata, else the folder's name if it is a number, else 1
     variant = "int8_dynamic"           # one of the bundle's optimized variants (default: model.onnx)
     max_batch_size = 16
     range_check = "refuse"             # rows outside the training range: "flag" (default) or "refuse" (HTTP 400)
