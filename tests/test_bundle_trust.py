@@ -204,6 +204,26 @@ def test_signed_bundle_verifies_everywhere_and_a_wrong_or_missing_signature_is_r
              "manifest.json.sig: manifest.json was changed after it was signed; refusing the bundle")
 
 
+def test_pipeline_verify_checks_a_real_bundle_and_its_signature_without_predicting(bundle, keys):
+    """`pipeline verify` (the training CLI's copy of `pipeline-deploy verify`) on a bundle from a real
+    run: every file of the manifest, the TorchScript and .pt2 files among them, and the signature."""
+    assert invoke("sign", bundle, "--key", keys / "team.key").exit_code == 0
+    checked = invoke("verify", bundle, "--verify-key", keys / "team.pub", "--json")
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.output)
+    assert {"model.onnx", "model.torchscript.pt", "model.pt2", "MODEL_CARD.md", "predict.py", "metadata.json"} <= set(report["files"])
+    assert report["signed_by"] == json.loads((bundle / "manifest.json.sig").read_text())["key_id"]
+    assert report["models"] == {"float32": {"file": "model.onnx", "batch_independent": True}}
+    with open(bundle / "model.torchscript.pt", "r+b") as stream:  # a file neither predict nor serve loads
+        stream.seek(100)
+        byte = stream.read(1)
+        stream.seek(100)
+        stream.write(bytes([byte[0] ^ 0xFF]))
+    _refused(invoke("verify", bundle, "--verify-key", keys / "team.pub"),
+             f"bundle file {bundle / 'model.torchscript.pt'} does not match its sha256 in manifest.json", "refusing a modified bundle")
+    _refused(invoke("serve", bundle, "--verify-key", keys / "team.pub", "--port", free_port()), "model.torchscript.pt does not match")
+
+
 def test_sign_refuses_a_bundle_that_does_not_verify_and_a_public_key(bundle, keys):
     _refused(invoke("sign", bundle, "--key", keys / "team.pub"), "is a public key; signing takes the private key")
     edit_metadata(bundle, _swap_classes)

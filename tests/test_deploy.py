@@ -73,7 +73,7 @@ def test_bundle_holds_everything_a_deployer_needs(trained):
     card = (folder / "MODEL_CARD.md").read_text()
     assert "# Model card: iris_fast" in card
     assert f"| accuracy | {trained.metrics['test']['accuracy']:.4f} |" in card
-    assert "python predict.py . --input rows.csv" in card
+    assert "python -P predict.py . --input rows.csv" in card
 
 
 def test_predict_csv_with_reordered_header_matches_the_trained_model(trained, bundle, tmp_path):

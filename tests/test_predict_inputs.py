@@ -177,3 +177,11 @@ def test_a_bundle_copy_without_feature_names_numbers_columns(bundle, tmp_path):
         predict.read_inputs(tmp_path / "rows.csv", opened)
     with pytest.raises(predict.DeployError, match=r"data row 1 holds a value that is not finite \(NaN or infinity\) in column 2: nan"):
         predict.check_rows(np.array([[1, np.nan, 3, 4]]), opened, "request body")
+
+
+def test_an_npy_of_another_layout_with_the_same_count_is_refused_not_guessed(bundle, tmp_path):
+    np.save(tmp_path / "square.npy", np.array(ROWS[0], dtype=np.float32).reshape(1, 2, 2))
+    output = _error(bundle, tmp_path / "square.npy")
+    assert "square.npy: rows have shape [2, 2]; the bundle expects 4 float32 value(s) per row" in output
+    np.save(tmp_path / "one.npy", np.array(ROWS[0], dtype=np.float32))  # one row without its batch axis is one row
+    assert _predict(bundle, tmp_path / "one.npy").exit_code == 0

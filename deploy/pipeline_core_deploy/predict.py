@@ -1019,17 +1019,18 @@ def _float_top(model: np.dtype, given: np.dtype) -> float:
 
 def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[[int], str] | None = None) -> np.ndarray:
     """``array`` checked and shaped to what the bundle's model takes: rows of the model's input shape,
-    or flattened (as a CSV holds them), or one flattened row alone; finite, and representable in the
-    model's dtype. Files and the server's requests go through this one check, so both get the same
-    messages (prefixed with ``source``, and with what ``locate`` says of a row's place in its file).
-    Another layout with the same count, (N, 2, 2) for a model of 4 features say, is refused: it is
-    far more likely a mistake than a meaning."""
+    the same without its axes of size 1 (a grayscale image as [28, 28] for [1, 28, 28]), or flattened
+    (as a CSV holds them), or one flattened row alone; finite, and representable in the model's dtype.
+    Files and the server's requests go through this one check, so both get the same messages
+    (prefixed with ``source``, and with what ``locate`` says of a row's place in its file). Another
+    layout with the same count, (N, 2, 2) for a model of 4 features say, is refused: it is far more
+    likely a mistake than a meaning."""
     shape, width = bundle.input_shape, math.prod(bundle.input_shape)
     if array.ndim == 1 and array.size == width:
         array = array.reshape(1, width)
     if array.ndim == 0 or len(array) == 0:
         raise DeployError(f"{source} holds no rows: expected rows of {bundle.describe_input()}")
-    if array.shape[1:] not in (shape, (width,)):
+    if array.shape[1:] not in (shape, (width,), tuple(d for d in shape if d != 1)):
         flattened = f" (rows of shape {list(shape)}, or flattened to [{width}])" if len(shape) > 1 else ""
         raise DeployError(f"{source}: rows have shape {list(array.shape[1:])}; the bundle expects {bundle.describe_input()}{flattened}")
     flat = array.reshape(len(array), width)
