@@ -149,10 +149,8 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
         decoded = decode_infer(document, binary, model.input, model.outputs)
         source = f"input {model.input.name!r}"
         rows = checked_rows(model, decoded.array, source)
-        outputs = await model.infer(rows, source)
-        flagged = model.out_of_range(rows)
-        parameters = {OUT_OF_RANGE_ROWS: [row for row, names in enumerate(flagged) if names]} if flagged else None
-        content, header_length = encode_infer(model.name, model.version, decoded, outputs, parameters)
+        outputs, outside = await model.infer(rows, source)
+        content, header_length = encode_infer(model.name, model.version, decoded, outputs, {OUT_OF_RANGE_ROWS: outside} if outside else None)
         if header_length is None:
             return Answer(content)
         return Answer(content, "application/octet-stream", {HEADER_LENGTH: str(header_length)})
@@ -171,10 +169,11 @@ def create_app(repository: Repository, settings: ServerSettings | None = None, m
             else:
                 rows = predict.rows_from_json(data, model.bundle, "request body")
         rows = checked_rows(model, rows, "request body")
-        records = predict.predictions(model.bundle, await model.infer(rows, "request body"))
-        flagged = model.out_of_range(rows)
-        if flagged:
-            records = [{**record, predict.OUT_OF_RANGE: names} if names else record for record, names in zip(records, flagged, strict=True)]
+        outputs, outside = await model.infer(rows, "request body")
+        records = predict.predictions(model.bundle, outputs)
+        if outside:
+            names = model.out_of_range_names(rows)
+            records = [{**record, predict.OUT_OF_RANGE: names[row]} if row in outside else record for row, record in enumerate(records)]
         return Answer(dumps({"model_name": model.name, "model_version": model.version, "predictions": records}))
 
     @_endpoint("metrics")

@@ -21,6 +21,13 @@ import numpy as np
 
 Outputs = dict[str, np.ndarray]
 RunBatch = Callable[[np.ndarray], Outputs]
+#: what looks at a batch's inputs and outputs on the event loop before they are split among the
+#: requests (it may add per-row entries, which are split with the outputs)
+Screen = Callable[[np.ndarray, Outputs], Outputs]
+
+
+def _unscreened(rows: np.ndarray, outputs: Outputs) -> Outputs:
+    return outputs
 
 
 class Overloaded(Exception):
@@ -68,8 +75,9 @@ class Batcher:
     """The queue and workers of one model. ``start`` inside the running event loop; ``submit``
     from request handlers; ``stop`` after the server has drained its requests."""
 
-    def __init__(self, run: RunBatch, config: BatchingConfig, executor: Executor, observer: Observer | None = None) -> None:
-        self._run = run
+    def __init__(self, run: RunBatch, config: BatchingConfig, executor: Executor, observer: Observer | None = None,
+                 screen: Screen = _unscreened) -> None:
+        self._run, self._screen = run, screen
         self.config = config
         self._executor = executor
         self._observer = observer or Observer()
@@ -123,7 +131,7 @@ class Batcher:
             started = time.perf_counter()
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, rows)
             self._observer.batch(len(rows), time.perf_counter() - started)
-            return outputs
+            return self._screen(rows, outputs)
         finally:
             self._waiting -= 1
             self._observer.queue_depth(self._waiting)
@@ -150,6 +158,13 @@ class Batcher:
                         pending.future.set_exception(error)
                 continue
             self._observer.batch(len(inputs), time.perf_counter() - started)
+            try:
+                outputs = self._screen(inputs, outputs)
+            except Exception as error:  # a bug in the screen: every caller in the batch hears it
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(error)
+                continue
             start = 0
             for pending in batch:
                 end = start + len(pending.rows)

@@ -17,6 +17,7 @@ its batching settings say: each of its rows runs alone, so no client can change 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
@@ -95,18 +96,39 @@ class ServedModel:
         self.batcher: Batcher | None = None
 
     def attach(self, executor: Executor, observer: Observer) -> None:
-        self.batcher = Batcher(self._run, self.batching, executor, observer)
+        self.batcher = Batcher(self._run, self.batching, executor, observer, self._screen)
 
     def _run(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         return self.bundle.run(rows, batch_size=self.batching.max_batch_size)
 
-    async def infer(self, rows: np.ndarray, source: str) -> dict[str, np.ndarray]:
+    def _screen(self, rows: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A batch's outputs screened for the whole batch at once (one NumPy pass per batch, not one per
+        request), on the event loop: done on the inference threads, the same few NumPy calls cost
+        several times as much, each thread waiting for the GIL the event loop holds. Only a batch
+        with a row to report gets a per-row screen, which the batcher splits with the outputs: which
+        rows have an output that is not finite, which lie outside the training range."""
+        # a sum is NaN or infinite when any element is (and, rarely, when finite ones overflow: the exact test then decides)
+        if not all(math.isfinite(value.sum()) for value in outputs.values() if value.dtype.kind == "f"):
+            broken = np.zeros(len(rows), dtype=bool)
+            for value in outputs.values():
+                if value.dtype.kind == "f":
+                    broken |= ~np.isfinite(value.reshape(len(value), -1)).all(axis=1)
+            outputs[_NOT_FINITE] = broken
+        outside = predict.out_of_range(self.bundle, rows, self.range_margin)
+        if outside is not None and outside.any():
+            outputs[_OUTSIDE] = outside.any(axis=1)
+        return outputs
+
+    async def infer(self, rows: np.ndarray, source: str) -> tuple[dict[str, np.ndarray], list[int]]:
         """Every output for ``rows`` (already checked by :meth:`check`), batched with others when the
-        model is batch independent; outputs that are not finite are refused naming the row."""
+        model is batch independent, and the rows (from 0) outside the training range by more than the
+        margin. Outputs that are not finite are refused naming the row."""
         assert self.batcher is not None, "ServedModel.attach() was not called"
         outputs = await self.batcher.submit(rows)
-        predict.check_outputs(self.bundle, outputs, source, rows=rows)
-        return outputs
+        broken, outside = outputs.pop(_NOT_FINITE, None), outputs.pop(_OUTSIDE, None)
+        if broken is not None and broken.any():
+            predict.check_outputs(self.bundle, outputs, source, rows=rows)
+        return outputs, np.flatnonzero(outside).tolist() if outside is not None else []
 
     def check(self, array: np.ndarray, source: str) -> np.ndarray:
         """``array`` checked and shaped as ``predict.py`` checks a file (the same messages), and refused
@@ -116,13 +138,10 @@ class ServedModel:
             predict.refuse_out_of_range(self.bundle, rows, self.range_margin, source)
         return rows
 
-    def out_of_range(self, rows: np.ndarray) -> list[list[str]] | None:
-        """Each row's features outside the training range (by more than the margin), or None when no
-        row has any (or the bundle records no range): what an answer flags."""
-        mask = predict.out_of_range(self.bundle, rows, self.range_margin)
-        if mask is None or not mask.any():
-            return None
-        return predict.out_of_range_names(self.bundle, rows, self.range_margin)
+    def out_of_range_names(self, rows: np.ndarray) -> list[list[str]]:
+        """Each row's features outside the training range by more than the margin (what the predict
+        endpoint names in the records of the rows :meth:`infer` said were outside)."""
+        return predict.out_of_range_names(self.bundle, rows, self.range_margin) or [[] for _ in rows]
 
     def metadata(self, versions: list[str]) -> dict[str, Any]:
         """The v2 model metadata, with the bundle's own description under ``parameters``."""
@@ -179,6 +198,9 @@ class ServedModel:
 
 
 _MEASURED = {True: "true", False: "false", None: "not measured"}
+#: the per-row screens :meth:`ServedModel._run` adds to a batch's outputs when a row needs them (names no
+#: output of a bundle takes: they hold spaces)
+_NOT_FINITE, _OUTSIDE = "rows with outputs that are not finite", "rows outside the training range"
 
 
 def _onnx_datatype(onnx_type: str) -> str:
