@@ -171,6 +171,14 @@ def test_fixed_batch_export_is_checked_at_its_size(write_pipeline, tmp_path):
     assert report["passed"]
     assert report["signature"]["input"]["shape"] == [2, 4]
     assert [b["batch_size"] for b in report["batches"]] == [2]
+    # predict runs it two rows per call, and says so when the rows cannot be split that way
+    from pipeline_core_deploy import predict
+
+    bundle = predict.open_bundle(run.run_dir)
+    rows = run.data.splits["test"].inputs[:4].numpy()
+    assert bundle.batch_independent is None and bundle.run(rows)["logits"].shape == (4, 3)
+    with pytest.raises(predict.DeployError, match="takes exactly 2 rows per call .* 3 rows are not a multiple of 2"):
+        bundle.run(rows[:3])
 
 
 def test_without_probabilities_there_is_one_output(write_pipeline, tmp_path):

@@ -313,10 +313,10 @@ def _check_metadata(path: Path, metadata: Any) -> None:
     independent = metadata.get("batch_independent", {})
     if not (isinstance(independent, dict) and all(isinstance(k, str) and isinstance(v, bool) for k, v in independent.items())):
         raise bad("'batch_independent' must map file names to true or false", independent)
-    _check_input_range(path, metadata.get("input_range"), spec["shape"][1:])
+    _check_input_range(path, metadata.get("input_range"))
 
 
-def _check_input_range(path: Path, record: Any, shape: list[int]) -> None:
+def _check_input_range(path: Path, record: Any) -> None:
     """``input_range``: ``{"per": "feature" | "channel", "min": [...], "max": [...]}``, finite bounds,
     min ≤ max (how many there must be is checked with the other counts, by :func:`_count_disagreements`)."""
     if record is None:
@@ -620,8 +620,15 @@ class Bundle:
     def run(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
         """Every output of the model for ``inputs`` (already shaped and typed), ``batch_size`` rows per
         call, or one row per call when the model is not known to be batch independent: each row then
-        gets the answer it gets alone, whatever rows came with it."""
+        gets the answer it gets alone, whatever rows came with it. A model exported with a fixed batch
+        size (``export.dynamic_batch = false``) takes exactly that many rows per call."""
         step = batch_size if self.batch_independent else 1
+        fixed = self.metadata["input"]["shape"][0]
+        if isinstance(fixed, int):
+            if len(inputs) % fixed:
+                raise DeployError(f"{self.folder}: the model takes exactly {fixed} rows per call (exported with export.dynamic_batch = false), "
+                                  f"and {len(inputs)} rows are not a multiple of {fixed}; re-export it with export.dynamic_batch = true")
+            step = fixed
         input_name = self.metadata["input"]["name"]
         names = [output["name"] for output in self.metadata["outputs"]]
         parts: list[list[np.ndarray]] = [[] for _ in names]
