@@ -1,8 +1,8 @@
 """The deploy bundle: what a run hands to the people who ship its model.
 
 ``bundle/`` holds the exported files, ``metadata.json`` (what the model takes and returns, its
-classes, metrics and provenance), a generated ``MODEL_CARD.md``, ``predict.py`` (a copy of
-:mod:`pipeline_core_deploy.predict`, which needs only NumPy and onnxruntime) and ``manifest.json`` with the
+classes, metrics and provenance), a generated ``MODEL_CARD.md``, ``predict.py`` (the deploy side's
+modules as one self-contained script, :func:`pipeline_core_deploy.standalone.script`, which needs only NumPy and onnxruntime) and ``manifest.json`` with the
 sha256 of every file, which :func:`pipeline_core_deploy.predict.open_bundle` checks before loading anything.
 A bundle is sealed (its manifest written) only after every export check passed.
 """
@@ -22,6 +22,7 @@ from pipeline_core.results import scalars
 from pipeline_core.sections import ComponentConfig
 from pipeline_core.version import __version__
 from pipeline_core_deploy import predict as deploy
+from pipeline_core_deploy import standalone
 
 if TYPE_CHECKING:
     from pipeline_core.context import RunContext
@@ -293,7 +294,7 @@ def write_bundle(
     }
     write_json(folder / deploy.METADATA, {**metadata, "format": FORMAT, "export_checks": checks})
     write_text(folder / "MODEL_CARD.md", model_card(metadata, export_report, training))
-    write_text(folder / "predict.py", Path(deploy.__file__).read_text(encoding="utf-8"))
+    write_text(folder / "predict.py", standalone.script())
     files = {
         path.name: {"sha256": sha256(path), "bytes": path.stat().st_size}
         for path in sorted(folder.iterdir())

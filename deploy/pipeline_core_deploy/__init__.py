@@ -2,7 +2,9 @@
 
 The deploy side of the project, installable without PyTorch (``pip install ./deploy``):
 :mod:`pipeline_core_deploy.predict` verifies a bundle against its manifest and predicts from files
-(a copy of it ships in every bundle as ``predict.py``). Nothing in this package imports torch or
+(the work split by responsibility into the modules its docstring lists; a one-file build of them,
+:func:`pipeline_core_deploy.standalone.script`, ships in every bundle as ``predict.py``), and
+:mod:`pipeline_core_deploy.serve` serves bundles. Nothing in this package imports torch or
 ``pipeline_core``.
 """
 

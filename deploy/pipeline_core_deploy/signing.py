@@ -5,8 +5,8 @@ a file can write a new manifest too. A signature says who wrote the manifest: ``
 makes an Ed25519 key pair (``cryptography``), ``pipeline sign BUNDLE --key PRIVATE_KEY`` writes a
 detached signature of ``manifest.json`` beside it (``manifest.json.sig``), and ``--verify-key
 PUBLIC_KEY`` on ``predict``, ``serve`` and the bundle's ``predict.py`` refuses a bundle that this key
-did not sign. Checking lives in :mod:`pipeline_core_deploy.predict` (``verify_signature``), so the
-copy inside every bundle can check too; this module is the producer's side.
+did not sign. Checking lives in :mod:`pipeline_core_deploy.signature` (``verify_signature``), which
+the one-file ``predict.py`` inside every bundle holds too; this module is the producer's side.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline_core_deploy import predict
-from pipeline_core_deploy.predict import DeployError
+from pipeline_core_deploy.common import MANIFEST, SIGNATURE, SIGNATURE_FORMAT, DeployError
+from pipeline_core_deploy.opening import open_bundle
+from pipeline_core_deploy.signature import ed25519_api, key_id
 
 #: ``pipeline keygen`` writes NAME.key (private, mode 0600) and NAME.pub (public)
 KEY_NAME = "bundle-signing"
@@ -61,7 +62,7 @@ def _commit(files: dict[Path, tuple[bytes, int]]) -> None:
 def generate_keys(folder: Path, name: str = KEY_NAME) -> tuple[Path, Path, str]:
     """A new Ed25519 key pair in ``folder``: ``NAME.key`` (PKCS#8 PEM, mode 0600) and ``NAME.pub``
     (PEM). Returns both paths and the key's id. Existing key files are never overwritten."""
-    _, serialization, ed25519 = predict.ed25519_api()
+    _, serialization, ed25519 = ed25519_api()
     private_path, public_path = folder / f"{name}.key", folder / f"{name}.pub"
     for path in (private_path, public_path):
         if path.exists():
@@ -74,13 +75,13 @@ def generate_keys(folder: Path, name: str = KEY_NAME) -> tuple[Path, Path, str]:
         _commit({private_path: (private, 0o600), public_path: (public, 0o644)})
     except OSError as error:
         raise DeployError(f"cannot write the keys to {folder}: {error}") from None
-    return private_path, public_path, predict.key_id(key.public_key())
+    return private_path, public_path, key_id(key.public_key())
 
 
 def load_private_key(path: Path, warn: Callable[[str], None] | None = None) -> Any:
     """The Ed25519 private key in ``path`` (PKCS#8 PEM as ``pipeline keygen`` writes it, or OpenSSH).
     ``warn`` hears about a key file that others may read."""
-    exceptions, serialization, ed25519 = predict.ed25519_api()
+    exceptions, serialization, ed25519 = ed25519_api()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -114,22 +115,22 @@ def sign_bundle(path: Path, key_path: Path, warn: Callable[[str], None] | None =
     data, what it states twice), so only a sound bundle is signed. Writes ``manifest.json.sig``
     atomically and returns its path and the key's id."""
     key = load_private_key(key_path, warn)
-    bundle = predict.open_bundle(path, threads=1)
+    bundle = open_bundle(path, threads=1)
     for message in bundle.warnings() if warn is not None else []:
         warn(message)
-    manifest = (bundle.folder / predict.MANIFEST).read_bytes()
+    manifest = (bundle.folder / MANIFEST).read_bytes()
     if hashlib.sha256(manifest).hexdigest() != bundle.manifest_sha256:
-        raise DeployError(f"{bundle.folder / predict.MANIFEST} changed while it was being signed; sign it again")
-    identity = predict.key_id(key.public_key())
+        raise DeployError(f"{bundle.folder / MANIFEST} changed while it was being signed; sign it again")
+    identity = key_id(key.public_key())
     document = {
-        "format": predict.SIGNATURE_FORMAT,
+        "format": SIGNATURE_FORMAT,
         "algorithm": "Ed25519",
-        "signed_file": predict.MANIFEST,
+        "signed_file": MANIFEST,
         "manifest_sha256": bundle.manifest_sha256,
         "key_id": identity,
         "signature": base64.b64encode(key.sign(manifest)).decode("ascii"),
     }
-    target = bundle.folder / predict.SIGNATURE
+    target = bundle.folder / SIGNATURE
     try:
         _commit({target: ((json.dumps(document, indent=2) + "\n").encode("utf-8"), 0o644)})
     except OSError as error:

@@ -4,8 +4,9 @@ The deploy suite runs where torch is not installed, so it cannot train a model t
 module writes one with the same files and the same shapes as ``pipeline_core/bundle.py``
 (``bundle_metadata``, ``write_bundle``) and ``plugins/exporters/onnx.py``: a small MLP made with
 ``onnx.helper`` from fixed seeded weights, the metadata embedded in its ``metadata_props`` (strings as
-they are, other values as JSON), ``metadata.json``, ``MODEL_CARD.md``, a copy of the installed
-``predict.py`` and ``manifest.json`` (sha256 and size of every file). Optionally the int8 variant
+they are, other values as JSON), ``metadata.json``, ``MODEL_CARD.md``, ``predict.py`` (the one-file
+build of the installed deploy side, ``standalone.script()``) and ``manifest.json`` (sha256 and size
+of every file). Optionally the int8 variant
 that ``[export.optimize] variants = ["int8_dynamic"]`` adds, listed in ``metadata.json`` as
 ``plugins/optimize`` lists variants. The suite's bundles are only as good as their likeness to the
 real ones: when the training side's format changes, this module changes with it.
@@ -29,7 +30,7 @@ import onnx
 import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline_core_deploy import predict
+from pipeline_core_deploy import predict, standalone
 
 Task = Literal["multiclass", "binary", "regression"]
 
@@ -278,7 +279,7 @@ def build_bundle(folder: Path, task: Task = "multiclass", *, image: bool = False
                        "error_ratio": 0.0, "providers": [CPU]}}
     _json(folder / predict.METADATA, {**listed, "format": FORMAT, "export_checks": checks})
     (folder / "MODEL_CARD.md").write_text(model_card(stated), encoding="utf-8")
-    (folder / "predict.py").write_text(Path(predict.__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "predict.py").write_text(standalone.script(), encoding="utf-8")
     seal(folder)
     return folder
 

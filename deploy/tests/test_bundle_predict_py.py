@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_core_deploy import predict
+from pipeline_core_deploy import standalone
 
 from bundles import copy_bundle
 from processes import run
@@ -27,8 +27,8 @@ def here(iris_bundle: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_copy_is_the_installed_module(iris_bundle):
-    assert (iris_bundle / "predict.py").read_text(encoding="utf-8") == Path(predict.__file__).read_text(encoding="utf-8")
+def test_the_copy_is_the_one_file_build_of_the_installed_modules(iris_bundle):
+    assert (iris_bundle / "predict.py").read_text(encoding="utf-8") == standalone.script()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".npy"])

@@ -1,4 +1,5 @@
-"""The two routes that carry the load, ``…/infer`` and ``…/predict``, answered in plain ASGI.
+"""The two routes that carry the load, ``…/infer`` and ``…/predict``, answered in plain ASGI: their
+REST binding (the body in, the answer out) around :class:`~pipeline_core_deploy.serve.dataplane.DataPlane`.
 
 Why not through Starlette like the other routes: on a small model the framework's per-request
 work (middleware stack, regular-expression routing, ``Request`` and ``Response`` objects, three
@@ -10,16 +11,29 @@ Every other path and the lifespan go to the Starlette application unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline_core_deploy import predict
 from pipeline_core_deploy.serve.batching import Overloaded
-from pipeline_core_deploy.serve.protocol import ProtocolError, bad_request, dumps
+from pipeline_core_deploy.serve.dataplane import DataPlane
+from pipeline_core_deploy.serve.models import ServedModel
+from pipeline_core_deploy.serve.protocol import (
+    HEADER_LENGTH,
+    ProtocolError,
+    bad_request,
+    decode_infer,
+    dumps,
+    encode_infer,
+    loads,
+    parse_body,
+)
 
 log = logging.getLogger("pipeline_core_deploy.serve")
 
@@ -64,9 +78,7 @@ def answer_to(error: Exception, method: str, path: str) -> Answer:
 
 
 #: a model route: the resolved model, the headers in ``WANTED_HEADERS``, and the body
-Handler = Callable[[Any, dict[str, str], bytes], Awaitable[Answer]]
-#: the model a name and an optional version name (raises ProtocolError 404 for an unknown one)
-Resolve = Callable[[str, "str | None"], Any]
+Handler = Callable[[ServedModel, dict[str, str], bytes], Awaitable[Answer]]
 
 
 def match(path: str, actions: frozenset[str]) -> tuple[str, str | None, str] | None:
@@ -127,13 +139,29 @@ async def send_answer(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.body", "body": answer.body})
 
 
-class HotRoutes:
-    """Pure ASGI: ``POST`` to a model's ``infer`` or ``predict`` runs its handler here; everything
-    else (other paths, the lifespan) goes to ``fallback``."""
+def _image_rows(body: bytes, model: ServedModel) -> np.ndarray:
+    """A request body holding one PNG or JPEG file, as the model's one input row."""
+    if not body:
+        raise bad_request("the request body is empty: expected a PNG or JPEG image")
+    return predict.decode_image(body, model.bundle, "request body")[None]
 
-    def __init__(self, handlers: dict[str, Handler], resolve: Resolve, body_limit: int, fallback: ASGIApp) -> None:
-        self.handlers, self.resolve, self.body_limit, self.fallback = handlers, resolve, body_limit, fallback
-        self.actions = frozenset(handlers)
+
+def _holds_images(data: Any) -> bool:
+    """Whether a parsed predict body carries base64 images (``[{"b64": ...}, ...]``, maybe under
+    ``inputs`` or ``instances``) rather than rows."""
+    items = data.get("inputs", data.get("instances")) if isinstance(data, dict) else data
+    return isinstance(items, list) and bool(items) and isinstance(items[0], dict) and "b64" in items[0]
+
+
+class HotRoutes:
+    """Pure ASGI: ``POST`` to a model's ``infer`` or ``predict`` is decoded here, answered by
+    ``plane``, and encoded here; everything else (other paths, the lifespan) goes to ``fallback``."""
+
+    def __init__(self, plane: DataPlane, fallback: ASGIApp) -> None:
+        self.plane, self.fallback = plane, fallback
+        self.body_limit = plane.settings.max_body_bytes
+        self.handlers: dict[str, Handler] = {"infer": self.answer_infer, "predict": self.answer_predict}
+        self.actions = frozenset(self.handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = match(scope["path"], self.actions) if scope["type"] == "http" else None
@@ -146,7 +174,7 @@ class HotRoutes:
             await send_answer(send, route_error(scope["method"], scope["path"], 405, "Method Not Allowed", {"allow": "POST"}))
             return
         try:
-            model = self.resolve(name, version)
+            model = self.plane.model(name, version)
             scope[MODEL_KEY] = (model.name, model.version)
             headers = request_headers(scope)
             answer = await self.handlers[action](model, headers, await read_body(receive, headers, self.body_limit))
@@ -155,3 +183,31 @@ class HotRoutes:
         except Exception as error:
             answer = answer_to(error, scope["method"], scope["path"])
         await send_answer(send, answer)
+
+    async def answer_infer(self, model: ServedModel, headers: dict[str, str], body: bytes) -> Answer:
+        """``…/infer``: a v2 request (JSON, or JSON then binary tensor data) in, the v2 response out."""
+        document, binary = parse_body(body, headers.get(HEADER_LENGTH.lower()))
+        decoded = decode_infer(document, binary, model.input, model.outputs)
+        outputs, parameters = await self.plane.infer(model, decoded)
+        content, header_length = encode_infer(model.name, model.version, decoded, outputs, parameters)
+        if header_length is None:
+            return Answer(content)
+        return Answer(content, "application/octet-stream", {HEADER_LENGTH: str(header_length)})
+
+    async def answer_predict(self, model: ServedModel, headers: dict[str, str], body: bytes) -> Answer:
+        """``…/predict``: rows as JSON (or one PNG/JPEG file, or base64 images in JSON) in, one record
+        per row out. Images are decoded off the event loop, on the default executor."""
+        loop = asyncio.get_running_loop()
+        if headers.get("content-type", "").startswith("image/"):  # one PNG or JPEG file as the body
+            rows = await loop.run_in_executor(None, _image_rows, body, model)
+        else:
+            try:
+                data = loads(body)
+            except (ValueError, UnicodeDecodeError) as error:
+                raise bad_request(f"the request body is not valid JSON: {error}") from None
+            if _holds_images(data):  # {"b64": ...} items: decoding runs off the event loop
+                rows = await loop.run_in_executor(None, predict.rows_from_json, data, model.bundle, "request body")
+            else:
+                rows = predict.rows_from_json(data, model.bundle, "request body")
+        records = await self.plane.predict(model, rows, "request body")
+        return Answer(dumps({"model_name": model.name, "model_version": model.version, "predictions": records}))
