@@ -5,7 +5,7 @@ Each command is run ``--runs`` times as a fresh process of the installed console
 start, imports, the command, exit), and the median wall time is printed against the goal with the
 machine's load. ``validate`` is measured twice: with an empty model-check cache folder each time (it
 runs the model check, importing torch) and with a warm one (the check answered from the cache,
-pipeline_core.check_cache). Every run must exit 0; its output is not shown.
+pipeline_core.model.check_cache). Every run must exit 0; its output is not shown.
 
 Python's bytecode cache is used as on any installation: ``PYTHONDONTWRITEBYTECODE`` (which some sandboxes
 and CI machines set) is removed for these processes, and every command runs once untimed first, which

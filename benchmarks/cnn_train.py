@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline_core.runner import load_pipeline, run_pipeline  # noqa: E402
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline  # noqa: E402
 from pipeline_core.training.threads import DEFAULT_THREADS  # noqa: E402
 from pipeline_core_plugins.datasets.idx import write_mnist  # noqa: E402
 

@@ -22,13 +22,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from export_faults import FAULTS, export_onnx, perturbed  # noqa: E402
-
-from pipeline_core.export import ExportInfo, deployable  # noqa: E402
-from pipeline_core.runner import load_pipeline, run_pipeline  # noqa: E402
-from pipeline_core.verification import Tolerance, measure_noise, verify  # noqa: E402
+from pipeline_core.export.exporter import ExportInfo, deployable  # noqa: E402
+from pipeline_core.export.verification import Tolerance, measure_noise, verify  # noqa: E402
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline  # noqa: E402
 
 from digit_images import write_digit_mnist  # noqa: E402
+from export_faults import FAULTS, export_onnx, perturbed  # noqa: E402
 
 QUICK = {"mnist": ("train.epochs=2", "train.optimizer.lr=0.05"), "mnist_small": ("train.epochs=3",), "mnist_relu": ("train.epochs=3",),
          "mnist_cnn": ("train.epochs=1",)}

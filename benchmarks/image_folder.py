@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline_core.runner import load_pipeline, run_pipeline
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 RESIZE = 64

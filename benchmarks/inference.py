@@ -23,9 +23,9 @@ import numpy as np
 import onnxruntime
 import torch
 
-from pipeline_core import deployable
-from pipeline_core.runner import load_pipeline, run_pipeline
-from pipeline_core.sections import PROBABILITIES
+from pipeline_core.config.sections import PROBABILITIES
+from pipeline_core.engine import deployable
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tutorial_iris  # noqa: E402
 
 from pipeline_core import hookimpl  # noqa: E402
-from pipeline_core.runner import load_pipeline, run_pipeline  # noqa: E402
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipelines" / "iris.toml"

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pipeline_core.runner import load_pipeline, run_pipeline  # noqa: E402
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline  # noqa: E402
 
 from digit_images import write_digit_mnist  # noqa: E402
 

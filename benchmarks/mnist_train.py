@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import tutorial_mnist  # noqa: E402
 
-from pipeline_core.runner import load_pipeline, run_pipeline  # noqa: E402
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline  # noqa: E402
 from pipeline_core_plugins.datasets.idx import write_mnist  # noqa: E402
 from pipeline_core_plugins.datasets.mnist import FILES  # noqa: E402
 

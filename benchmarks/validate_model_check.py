@@ -1,7 +1,7 @@
 """What checking the model's outputs costs `pipeline validate`, and what loading the data would cost.
 
 `pipeline validate` builds the model from the dataset's spec and runs it once on zeros
-(pipeline_core/model_check.py), without loading data. This measures, in fresh processes (each round a
+(pipeline_core/model/check.py), without loading data. This measures, in fresh processes (each round a
 new interpreter, so imports are paid as a user pays them), side by side:
 
 * validate's work before the check: read the file, load the plugins, validate (``load_pipeline``);
@@ -31,15 +31,16 @@ import json, sys, time
 from collections import OrderedDict
 from pathlib import Path
 started = time.perf_counter()
-from pipeline_core.runner import load_pipeline
+from pipeline_core.pipeline.runner import load_pipeline
 config, host = load_pipeline(Path(sys.argv[1]))
 loaded = time.perf_counter()
-from pipeline_core.model_check import check_from_spec
+from pipeline_core.model.check import check_from_spec
 line = check_from_spec(config, host)
 checked = time.perf_counter()
 import torch
 from torch import nn
-from pipeline_core import DatasetContext, check_model_outputs
+from pipeline_core import DatasetContext
+from pipeline_core.engine import check_model_outputs
 registry = host.registry
 bundle = registry.get("dataset", config.data.name).factory(DatasetContext(config.pipeline.seed, config.root), **config.data.resolved_options(config.root))
 network = registry.get("model", config.model.name).factory(bundle.spec, **config.model.resolved_options(config.root))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline_core.runner import load_pipeline, run_pipeline
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 from pipeline_core_plugins.datasets.mnist import FILES
 
 ROOT = Path(__file__).resolve().parent.parent

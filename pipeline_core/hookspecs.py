@@ -2,7 +2,7 @@
 
 Registration hooks receive a ``register`` callable (``register(name, component)``) and add
 components; lifecycle hooks are named for when they fire and observe a run through its
-:class:`~pipeline_core.context.RunContext`.
+:class:`~pipeline_core.run.context.RunContext`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import click
 import pluggy
 
 if TYPE_CHECKING:
-    from pipeline_core.context import RunContext
-    from pipeline_core.registry import Register
+    from pipeline_core.components.registry import Register
+    from pipeline_core.run.context import RunContext
 
 PROJECT = "pipeline_core"
 hookspec = pluggy.HookspecMarker(PROJECT)

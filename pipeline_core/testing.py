@@ -26,11 +26,11 @@ from typing import Any
 
 import tomli_w
 
-from pipeline_core import runner
-from pipeline_core.config import PipelineConfig
-from pipeline_core.context import RunContext
-from pipeline_core.host import Host
-from pipeline_core.plugins import build_host
+from pipeline_core.components.host import Host
+from pipeline_core.config.file import PipelineConfig
+from pipeline_core.host.build import build_host
+from pipeline_core.pipeline import runner
+from pipeline_core.run.context import RunContext
 
 __all__ = ["SMALL_PIPELINE", "Host", "build_host", "load_pipeline", "run_pipeline", "small_pipeline", "write_pipeline"]
 

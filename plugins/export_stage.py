@@ -21,7 +21,8 @@ from pipeline_core import Register, hookimpl
 if TYPE_CHECKING:
     import numpy as np
 
-    from pipeline_core import Exporter, Noise, RunContext, Tolerance
+    from pipeline_core import Exporter, RunContext
+    from pipeline_core.engine import Noise, Tolerance
     from pipeline_core_plugins.optimize import Variants
 
 STAGING = ".bundle.staging"
@@ -30,7 +31,8 @@ FAILED = "bundle.failed"
 
 def _reject(run: RunContext, staging: Path, failures: list[str]) -> None:
     """Keep the rejected files for inspection, leave any sealed bundle alone, and say how to retry."""
-    from pipeline_core import BUNDLE_DIR, RunFailed, RunFiles, is_sealed
+    from pipeline_core import RunFailed, RunFiles
+    from pipeline_core.engine import BUNDLE_DIR, is_sealed
 
     failed = run.run_dir / FAILED
     shutil.rmtree(failed, ignore_errors=True)
@@ -48,18 +50,8 @@ def _reject(run: RunContext, staging: Path, failures: list[str]) -> None:
 
 def export(run: RunContext) -> None:
     """Export, reload, check, and seal the deploy bundle."""
-    from pipeline_core import (
-        BUNDLE_DIR,
-        ConfigError,
-        ExportInfo,
-        RunFiles,
-        Tolerance,
-        bundle_metadata,
-        deployable,
-        measure_noise,
-        seal_bundle,
-        verify,
-    )
+    from pipeline_core import ConfigError, ExportInfo, RunFiles
+    from pipeline_core.engine import BUNDLE_DIR, Tolerance, bundle_metadata, deployable, measure_noise, seal_bundle, verify
     from pipeline_core_plugins.optimize import ONNX_FILE, make_variants
 
     data, model = run.require_data("export"), run.require_model("export")
@@ -119,11 +111,11 @@ def export(run: RunContext) -> None:
 
 def _batch_independence(run: RunContext, staging: Path, onnx: str, variants: Variants, rows: np.ndarray, metadata: dict[str, Any],
                         noise: Noise, tolerance: Tolerance) -> dict[str, bool]:
-    """Measure every shipped ONNX file for batch independence (:mod:`pipeline_core.batch_independence`)
+    """Measure every shipped ONNX file for batch independence (:mod:`pipeline_core.export.batch_independence`)
     on the CPU provider the deploy side runs by default, and record it in the export report; returns
     ``{file: batch_independent}`` for metadata.json. A file that fails still ships, marked, and the
     deploy side runs it one row per call (the report and the model card say so)."""
-    from pipeline_core import check_batch_independence, extreme_rows
+    from pipeline_core.engine import check_batch_independence, extreme_rows
     from pipeline_core_plugins.optimize import BASELINE, ONNX_FILE
     from pipeline_core_plugins.optimize.gate import CPU_PROVIDER, open_session
 

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 def load_data(run: RunContext) -> None:
     """Call the configured dataset loader with the run's seed; decode its streamed splits into memory
     or keep them streamed, as ``[data] load`` and ``memory_limit`` say (recorded in ``data.json``)."""
-    from pipeline_core import DataBundle, place_splits
+    from pipeline_core import DataBundle
+    from pipeline_core.engine import place_splits
 
     assert run.config.data is not None  # the config requires [data] when this stage is listed
     bundle = run.create(run.config.data, DatasetContext(run.config.pipeline.seed, run.config.root))
@@ -35,7 +36,7 @@ def build_model(run: RunContext) -> None:
     model whose last layer has the wrong size)."""
     from torch import nn
 
-    from pipeline_core import check_data_spec, check_model_outputs, remember_model_check
+    from pipeline_core.engine import check_data_spec, check_model_outputs, remember_model_check
 
     assert run.config.model is not None
     data = run.require_data("build_model")
@@ -55,7 +56,7 @@ def train(run: RunContext) -> None:
     then keep the history, the weights and what training did in the run folder."""
     import torch
 
-    from pipeline_core import fit
+    from pipeline_core.engine import fit
 
     model = run.require_model("train")
     try:
@@ -69,7 +70,7 @@ def train(run: RunContext) -> None:
 
 def evaluate(run: RunContext) -> None:
     """Compute the configured metrics on every split; the test split is the headline."""
-    from pipeline_core import Evaluator
+    from pipeline_core.engine import Evaluator
 
     data, model = run.require_data("evaluate"), run.require_model("evaluate")
     split_name = run.config.evaluate.split

@@ -1,5 +1,6 @@
-"""Shared fixtures: small pipeline files written to a temporary folder, and a way to register a test
-plugin for the duration of one test (llm's ``tests/conftest.py`` pattern)."""
+"""Shared fixtures: small pipeline files written to a temporary folder, the command line, one iris
+run trained for the whole session (the deploy tests' bundle), isolation from the environment's
+plugins, threads and model-check cache. Shared functions are in helpers.py."""
 
 from __future__ import annotations
 
@@ -10,30 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-IRIS_FAST = """
-[pipeline]
-name = "iris_fast"
-seed = 3
+from pipeline_core import RunContext
 
-[data]
-name = "iris"
-
-[model]
-name = "mlp"
-hidden_sizes = [16, 8]
-batch_norm = [true, false]
-
-[train]
-epochs = 3
-batch_size = 16
-
-[train.optimizer]
-name = "adam"
-lr = 0.01
-
-[train.loss]
-name = "cross_entropy"
-"""
+from helpers import IRIS_FAST, run_file
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +26,7 @@ def _restore_threads() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _private_check_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test its own model-check cache (pipeline_core.check_cache), never ~/.cache: a check one
+    """Each test its own model-check cache (pipeline_core.model.check_cache), never ~/.cache: a check one
     test passed must not let another test's validate skip it."""
     monkeypatch.setenv("PIPELINE_CORE_CACHE_DIR", str(tmp_path_factory.mktemp("check-cache")))
     monkeypatch.delenv("PIPELINE_CORE_NO_CACHE", raising=False)
@@ -69,3 +49,22 @@ def isolated_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     """No third-party entry points from the environment leak into a test."""
     monkeypatch.delenv("PIPELINE_CORE_PLUGINS", raising=False)
     monkeypatch.delenv("PIPELINE_CORE_BLOCK_PLUGINS", raising=False)
+
+
+@pytest.fixture(scope="session")
+def trained_iris(tmp_path_factory: pytest.TempPathFactory) -> RunContext:
+    """The small iris pipeline trained for 30 epochs, once for the session, with its sealed bundle.
+    Read it only: a test that edits the bundle edits a copy."""
+    folder = tmp_path_factory.mktemp("trained")
+    path = folder / "pipeline.toml"
+    path.write_text(textwrap.dedent(IRIS_FAST).lstrip().replace("epochs = 3", "epochs = 30"))
+    threads = torch.get_num_threads()
+    run = run_file(path, folder / "run")
+    torch.set_num_threads(threads)
+    return run
+
+
+@pytest.fixture(scope="session")
+def iris_bundle(trained_iris: RunContext) -> Path:
+    """:func:`trained_iris`'s sealed bundle. Read it only."""
+    return trained_iris.run_dir / "bundle"

@@ -1,7 +1,7 @@
 """Deploy bundles made without torch, as the training side's export stage writes them.
 
 The deploy suite runs where torch is not installed, so it cannot train a model to get a bundle. This
-module writes one with the same files and the same shapes as ``pipeline_core/bundle.py``
+module writes one with the same files and the same shapes as ``pipeline_core/export/bundle.py``
 (``bundle_metadata``, ``write_bundle``) and ``plugins/exporters/onnx.py``: a small MLP made with
 ``onnx.helper`` from fixed seeded weights, the metadata embedded in its ``metadata_props`` (strings as
 they are, other values as JSON), ``metadata.json``, ``MODEL_CARD.md``, ``predict.py`` (the one-file
@@ -57,7 +57,7 @@ class Model:
     width: int  # values per row of the raw output
 
     def raw_output(self, task: Task) -> str:
-        """``pipeline_core/sections.py`` ``output_names``: ``prediction`` for regression, else ``logits``."""
+        """``pipeline_core/config/sections.py`` ``output_names``: ``prediction`` for regression, else ``logits``."""
         return "prediction" if task == "regression" else "logits"
 
     def outputs(self, task: Task) -> list[str]:
@@ -123,7 +123,7 @@ def make_model(task: Task, image: bool = False, seed: int = 0, hidden: int = 8) 
 
 
 def versions() -> dict[str, str]:
-    """``pipeline_core.artifacts.versions``: Python, the platform and the packages found."""
+    """``pipeline_core.run.artifacts.versions``: Python, the platform and the packages found."""
     found = {"python": sys.version.split()[0], "platform": platform.platform()}
     for package in ("onnx", "onnxruntime-gpu", "onnxruntime", "numpy"):
         try:
@@ -134,7 +134,7 @@ def versions() -> dict[str, str]:
 
 
 def input_range(task: Task, image: bool = False) -> dict[str, Any]:
-    """``pipeline_core.bundle.input_range``: each feature's smallest and largest value in the training
+    """``pipeline_core.export.bundle.input_range``: each feature's smallest and largest value in the training
     split (per channel for images), here seeded rows standing in for one."""
     rows = sample_inputs(task, image, TRAIN_ROWS, TRAIN_SEED).astype(np.float64)
     per = "channel" if image else "feature"
@@ -144,7 +144,7 @@ def input_range(task: Task, image: bool = False) -> dict[str, Any]:
 
 
 def base_metadata(task: Task, image: bool = False) -> dict[str, Any]:
-    """``pipeline_core.bundle.bundle_metadata``'s dict for the model :func:`make_model` builds."""
+    """``pipeline_core.export.bundle.bundle_metadata``'s dict for the model :func:`make_model` builds."""
     spec = model_of(task, image)
     shape = [*IMAGE_SHAPE] if image else [spec.features]
     config = f"[pipeline]\nname = {spec.pipeline!r}\nseed = 0\n"
@@ -175,7 +175,7 @@ def embed(model: onnx.ModelProto, metadata: dict[str, Any]) -> None:
 
 
 def _json(path: Path, value: Any) -> None:
-    """``pipeline_core.artifacts.json_text``: the text every JSON file of a run is written in."""
+    """``pipeline_core.run.artifacts.json_text``: the text every JSON file of a run is written in."""
     path.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
 
 
@@ -247,7 +247,7 @@ def model_card(metadata: dict[str, Any]) -> str:
 
 def seal(folder: Path) -> Path:
     """``manifest.json``: the sha256 and size of every file but itself (dotfiles left out), as
-    ``pipeline_core.bundle.write_bundle`` seals a bundle (a signature is never listed: it signs the
+    ``pipeline_core.export.bundle.write_bundle`` seals a bundle (a signature is never listed: it signs the
     manifest). A test calls it again to reseal a file it changed, as someone forging a bundle would."""
     files = {path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
              for path in sorted(folder.iterdir())

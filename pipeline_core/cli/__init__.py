@@ -22,7 +22,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 def _silent_worker(error: BaseException) -> bool:
     """In a data-parallel job, the launcher reports a failure once: ranks other than 0 stay silent,
     and rank 0 stays silent when it only lost contact with a rank that failed first."""
-    from pipeline_core import distributed
+    from pipeline_core.run import distributed
 
     if not distributed.launched():
         return False
@@ -33,7 +33,7 @@ def report_error(error: BaseException, verbose: bool) -> int:
     """Print ``error`` for a person and return the exit code it maps to."""
     code = error.exit_code if isinstance(error, PipelineError) else 1
     if _silent_worker(error) and not verbose:
-        from pipeline_core import distributed
+        from pipeline_core.run import distributed
 
         return distributed.PEER_LOST_EXIT if distributed.is_peer_failure(error) else code
     if getattr(error, "reported", False) and not verbose:
@@ -59,7 +59,7 @@ class PipelineGroup(click.Group):
     as ``predict`` never pay for importing every plugin (and torch).
 
     Only installed plugins (entry points) can add commands: no built-in implements
-    ``register_commands`` (tests/test_cli_startup.py pins it). Where none is installed, listing the commands
+    ``register_commands`` (tests/cli/test_cli_startup.py pins it). Where none is installed, listing the commands
     (``pipeline --help``) loads no plugin at all; where some are, every plugin loads as for a run, so
     one that clashes with a built-in is still named as broken."""
 
@@ -69,11 +69,11 @@ class PipelineGroup(click.Group):
         if self.plugins_loaded:
             return
         self.plugins_loaded = True
-        from pipeline_core.builtins import installed_plugins
+        from pipeline_core.host.builtins import installed_plugins
 
         if not installed_plugins():
             return
-        from pipeline_core.plugins import build_host
+        from pipeline_core.host.build import build_host
 
         try:
             host = build_host(keep_broken=True)  # a broken plugin must not hide the others' commands

@@ -20,7 +20,7 @@ def export(run_folder: Path, overrides: tuple[str, ...], progress: str) -> None:
     Change formats, opset, tolerances or batch sizes with --set export.KEY=VALUE (and the device with
     --set pipeline.device=cpu). The old bundle stays until the new one passed every check."""
     from pipeline_core.cli.summary import print_summary
-    from pipeline_core.reexport import reexport
+    from pipeline_core.pipeline.reexport import reexport
 
     started = time.perf_counter()
     run = reexport(run_folder, overrides, progress)

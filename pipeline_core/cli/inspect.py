@@ -15,8 +15,8 @@ from pipeline_core.cli.options import overrides, pipeline_file
 @overrides
 def inspect(pipeline_file: Path, overrides: tuple[str, ...]) -> None:
     """Load PIPELINE_FILE's data, build its model, and print layers, output shapes, parameters, size."""
-    from pipeline_core.model_summary import summarize
-    from pipeline_core.runner import load_pipeline, run_pipeline
+    from pipeline_core.model.summary import summarize
+    from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 
     config, host = load_pipeline(pipeline_file, (*overrides, 'pipeline.stages=["load_data", "build_model"]'))
     with tempfile.TemporaryDirectory() as scratch:

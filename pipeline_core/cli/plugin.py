@@ -17,7 +17,7 @@ def plugin() -> None:
 @click.option("--directory", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True, help="Where to create the NAME folder.")
 def new(name: str, directory: Path) -> None:
     """Create NAME/: a plugin distribution with one component of every kind, a pipeline and a test."""
-    from pipeline_core.scaffold import create
+    from pipeline_core.cli.scaffold import create
 
     root = create(name, directory)
     click.echo(f"created {root}: pip install -e '{root}[test]' && pytest {root}")

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:  # the config reader and the plugin machinery are imported when the command runs
-    from pipeline_core.host import Host
+    from pipeline_core.components.host import Host
 
 
 def describe(host: Host) -> list[dict[str, Any]]:
     """One entry per plugin: name, source, version, hooks implemented, components by kind; a broken
     plugin has ``status`` "broken", its ``error`` and the setting that ``blocks`` it."""
-    from pipeline_core.plugins import BLOCK_ENV
+    from pipeline_core.host.build import BLOCK_ENV
 
     entries = []
     for name, info in host.plugins.items():
@@ -42,11 +42,11 @@ def describe(host: Host) -> list[dict[str, Any]]:
 @click.option("--pipeline", "pipeline_file", type=click.Path(path_type=Path, dir_okay=False), help="Also load the plugins this pipeline file names.")
 def plugins(as_json: bool, pipeline_file: Path | None) -> None:
     """List plugins, their versions, hooks and registered components."""
-    from pipeline_core.plugins import build_host
+    from pipeline_core.host.build import build_host
 
     local: list[str] = []
     if pipeline_file is not None:  # the config reader only then: listing the plugins needs none of it
-        from pipeline_core.config import plugin_references, read_toml
+        from pipeline_core.config.file import plugin_references, read_toml
 
         raw, _ = read_toml(pipeline_file)
         local = plugin_references(raw, pipeline_file)

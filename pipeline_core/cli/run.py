@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from pipeline_core.artifacts import DEFAULT_ROOT
 from pipeline_core.cli.options import overrides
 from pipeline_core.errors import ConfigError
+from pipeline_core.run.artifacts import DEFAULT_ROOT
 
 
 @click.command()
@@ -30,9 +30,9 @@ def run(
     nproc_per_node: int | None, nnodes: str, rdzv_endpoint: str | None, rdzv_id: str,
 ) -> None:
     """Run PIPELINE_FILE (load data, build the model, train, evaluate, export), or continue RUN_FOLDER with --resume."""
-    from pipeline_core import artifacts, distributed
     from pipeline_core.cli.summary import print_summary
-    from pipeline_core.runner import find_unfinished, load_pipeline, load_run, resolve_device, run_pipeline
+    from pipeline_core.pipeline.runner import find_unfinished, load_pipeline, load_run, resolve_device, run_pipeline
+    from pipeline_core.run import artifacts, distributed
 
     started = time.perf_counter()
     if target.is_dir():

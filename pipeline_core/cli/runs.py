@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline_core.artifacts import DEFAULT_ROOT, RunFiles, read_json
 from pipeline_core.errors import ConfigError
-from pipeline_core.results import scalars_by_split
+from pipeline_core.run.artifacts import DEFAULT_ROOT, RunFiles, read_json
+from pipeline_core.run.results import scalars_by_split
 from pipeline_core.sweep.folder import SweepFolder, sweep_folders
 
 if TYPE_CHECKING:  # rich is imported by the commands that print, so `pipeline --help` does not pay for it

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from pipeline_core.results import scalars_by_split
+from pipeline_core.run.results import scalars_by_split
 
 if TYPE_CHECKING:
-    from pipeline_core.context import RunContext
+    from pipeline_core.run.context import RunContext
 
 
 def print_summary(run: RunContext, seconds: float) -> None:

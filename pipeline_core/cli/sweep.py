@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from pipeline_core.artifacts import DEFAULT_ROOT
 from pipeline_core.cli.options import overrides, pipeline_file
+from pipeline_core.run.artifacts import DEFAULT_ROOT
 
 
 @click.command()

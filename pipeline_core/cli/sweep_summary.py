@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pipeline_core.results import scalars
-from pipeline_core.sweep_section import inline_toml
+from pipeline_core.config.sweep_section import inline_toml
+from pipeline_core.run.results import scalars
 
 
 def print_sweep(record: dict[str, Any], folder: Path, seconds: float) -> None:

@@ -14,8 +14,8 @@ from pipeline_core.cli.options import overrides, pipeline_file
 @overrides
 def validate(pipeline_file: Path, overrides: tuple[str, ...]) -> None:
     """Check PIPELINE_FILE (sections, component names, options, stage order, the model's outputs) without loading data."""
-    from pipeline_core.model_check import check_from_spec
-    from pipeline_core.pipeline_file import load_pipeline
+    from pipeline_core.model.check import check_from_spec
+    from pipeline_core.pipeline.load import load_pipeline
 
     config, host = load_pipeline(pipeline_file, overrides)
     model = check_from_spec(config, host)

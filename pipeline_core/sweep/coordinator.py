@@ -13,21 +13,21 @@ from typing import Any
 
 import optuna
 
-from pipeline_core.artifacts import read_json
-from pipeline_core.config import PipelineConfig, parse_override
-from pipeline_core.context import RunContext
-from pipeline_core.data import DatasetContext
+from pipeline_core.components.host import Host
+from pipeline_core.config.file import PipelineConfig, parse_override
+from pipeline_core.config.sweep_section import SweepSection
+from pipeline_core.data.loaded import DatasetContext
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
-from pipeline_core.evaluation import DEFAULT_METRICS
-from pipeline_core.host import Host
-from pipeline_core.runner import load_pipeline, resolve_device
+from pipeline_core.model.evaluation import DEFAULT_METRICS
+from pipeline_core.pipeline.runner import load_pipeline, resolve_device
+from pipeline_core.run.artifacts import read_json
+from pipeline_core.run.context import RunContext
 from pipeline_core.sweep import processes, report, results
 from pipeline_core.sweep import study as studies
 from pipeline_core.sweep.folder import SweepFolder
 from pipeline_core.sweep.storage import display_url, keeps_heartbeats, open_storage, storage_url
 from pipeline_core.sweep.trial import VALIDATION, TrialRunner
 from pipeline_core.sweep.worker import Worker
-from pipeline_core.sweep_section import SweepSection
 from pipeline_core.training.threads import DEFAULT_THREADS
 
 

@@ -25,11 +25,11 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as figures  # noqa: E402
 
-from pipeline_core import artifacts  # noqa: E402
-from pipeline_core.results import scalars  # noqa: E402
+from pipeline_core.config.sweep_section import SweepSection, inline_toml  # noqa: E402
+from pipeline_core.run import artifacts  # noqa: E402
+from pipeline_core.run.results import scalars  # noqa: E402
 from pipeline_core.sweep import space  # noqa: E402
 from pipeline_core.sweep.folder import SweepFolder  # noqa: E402
-from pipeline_core.sweep_section import SweepSection, inline_toml  # noqa: E402
 from pipeline_core.version import __version__  # noqa: E402
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "sweep"

@@ -19,16 +19,16 @@ import tomli_w
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline_core import artifacts
-from pipeline_core.artifacts import RunFiles, read_json
-from pipeline_core.context import RunContext
-from pipeline_core.evaluation import Evaluator
-from pipeline_core.results import MetricValue
-from pipeline_core.runner import load_pipeline, load_run, resolve_device, seed_everything
+from pipeline_core.config.sweep_section import SweepSection
+from pipeline_core.model.evaluation import Evaluator
+from pipeline_core.pipeline.runner import load_pipeline, load_run, resolve_device, seed_everything
+from pipeline_core.run import artifacts
+from pipeline_core.run.artifacts import RunFiles, read_json
+from pipeline_core.run.context import RunContext
+from pipeline_core.run.results import MetricValue
 from pipeline_core.sweep import space
 from pipeline_core.sweep.folder import SweepFolder
 from pipeline_core.sweep.study import replaces
-from pipeline_core.sweep_section import SweepSection
 
 TEST = "test"
 

@@ -11,7 +11,14 @@ from typing import Any
 
 import optuna
 
-from pipeline_core.sweep_section import CategoricalParameter, FloatParameter, IntParameter, Parameter, SweepSection, inline_toml
+from pipeline_core.config.sweep_section import (
+    CategoricalParameter,
+    FloatParameter,
+    IntParameter,
+    Parameter,
+    SweepSection,
+    inline_toml,
+)
 
 Scalar = bool | int | float | str
 

@@ -19,9 +19,9 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline_core.config.sweep_section import SweepSection
 from pipeline_core.errors import ConfigError
 from pipeline_core.sweep.folder import SweepFolder
-from pipeline_core.sweep_section import SweepSection
 
 JOURNAL = "journal:"
 OnStale = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]

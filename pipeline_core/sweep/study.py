@@ -16,12 +16,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline_core import artifacts
-from pipeline_core.artifacts import RunFiles, read_json
+from pipeline_core.config.sweep_section import SweepSection
 from pipeline_core.errors import ConfigError
+from pipeline_core.run import artifacts
+from pipeline_core.run.artifacts import RunFiles, read_json
 from pipeline_core.sweep import space
 from pipeline_core.sweep.storage import OnStale
-from pipeline_core.sweep_section import SweepSection
 
 #: the study's user attribute that holds what it searches: a later command must search the same
 SIGNATURE = "pipeline_sweep"

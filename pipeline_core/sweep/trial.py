@@ -21,13 +21,13 @@ from typing import Any
 
 import optuna
 
-from pipeline_core.context import RunContext
+from pipeline_core.config.sweep_section import SweepSection, inline_toml
 from pipeline_core.errors import ConfigError, Interrupted, PipelineError, Pruned
 from pipeline_core.hookspecs import hookimpl
-from pipeline_core.runner import load_pipeline, run_pipeline
+from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
+from pipeline_core.run.context import RunContext
 from pipeline_core.sweep import space
 from pipeline_core.sweep.folder import SweepFolder
-from pipeline_core.sweep_section import SweepSection, inline_toml
 
 HELD_OUT = "test"
 VALIDATION = "validation"

@@ -18,12 +18,12 @@ import click
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline_core.config.sweep_section import inline_toml
 from pipeline_core.errors import Interrupted
 from pipeline_core.sweep import study as studies
 from pipeline_core.sweep.space import values_of
 from pipeline_core.sweep.storage import OnStale
 from pipeline_core.sweep.trial import TrialFailed, TrialRunner
-from pipeline_core.sweep_section import inline_toml
 
 
 @dataclass

@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from pipeline_core.data import Task, class_indices
-from pipeline_core.distributed import Distributed
+from pipeline_core.config.sections import TrainSection
+from pipeline_core.data.loaded import Task, class_indices
 from pipeline_core.errors import ConfigError
-from pipeline_core.sections import TrainSection
-from pipeline_core.signals import StopRequest
+from pipeline_core.run.distributed import Distributed
+from pipeline_core.run.signals import StopRequest
 from pipeline_core.training.feeds import StreamFeed, TensorFeed
 from pipeline_core.training.steps import OptimizerSteps
 

@@ -4,7 +4,7 @@ streamed split decoded by worker processes.
 Both take the epoch's order and the spans of it that make this process's batches, and yield the
 input batches on the training device; targets are indexed on the device from the split's targets
 in both, so the loop itself does not know which feed it has. Augmentation (training only) is seeded
-per row and epoch from the run's seed (:func:`~pipeline_core.streaming.item_seed`), so the two feeds
+per row and epoch from the run's seed (:func:`~pipeline_core.data.streaming.item_seed`), so the two feeds
 give the same batches for the same order.
 """
 
@@ -15,8 +15,8 @@ from functools import partial
 
 import torch
 
-from pipeline_core.data import Split
-from pipeline_core.streaming import StreamedSplit, augment_rows, item_seed
+from pipeline_core.data.loaded import Split
+from pipeline_core.data.streaming import StreamedSplit, augment_rows, item_seed
 
 Spans = list[tuple[int, int]]  # (first, last + 1) positions in the epoch's order, one per batch
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pipeline_core import checkpoint
+from pipeline_core.config.sections import TrainSection
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
-from pipeline_core.evaluation import Evaluator
-from pipeline_core.results import TrainingSummary, scalars
-from pipeline_core.sections import TrainSection
-from pipeline_core.signals import stop_on_signals
+from pipeline_core.model.evaluation import Evaluator
+from pipeline_core.run import checkpoint
+from pipeline_core.run.results import TrainingSummary, scalars
+from pipeline_core.run.signals import stop_on_signals
 from pipeline_core.training.checkpointing import NONE_YET
 from pipeline_core.training.parallel import batchnorm_synchronized
 from pipeline_core.training.schedule import TrainingPlan
@@ -25,7 +25,7 @@ from pipeline_core.training.threads import choose_threads
 from pipeline_core.training.trainer import Trainer
 
 if TYPE_CHECKING:
-    from pipeline_core.context import RunContext
+    from pipeline_core.run.context import RunContext
 
 
 def fit(run: RunContext) -> TrainingSummary:

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pipeline_core.distributed import Distributed, synchronized_batchnorm
+from pipeline_core.config.sections import TrainSection
 from pipeline_core.errors import ConfigError
-from pipeline_core.sections import TrainSection
+from pipeline_core.run.distributed import Distributed, synchronized_batchnorm
 
 
 def training_forward(model: nn.Module, settings: TrainSection, device: torch.device, distributed: Distributed) -> Any:

@@ -18,14 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline_core.checkpoint import capture_rng, restore_rng
-from pipeline_core.data import Split, Task
-from pipeline_core.distributed import SINGLE, Distributed
+from pipeline_core.config.sections import TrainSection
+from pipeline_core.data.loaded import Split, Task
+from pipeline_core.data.streaming import StreamedSplit
 from pipeline_core.errors import Interrupted, RunFailed
-from pipeline_core.results import TrainingSummary
-from pipeline_core.sections import TrainSection
-from pipeline_core.signals import StopRequest
-from pipeline_core.streaming import StreamedSplit
+from pipeline_core.run.checkpoint import capture_rng, restore_rng
+from pipeline_core.run.distributed import SINGLE, Distributed
+from pipeline_core.run.results import TrainingSummary
+from pipeline_core.run.signals import StopRequest
 from pipeline_core.training.batches import BatchLoop, EpochOutcome
 from pipeline_core.training.checkpointing import CheckpointPolicy
 from pipeline_core.training.early_stopping import EarlyStopping

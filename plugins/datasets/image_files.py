@@ -8,7 +8,7 @@ before anything trains.
 Decoding is Pillow's (as torchvision's own ``ImageFolder`` loader), to uint8 (C, H, W), and the
 transforms are torchvision's. Not ``torchvision.io.decode_image``: in torchvision 0.29 it crashes the
 process with a segmentation fault on a PNG whose image data is damaged (libpng's "bad adaptive
-filter value"; tests/test_image_data.py has such a file), where Pillow raises an error that names
+filter value"; tests/data/test_image_data.py has such a file), where Pillow raises an error that names
 the file; and torchvision 0.29 deprecates its decoders.
 """
 

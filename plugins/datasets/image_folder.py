@@ -70,6 +70,45 @@ def _stratified(labels: torch.Tensor, fraction: float, seed: int, salt: int) -> 
     return torch.cat(kept).sort().values, torch.cat(taken).sort().values
 
 
+def _labelled_files(folders: dict[str, Path]) -> tuple[tuple[str, ...], dict[str, list[Path]], dict[str, torch.Tensor]]:
+    """The classes (the training folder's class folders), and each split's files with their labels."""
+    import torch
+
+    by_split = {split: image_files.class_folders(folder, "data.root") for split, folder in folders.items()}
+    classes = tuple(by_split["train"])
+    if len(classes) < 2:
+        raise ConfigError(f"data.root: {folders['train']} has {len(classes)} class folder ({', '.join(classes)}); a classifier needs at least two")
+    files: dict[str, list[Path]] = {}
+    labels: dict[str, torch.Tensor] = {}
+    for split, found in by_split.items():
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise ConfigError(f"data.root: {folders[split]} has class folder(s) {', '.join(unknown)} that {folders['train']} does not have")
+        files[split] = [path for name in found for path in found[name]]
+        labels[split] = torch.tensor([classes.index(name) for name in found for _ in found[name]], dtype=torch.int64)
+    return classes, files, labels
+
+
+def _carve_splits(files: dict[str, list[Path]], labels: dict[str, torch.Tensor], test_size: float, val_size: float, seed: int) -> None:
+    """Take the test and validation splits that have no folder of their own from the training images,
+    stratified and seeded (in place)."""
+    carved_test = "test" not in files and test_size > 0
+    for split, fraction, salt in (("test", test_size, 1), ("validation", val_size, 2)):
+        if split in files or not fraction:
+            continue
+        # val_size is a share of the whole folder, like test_size: of what the test split left, a larger share
+        share = fraction / (1 - test_size) if split == "validation" and carved_test else fraction
+        if share >= 1:
+            raise ConfigError(f"data.val_size: test_size {test_size} + val_size {val_size} leave no training images")
+        kept, taken = _stratified(labels["train"], share, seed, salt)
+        if not len(kept):
+            raise ConfigError(f"data.{'test_size' if split == 'test' else 'val_size'}: {fraction} leaves no training images")
+        files[split] = [files["train"][i] for i in taken.tolist()]
+        labels[split] = labels["train"][taken]
+        files["train"] = [files["train"][i] for i in kept.tolist()]
+        labels["train"] = labels["train"][kept]
+
+
 def image_folder(
     context: DatasetContext,
     *,
@@ -100,18 +139,7 @@ def image_folder(
     pipeline = Pipeline(list(transforms))
     folder = Path(os.path.normpath(root if Path(root).is_absolute() else context.base_dir / root))
     folders = _split_folders(folder, layout) or {"train": folder}
-    by_split = {split: image_files.class_folders(folder, "data.root") for split, folder in folders.items()}
-    classes = tuple(by_split["train"])
-    if len(classes) < 2:
-        raise ConfigError(f"data.root: {folders['train']} has {len(classes)} class folder ({', '.join(classes)}); a classifier needs at least two")
-    files: dict[str, list[Path]] = {}
-    labels: dict[str, torch.Tensor] = {}
-    for split, found in by_split.items():
-        unknown = sorted(set(found) - set(classes))
-        if unknown:
-            raise ConfigError(f"data.root: {folders[split]} has class folder(s) {', '.join(unknown)} that {folders['train']} does not have")
-        files[split] = [path for name in found for path in found[name]]
-        labels[split] = torch.tensor([classes.index(name) for name in found for _ in found[name]], dtype=torch.int64)
+    classes, files, labels = _labelled_files(folders)
 
     everything = [path for split in files for path in files[split]]
     headers = image_files.scan(everything, folder, decode=verify == "decode")
@@ -121,21 +149,7 @@ def image_folder(
     channels = 1 if color == "gray" else 3
     shape = (channels, height, width)
 
-    carved_test = "test" not in files and test_size > 0
-    for split, fraction, salt in (("test", test_size, 1), ("validation", val_size, 2)):
-        if split in files or not fraction:
-            continue
-        # val_size is a share of the whole folder, like test_size: of what the test split left, a larger share
-        share = fraction / (1 - test_size) if split == "validation" and carved_test else fraction
-        if share >= 1:
-            raise ConfigError(f"data.val_size: test_size {test_size} + val_size {val_size} leave no training images")
-        kept, taken = _stratified(labels["train"], share, context.seed, salt)
-        if not len(kept):
-            raise ConfigError(f"data.{'test_size' if split == 'test' else 'val_size'}: {fraction} leaves no training images")
-        files[split] = [files["train"][i] for i in taken.tolist()]
-        labels[split] = labels["train"][taken]
-        files["train"] = [files["train"][i] for i in kept.tolist()]
-        labels["train"] = labels["train"][kept]
+    _carve_splits(files, labels, test_size, val_size, context.seed)
     if not len(files.get("test", [])):
         raise ConfigError(f"data.test_size: no test images ({folders['train']} has {len(files['train'])} images); raise test_size or add a test/ folder")
 

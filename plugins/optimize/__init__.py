@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline_core import BUNDLE_DIR, Evaluator, RunContext
+from pipeline_core import RunContext
+from pipeline_core.engine import BUNDLE_DIR, Evaluator
 from pipeline_core_plugins.optimize.build import build_variant, variant_filename
 from pipeline_core_plugins.optimize.gate import (
     CPU_PROVIDER,

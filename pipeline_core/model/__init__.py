@@ -1,0 +1,7 @@
+"""The model against the data: checked before anything trains, summarized, evaluated on a split.
+
+check.py        the model fits the data: a dry pass that changes nothing (build_model), and from a dataset's spec (validate)
+check_cache.py  passed model checks remembered by content, so ``pipeline validate`` answers without torch
+summary.py      layers, output shapes, parameters (torchinfo), for inspect and the report
+evaluation.py   predict(), Evaluator: a model's outputs on a whole split, and the configured metrics
+"""
