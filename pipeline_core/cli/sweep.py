@@ -48,9 +48,9 @@ def sweep(
     click.echo(f"sweep {prepared.study_name!r}: {prepared.folder.root}  (storage {prepared.shown_storage}, {len(study.trials)} trials so far)")
     arguments = ["sweep", str(pipeline_file), "--storage", prepared.url, "--study", prepared.study_name, "--artifacts", str(artifacts_root)]
     arguments += [f"--set={item}" for item in overrides] + ([] if trials is None else ["--trials", str(trials)])
-    if trials != 0:
-        coordinator.run_workers(prepared, jobs, arguments, coordinator.deadline(prepared.sweep, began))
-    record = coordinator.finish(prepared)
+    until = coordinator.deadline(prepared.sweep, began)
+    deaths = [] if trials == 0 else coordinator.run_workers(prepared, jobs, arguments, until, echo=lambda line: click.echo(line, err=True))
+    record = coordinator.finish(prepared, deaths, jobs, until)
     from pipeline_core.cli.sweep_summary import print_sweep
 
     print_sweep(record, prepared.folder.root, time.perf_counter() - started)

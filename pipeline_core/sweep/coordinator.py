@@ -6,11 +6,14 @@ write ``sweep.json``, ``best.toml`` and the report.
 
 from __future__ import annotations
 
+import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import optuna
 
 from pipeline_core.components.host import Host
@@ -30,15 +33,27 @@ from pipeline_core.sweep.trial import VALIDATION, TrialRunner
 from pipeline_core.sweep.worker import Worker
 from pipeline_core.training.threads import DEFAULT_THREADS
 
+#: ``pipeline sweep``'s exit code when every ``--jobs`` worker died before the study's budget was used
+#: (the results so far are written; the same command continues): docs/sweeps.md has the table
+ALL_WORKERS_DIED = 3
+
 
 class WorkersFailed(PipelineError):
-    """A worker process of ``--jobs`` ended with an error; it reported it itself."""
+    """The workers of ``--jobs`` stopped because the command was stopped (SIGTERM, Ctrl-C): each
+    reported it itself; the command exits with their code."""
 
     reported = True
 
     def __init__(self, code: int) -> None:
         super().__init__(f"a worker process exited with code {code}")
         self.exit_code = code
+
+
+class WorkersDied(PipelineError):
+    """Every worker of ``--jobs`` died before the study's budget was used up (exit code 3); the
+    results of the trials that finished are written."""
+
+    exit_code = ALL_WORKERS_DIED
 
 
 @dataclass
@@ -154,27 +169,75 @@ def start(prepared: Sweep) -> optuna.Study:
     return study
 
 
-def run_workers(prepared: Sweep, jobs: int, worker_arguments: list[str], until: float | None) -> None:
+def run_workers(prepared: Sweep, jobs: int, worker_arguments: list[str], until: float | None,
+                echo: Callable[[str], None] = click.echo) -> list[processes.WorkerEnd]:
     """The trials: in this process for one job, else in ``jobs`` worker processes, which keep this
-    command's deadline ``until`` (their own start comes seconds later)."""
+    command's deadline ``until`` (their own start comes seconds later). A worker that dies is named at
+    once (``echo``, to standard error), its running trial failed and queued again for the workers
+    left; returns the workers that died. Raises :class:`WorkersFailed` when the command was stopped."""
     if jobs == 1:
         work(prepared, until)
-        return
+        return []
     arguments = worker_arguments + ([] if until is None else ["--until", repr(until)])
-    code = processes.start(arguments, jobs, max(1, DEFAULT_THREADS // jobs))
-    if code != 0:
-        raise WorkersFailed(code)
+
+    def on_death(end: processes.WorkerEnd) -> None:
+        echo(f"{end.describe()}; its running trial is failed and queued again, and the workers left go on")
+        study = prepared.study()
+        studies.fail_dead_local_trials(study, studies.dead_worker_callback(prepared.sweep.retries))
+
+    outcome = processes.start(arguments, jobs, max(1, DEFAULT_THREADS // jobs), on_death)
+    if outcome.stopped and outcome.stop_code() != 0:
+        raise WorkersFailed(outcome.stop_code())
+    return outcome.deaths
 
 
-def finish(prepared: Sweep) -> dict[str, Any]:
-    """Select the best trial, score it on the test split (once), write sweep.json, best.toml and the report."""
+def complete(prepared: Sweep, study: optuna.Study, until: float | None) -> bool:
+    """Whether the study's budget is used up: ``trials`` finished with none running or queued, or,
+    without a trial budget, the time is over."""
+    trials = study.get_trials(deepcopy=False)
+    if any(trial.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) for trial in trials):
+        return False
+    wanted = budget(prepared.sweep)
+    if wanted is not None:
+        return studies.budgeted(trials) >= wanted
+    return until is not None and time.time() >= until
+
+
+def _deaths_note(prepared: Sweep, deaths: Sequence[processes.WorkerEnd], jobs: int, record: dict[str, Any]) -> WorkersDied | None:
+    """Say which workers died; when every one did before the budget was used up (``stopped``), the
+    error the command ends with."""
+    if not deaths:
+        return None
+    listed = "; ".join(end.describe() for end in deaths)
+    if record["state"] != "stopped":
+        click.echo(f"{len(deaths)} of {jobs} workers died during the sweep ({listed}); the others completed the study", err=True)
+        return None
+    return WorkersDied(
+        f"every worker died before the study's budget was used ({listed}); the results of the {record['trials']['complete']} "
+        f"completed trial(s) are written in {prepared.folder.root} (sweep.json says 'stopped'); run the same command again to "
+        "continue the study (its unfinished trials are queued first)"
+    )
+
+
+def finish(prepared: Sweep, deaths: Sequence[processes.WorkerEnd] = (), jobs: int = 1, until: float | None = None) -> dict[str, Any]:
+    """Select the best trial, score it on the test split (once), write sweep.json, best.toml and the
+    report, and say which ``--jobs`` workers died (``deaths``). When every worker of this command died
+    and the study's budget is not used up (``until``: the command's deadline), the study is ``stopped``,
+    for the same command to continue, and :class:`WorkersDied` is raised after the results are written."""
     study = prepared.study()
     previous = read_json(prepared.folder.record)
     best = results.best_record(study, prepared.source, prepared.folder, previous)
     trials = study.get_trials(deepcopy=False)
     unfinished = any(trial.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) for trial in trials)
-    record = results.write_record(study, prepared.source, prepared.folder, prepared.shown_storage, "running" if unfinished else "finished", best)
+    if deaths and len(deaths) == jobs and not complete(prepared, study, until):
+        state = "stopped"
+    else:
+        state = "running" if unfinished else "finished"
+    record = results.write_record(study, prepared.source, prepared.folder, prepared.shown_storage, state, best)
     report.write(study, prepared.sweep, prepared.folder, record)
+    died = _deaths_note(prepared, deaths, jobs, record)
+    if died is not None:
+        raise died
     if best is None:
         found = results.counts(trials)
         errors = [trial.user_attrs["error"] for trial in trials if "error" in trial.user_attrs]

@@ -380,3 +380,80 @@ def test_the_budget_counts_a_retried_trial_once(tmp_path, retries, trials):
     studies.dead_worker_callback(retries)(study, study.trials[1])
     assert len(study.trials) == trials
     assert studies.budgeted(study.trials) == 2
+
+
+def _workers(command: subprocess.Popen[str], count: int, deadline: float) -> list[int]:
+    """The process ids of the command's ``count`` worker processes (its children, from Linux's /proc)."""
+    children = Path(f"/proc/{command.pid}/task/{command.pid}/children")
+    while True:
+        found = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        if len(found) >= count:
+            return found[:count]
+        assert command.poll() is None and time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.05)
+
+
+def _training(folder: SweepFolder, deadline: float, command: subprocess.Popen[str]) -> list[int]:
+    """The numbers of the trials that have started training (their events.jsonl holds an epoch)."""
+    while True:
+        started = [int(path.parent.name) for path in folder.root.glob("trials/*/events.jsonl") if '"epoch"' in path.read_text()]
+        if started:
+            return started
+        assert command.poll() is None and time.monotonic() < deadline, "no trial started training"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in Linux's /proc")
+def test_a_worker_killed_with_sigkill_does_not_end_the_sweep(tmp_path, write_pipeline):
+    """Issue 30: one of two workers killed inside a trial. The command names it at once, its trial is
+    failed and queued again for the worker left, which completes the budget; the results are written
+    and the command exits 0."""
+    path = write_pipeline(SLOW.replace("trials = 3", "trials = 4"))
+    folder, deadline = sweep_folder(tmp_path), time.monotonic() + 300
+    command = subprocess.Popen([PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path), "--jobs", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = _workers(command, 2, deadline)
+    _training(folder, deadline, command)
+    running = {trial.user_attrs.get("pid") for trial in load_study(sqlite(folder)).trials if trial.state == TrialState.RUNNING}
+    victim = next(pid for pid in workers if pid in running)
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = command.communicate(timeout=600)
+    assert command.returncode == 0, stderr
+    index = workers.index(victim)
+    assert f"worker {index} (process {victim}) was killed by SIGKILL; its running trial is failed and queued again" in stderr
+    assert f"1 of 2 workers died during the sweep (worker {index} (process {victim}) was killed by SIGKILL); the others completed" in stderr
+    trials = load_study(sqlite(folder)).trials
+    killed = [trial for trial in trials if trial.state == TrialState.FAIL]
+    assert len(killed) == 1 and killed[0].user_attrs["pid"] == victim
+    retry = next(trial for trial in trials if trial.system_attrs.get("failed_trial") == killed[0].number)
+    assert retry.state == TrialState.COMPLETE and retry.params == killed[0].params
+    assert sum(trial.state == TrialState.COMPLETE for trial in trials) >= 4
+    record = json.loads(folder.record.read_text())
+    assert record["state"] == "finished" and record["best"] is not None
+    assert (folder.root / "best.toml").is_file() and (folder.root / "report.html").is_file()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in Linux's /proc")
+def test_when_every_worker_dies_the_results_so_far_are_written_and_the_command_continues_them(tmp_path, write_pipeline):
+    """Both workers killed: exit 3, the account of what happened, sweep.json 'stopped' with what finished;
+    the same command again completes the study and exits 0."""
+    path = write_pipeline(SLOW.replace("trials = 3", "trials = 4"))
+    folder, deadline = sweep_folder(tmp_path), time.monotonic() + 300
+    arguments = [PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path), "--jobs", "2"]
+    command = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = _workers(command, 2, deadline)
+    _training(folder, deadline, command)
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    _, stderr = command.communicate(timeout=300)
+    assert command.returncode == 3, stderr
+    assert "error: every worker died before the study's budget was used (worker 0 (process" in stderr
+    assert "sweep.json says 'stopped'); run the same command again to continue the study" in stderr
+    assert "Traceback" not in stderr
+    record = json.loads(folder.record.read_text())
+    assert record["state"] == "stopped"
+    again = subprocess.run(arguments, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    trials = load_study(sqlite(folder)).trials
+    assert not [trial for trial in trials if trial.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert json.loads(folder.record.read_text())["state"] == "finished" and (folder.root / "best.toml").is_file()
