@@ -7,6 +7,7 @@ SIGINT/SIGTERM into a checkpoint and a clean stop, and fires ``on_epoch_end`` wi
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -97,8 +98,13 @@ def _saver(run: RunContext, settings: TrainSection) -> Any:
 
 
 def _checkpoint_to_resume(run: RunContext) -> tuple[dict[str, Any] | None, str]:
-    """The payload of the run's last checkpoint (read by rank 0, sent to every rank) and its name."""
-    latest = checkpoint.latest(run.run_dir) if run.resuming and run.is_main else None
+    """The payload of the run's newest checkpoint that verifies (read by rank 0, sent to every rank)
+    and its name; a newer, damaged one is set aside, and the person told (standard error)."""
+    found = checkpoint.find(run.run_dir) if run.resuming and run.is_main else None
+    if found is not None and found.skipped:
+        print(f"warning: {found.note()}", file=sys.stderr)
+        checkpoint.set_aside(found)
+    latest = found.path if found is not None else None
     payload = checkpoint.load(latest) if latest is not None else None
     if payload is not None and payload.get("config_sha256") != run.config.sha256():
         raise ConfigError(f"{latest} was written by a different configuration; start a new run instead of resuming")

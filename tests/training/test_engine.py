@@ -231,13 +231,84 @@ def test_a_failed_pointer_update_keeps_the_previous_pointer(write_pipeline, tmp_
     assert checkpoint.load(latest)["epoch"] == 2  # the pointer still names a complete checkpoint
 
 
-def test_a_corrupted_latest_checkpoint_is_reported(write_pipeline, tmp_path):
+def _killed_after_checkpoints(path: Path, run_dir: Path, count: int) -> None:
+    """Run ``path`` into ``run_dir`` and SIGKILL it once its ``count``-th checkpoint is recorded."""
+    process = subprocess.Popen(_command("run", str(path), "--out", str(run_dir), "-q"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while len(list((run_dir / "checkpoints").glob("step-*.json"))) < count or not (run_dir / "checkpoints" / "latest.json").is_file():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _damage(path: Path) -> None:
+    """Overwrite bytes in the middle of a file, in place (its size stays)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_that_verifies(reference, tmp_path):
+    """Issue 30: bytes overwritten in the newest checkpoint after a kill -9. Resuming says which file
+    is damaged, resumes from the one before, sets the damaged one aside, and ends bit-identical."""
+    path, expected = reference
+    run_dir = tmp_path / "run"
+    _killed_after_checkpoints(path, run_dir, 2)
+    newest = checkpoint.find(run_dir).path
+    kept = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["kept"]
+    assert [entry["file"] for entry in kept][0] == newest.name and len(kept) == 2
+    older = run_dir / "checkpoints" / kept[1]["file"]
+    _damage(newest)
+    found = checkpoint.find(run_dir)
+    assert found.path == older and found.skipped[0][0] == newest
+    resumed = subprocess.run(_command("run", str(run_dir), "--resume", "-q"), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (f"warning: {newest.name} (step {kept[0]['step']}) does not match its recorded sha256 (the file was damaged); "
+            f"resuming from {older.name} (step {kept[1]['step']}), the newest checkpoint that verifies: "
+            f"{kept[0]['step'] - kept[1]['step']} step(s) will run again") in resumed.stderr
+    assert newest.with_name(newest.name + ".damaged").is_file()  # kept for inspection, never loaded
+    assert _identical(_weights(run_dir), expected)
+
+
+def test_a_lost_pointer_and_a_missing_newest_checkpoint_still_resume(write_pipeline, tmp_path):
+    """latest.json unreadable and the newest checkpoint deleted: the records beside the checkpoints
+    still name one that verifies."""
+    config, host = load_pipeline(write_pipeline(LONG.replace(f"epochs = {EPOCHS}", "epochs = 3")))
+    run_pipeline(config, host, out=tmp_path / "run", quiet=True)
+    folder = tmp_path / "run" / "checkpoints"
+    newest = checkpoint.find(tmp_path / "run").path
+    newest.unlink()
+    (folder / "latest.json").write_text("{not json")
+    found = checkpoint.find(tmp_path / "run")
+    assert found.path.name < newest.name and [(path, reason) for path, _, reason in found.skipped] == [(newest, "is missing")]
+    assert checkpoint.load(found.path)["epoch"] == 2
+
+
+def test_when_no_checkpoint_verifies_the_message_says_so_and_what_is_left(write_pipeline, tmp_path):
     config, host = load_pipeline(write_pipeline(LONG.replace(f"epochs = {EPOCHS}", "epochs = 2")))
     run_pipeline(config, host, out=tmp_path / "run", quiet=True)
-    latest = checkpoint.latest(tmp_path / "run")
-    latest.write_bytes(latest.read_bytes()[:100])
-    with pytest.raises(PipelineError, match="which is missing or does not match its sha256"):
+    for path in (tmp_path / "run" / "checkpoints").glob("step-*.pt"):
+        _damage(path)
+    with pytest.raises(PipelineError) as caught:
         checkpoint.latest(tmp_path / "run")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'run'} cannot be resumed: no checkpoint in {tmp_path / 'run' / 'checkpoints'} verifies (")
+    assert message.count("does not match its recorded sha256 (the file was damaged)") == 2
+    assert f"start the run again from its configuration (`pipeline run {tmp_path / 'run' / 'config.toml'}`)" in message
+
+
+def test_a_checkpoint_folder_of_an_earlier_version_still_resumes(write_pipeline, tmp_path):
+    """Before issue 30, latest.json held one record and no step-N.json was written: still read."""
+    config, host = load_pipeline(write_pipeline(LONG.replace(f"epochs = {EPOCHS}", "epochs = 2")))
+    run_pipeline(config, host, out=tmp_path / "run", quiet=True)
+    folder = tmp_path / "run" / "checkpoints"
+    pointer = json.loads((folder / "latest.json").read_text())
+    (folder / "latest.json").write_text(json.dumps({key: pointer[key] for key in ("file", "epoch", "step", "sha256")}))
+    for record in folder.glob("step-*.json"):
+        record.unlink()
+    assert checkpoint.latest(tmp_path / "run").name == pointer["file"]
 
 
 NAN_PLUGIN = '''
