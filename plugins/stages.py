@@ -6,6 +6,7 @@ may reorder them, drop them, or add stages of its own between them.
 
 from __future__ import annotations
 
+import io
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -54,8 +55,6 @@ def build_model(run: RunContext) -> None:
 def train(run: RunContext) -> None:
     """Fit the model on the train split (validation each epoch, checkpoints, resumable, signal-safe),
     then keep the history, the weights and what training did in the run folder."""
-    import torch
-
     from pipeline_core.engine import fit
 
     model = run.require_model("train")
@@ -64,7 +63,7 @@ def train(run: RunContext) -> None:
     finally:
         if run.history:
             run.write_csv(RunFiles.HISTORY, run.history)
-    run.write_file(RunFiles.WEIGHTS, lambda temp: torch.save(model.state_dict(), temp))
+    run.write_file(RunFiles.WEIGHTS, lambda temp: temp.write_bytes(_serialized(model.state_dict())))
     run.write_json(RunFiles.TRAINING, run.training.as_dict())
 
 
@@ -82,6 +81,17 @@ def evaluate(run: RunContext) -> None:
         run.metrics[name] = evaluator(model, data.splits[name].to(run.device))
     run.write_json(RunFiles.METRICS, run.metrics)
 
+
+
+def _serialized(state: dict[str, object]) -> bytes:
+    """``torch.save``'s bytes, made in memory and then written by Python: torch's own file writer aborts
+    the process (a C++ exception in a destructor) when the disk fills up, where a Python write raises
+    an error the run reports ("No space left on device; the previous file is untouched")."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 @hookimpl
 def register_stages(register: Register) -> None:

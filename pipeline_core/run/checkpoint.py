@@ -16,6 +16,7 @@ verifies and says which, and how many steps will run again; the damaged file is 
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,9 @@ def save(run_dir: Path, payload: dict[str, Any], keep: int) -> Path:
     folder = run_dir / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{payload['step']:09d}.pt"
-    atomic_write(path, lambda temp: torch.save({"format": FORMAT, **payload}, temp))
+    buffer = io.BytesIO()  # saved in memory, written by Python: torch's file writer aborts the process on a full disk
+    torch.save({"format": FORMAT, **payload}, buffer)
+    atomic_write(path, lambda temp: temp.write_bytes(buffer.getvalue()))
     record = {"file": path.name, "epoch": payload["epoch"], "step": payload["step"], "sha256": sha256(path)}
     write_json(_record_path(path), record)
     newest = sorted(folder.glob("step-*.pt"))[-keep:]

@@ -6,6 +6,7 @@ C++ deployments load; its deprecation warnings are silenced here because the use
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,9 @@ class TorchScriptExporter:
                 scripted = torch.jit.trace(model, example)
                 details["method"] = "trace"
             extra = {METADATA_FILE: info.metadata_json()}
-            atomic_write(path, lambda temp: torch.jit.save(scripted, str(temp), _extra_files=extra))
+            buffer = io.BytesIO()  # saved in memory: torch's file writer aborts the process on a full disk
+            torch.jit.save(scripted, buffer, _extra_files=extra)
+            atomic_write(path, lambda temp: temp.write_bytes(buffer.getvalue()))
         return details
 
     def load(self, path: Path, device: torch.device) -> LoadedTorchModule:
