@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from pipeline_core.config.sections import PROBABILITIES
+from pipeline_core.config.export_section import PROBABILITIES
 from pipeline_core.engine import deployable
 from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 

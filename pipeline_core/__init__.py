@@ -44,7 +44,7 @@ from pipeline_core.version import __version__
 _EXPORTS = {
     # writing a plugin
     "hookimpl": "pipeline_core.hookspecs",
-    "Register": "pipeline_core.components.registry",
+    "Register": "pipeline_core.components.kinds",
     "PipelineError": "pipeline_core.errors",
     "ConfigError": "pipeline_core.errors",
     "PluginError": "pipeline_core.errors",
@@ -52,7 +52,7 @@ _EXPORTS = {
     "Interrupted": "pipeline_core.errors",
     "RunFailure": "pipeline_core.run.failure",
     # datasets
-    "DataBundle": "pipeline_core.data.loaded",
+    "LoadedData": "pipeline_core.data.loaded",
     "DataSpec": "pipeline_core.data.spec",
     "DatasetContext": "pipeline_core.data.spec",
     "ImageSpec": "pipeline_core.data.spec",
@@ -87,7 +87,7 @@ _EXPORTS = {
     "TrainingSummary": "pipeline_core.run.results",
     "Plot": "pipeline_core.run.plots",
     "PlotIndex": "pipeline_core.run.plots",
-    "predict": "pipeline_core.model.evaluation",
+    "model_outputs": "pipeline_core.model.evaluation",
     "ModelSummary": "pipeline_core.model.summary",
     "summarize": "pipeline_core.model.summary",
 }
@@ -99,6 +99,9 @@ _MOVED_TO_ENGINE = (
     "check_data_spec", "check_model_outputs", "deployable", "extreme_rows", "fit", "is_sealed", "measure_noise",
     "place_splits", "remember_model_check", "seal_bundle", "verify",
 )
+
+#: names renamed so that each thing has one name (issue 29): served here, with a DeprecationWarning, until the next release
+_RENAMED = _moved.RENAMED["pipeline_core"]
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
@@ -113,6 +116,9 @@ def __getattr__(name: str) -> Any:
     if name in _MOVED_TO_ENGINE:
         _moved.warn_moved(f"pipeline_core.{name}", f"pipeline_core.engine.{name}", stacklevel=2)
         return getattr(importlib.import_module("pipeline_core.engine"), name)
+    if name in _RENAMED:  # DataBundle → LoadedData, predict → model_outputs
+        _moved.warn_renamed(f"pipeline_core.{name}", f"pipeline_core.{_RENAMED[name]}", stacklevel=2)
+        return __getattr__(_RENAMED[name])
     raise AttributeError(f"module 'pipeline_core' has no attribute {name!r}")
 
 
@@ -121,9 +127,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from pipeline_core.components.registry import Register
+    from pipeline_core.components.kinds import Register
     from pipeline_core.data.images import ScaleImages
-    from pipeline_core.data.loaded import DataBundle, Predictions, class_indices
+    from pipeline_core.data.loaded import LoadedData, Predictions, class_indices
     from pipeline_core.data.spec import DatasetContext, DataSpec, ImageSpec, Task
     from pipeline_core.data.splits import Split
     from pipeline_core.data.streaming import StreamedSplit
@@ -140,7 +146,7 @@ if TYPE_CHECKING:
         output_names_from,
     )
     from pipeline_core.hookspecs import hookimpl
-    from pipeline_core.model.evaluation import predict
+    from pipeline_core.model.evaluation import model_outputs
     from pipeline_core.model.summary import ModelSummary, summarize
     from pipeline_core.run.artifacts import RunFiles, atomic_write
     from pipeline_core.run.context import RunContext

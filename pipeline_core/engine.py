@@ -2,11 +2,12 @@
 
 A component (dataset, model, optimizer, scheduler, loss, metric, exporter, plot, tracker) needs
 only :mod:`pipeline_core`. A stage (``register_stages``) also drives the engine: the validated
-sections of the pipeline file, the training loop (:func:`fit`), evaluation (:class:`Evaluator`),
-the export check (:func:`verify`, :func:`check_batch_independence`), the deploy bundle
-(:func:`bundle_metadata`, :func:`seal_bundle`) and the model checks. These two modules are the
-whole API a plugin imports, and the built-in plugins use nothing else (a contract in ``make test``
-keeps it so). The names are imported on first use: importing this module imports no torch.
+sections of the pipeline file, the training loop (:func:`fit`), evaluation (:class:`Evaluator`)
+and the registered plots (:func:`draw_plots`), the export check (:func:`verify`,
+:func:`check_batch_independence`), the deploy bundle (:func:`bundle_metadata`, :func:`seal_bundle`)
+and the model checks. These two modules are the whole API a plugin imports, and the built-in
+plugins use nothing else (a contract in ``make test`` keeps it so). The names are imported on first
+use: importing this module imports no torch.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     # the pipeline file, validated
     "PipelineConfig": "pipeline_core.config.file",
-    "ComponentConfig": "pipeline_core.config.sections",
-    "PipelineSection": "pipeline_core.config.sections",
-    "TrainSection": "pipeline_core.config.sections",
-    "EarlyStoppingSection": "pipeline_core.config.sections",
-    "EvaluateSection": "pipeline_core.config.sections",
-    "ExportSection": "pipeline_core.config.sections",
+    "ComponentConfig": "pipeline_core.config.common",
+    "PipelineSection": "pipeline_core.config.pipeline_section",
+    "TrainSection": "pipeline_core.config.train_section",
+    "EarlyStoppingSection": "pipeline_core.config.train_section",
+    "EvaluateSection": "pipeline_core.config.evaluate_section",
+    "ExportSection": "pipeline_core.config.export_section",
     # load_data and build_model
     "place_splits": "pipeline_core.data.placement",
     "check_data_spec": "pipeline_core.model.check",
@@ -32,6 +33,7 @@ _EXPORTS = {
     # train and evaluate
     "fit": "pipeline_core.training.fit",
     "Evaluator": "pipeline_core.model.evaluation",
+    "draw_plots": "pipeline_core.model.evaluation",
     # export
     "deployable": "pipeline_core.export.exporter",
     "Tolerance": "pipeline_core.export.verification",

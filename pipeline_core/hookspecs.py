@@ -1,19 +1,38 @@
 """Every hook of the framework, in one module.
 
-Registration hooks receive a ``register`` callable (``register(name, component)``) and add
-components; lifecycle hooks are named for when they fire and observe a run through its
-:class:`~pipeline_core.run.context.RunContext`.
+Registration hooks receive their kind's ``register`` callable (``register(name, component)``) and
+add components. There is one per component kind, made here from the kind's declaration in
+:mod:`pipeline_core.components.kinds` (``register_datasets(register: RegisterDatasets) -> None``, ...),
+so a kind is declared once. Lifecycle hooks are named for when they fire and observe a run through
+its :class:`~pipeline_core.run.context.RunContext`.
+
+The typed ``register`` callables are importable from here, to annotate a hook with its kind's:
+``def register_datasets(register: RegisterDatasets)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 import pluggy
 
+from pipeline_core.components import kinds
+from pipeline_core.components.kinds import (  # noqa: F401  (the registration hooks' annotations name them)
+    Register,
+    RegisterDatasets,
+    RegisterExporters,
+    RegisterLosses,
+    RegisterMetrics,
+    RegisterModels,
+    RegisterOptimizers,
+    RegisterPlots,
+    RegisterSchedulers,
+    RegisterStages,
+)
+
 if TYPE_CHECKING:
-    from pipeline_core.components.registry import Register
     from pipeline_core.run.context import RunContext
 
 PROJECT = "pipeline_core"
@@ -21,44 +40,21 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-@hookspec
-def register_datasets(register: Register) -> None:
-    """Add dataset loaders: ``register(name, loader)`` with ``loader(context, **options) -> DataBundle``."""
+def _registration_hook(kind: kinds.Kind) -> Callable[..., None]:
+    """``register_<plural>(register: Register<Plural>) -> None``, the hook that registers ``kind``."""
+
+    def hook(register: Register) -> None:  # annotated below with the kind's own class
+        ...
+
+    hook.__name__ = hook.__qualname__ = kind.hook
+    hook.__doc__ = kind.summary
+    hook.__annotations__ = {"register": kind.register.__name__, "return": "None"}
+    return hookspec(hook)
 
 
-@hookspec
-def register_models(register: Register) -> None:
-    """Add model factories: ``register(name, factory)`` with ``factory(spec, **options) -> nn.Module``."""
-
-
-@hookspec
-def register_optimizers(register: Register) -> None:
-    """Add optimizers: ``register(name, factory)`` with ``factory(params, **options) -> Optimizer``."""
-
-
-@hookspec
-def register_schedulers(register: Register) -> None:
-    """Add LR schedulers: ``register(name, factory)`` with ``factory(optimizer, plan, **options) -> LRSchedule``."""
-
-
-@hookspec
-def register_losses(register: Register) -> None:
-    """Add losses: ``register(name, factory)`` with ``factory(**options) -> loss(outputs, targets)``."""
-
-
-@hookspec
-def register_metrics(register: Register) -> None:
-    """Add metrics: ``register(name, metric)`` with ``metric(predictions, **options) -> float``."""
-
-
-@hookspec
-def register_exporters(register: Register) -> None:
-    """Add export formats: ``register(name, factory)`` with ``factory(**options) -> Exporter``."""
-
-
-@hookspec
-def register_stages(register: Register) -> None:
-    """Add pipeline stages: ``register(name, stage)`` with ``stage(run, **options) -> None``."""
+for _kind in kinds.ALL:
+    globals()[_kind.hook] = _registration_hook(_kind)
+del _kind
 
 
 @hookspec

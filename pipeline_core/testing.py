@@ -3,10 +3,10 @@
 ::
 
     import my_plugin
-    from pipeline_core.testing import run_pipeline, small_pipeline
+    from pipeline_core.testing import run_with_plugins, small_pipeline
 
     def test_tiny_model(tmp_path):
-        run = run_pipeline(small_pipeline(model={"name": "tiny", "hidden": 8}), tmp_path, plugins=[my_plugin])
+        run = run_with_plugins(small_pipeline(model={"name": "tiny", "hidden": 8}), tmp_path, plugins=[my_plugin])
         assert run.metrics["test"]["accuracy"] > 0.8
         assert all(entry["passed"] for entry in run.export_report.values())
 
@@ -14,7 +14,11 @@ A pipeline is a table (``small_pipeline()`` gives a fast one to start from), the
 file, or the path of one. ``plugins`` registers plugin objects (a module, or an object with
 ``@hookimpl`` methods) for this run alone; an installed plugin is found through its entry point
 anyway. Bad options raise :class:`~pipeline_core.ConfigError` with the messages ``pipeline validate``
-prints (see :func:`load_pipeline`).
+prints (see :func:`load_with_plugins`).
+
+(``run_with_plugins`` and ``load_with_plugins`` were called ``run_pipeline`` and ``load_pipeline``,
+the names of the runner's own functions, which take a validated config instead; the old names work,
+with a warning, until the next release.)
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from typing import Any
 
 import tomli_w
 
+from pipeline_core._moved import renamed_names
 from pipeline_core.components.host import Host
 from pipeline_core.config.file import PipelineConfig
-from pipeline_core.host.build import build_host
+from pipeline_core.discovery.build import build_host
 from pipeline_core.pipeline import runner
 from pipeline_core.run.context import RunContext
 
-__all__ = ["SMALL_PIPELINE", "Host", "build_host", "load_pipeline", "run_pipeline", "small_pipeline", "write_pipeline"]
+__all__ = ["SMALL_PIPELINE", "Host", "build_host", "load_with_plugins", "run_with_plugins", "small_pipeline", "write_pipeline"]
 
 #: Iris, a 16-unit MLP and five epochs of Adam: a complete pipeline that trains, evaluates and exports in seconds.
 SMALL_PIPELINE: dict[str, Any] = {
@@ -78,7 +83,7 @@ def write_pipeline(pipeline: Pipeline, folder: Path) -> Path:
     return path
 
 
-def load_pipeline(
+def load_with_plugins(
     pipeline: Pipeline, folder: Path, *, plugins: Iterable[object] = (), overrides: Iterable[str] = ()
 ) -> tuple[PipelineConfig, Host]:
     """The validated config and a host with ``plugins`` registered besides those found as usual, as
@@ -86,10 +91,15 @@ def load_pipeline(
     return runner.load_pipeline(write_pipeline(pipeline, Path(folder)), tuple(overrides), plugins=plugins)
 
 
-def run_pipeline(
+def run_with_plugins(
     pipeline: Pipeline, folder: Path, *, plugins: Iterable[object] = (), overrides: Iterable[str] = ()
 ) -> RunContext:
     """Run the pipeline with ``plugins`` into ``folder/run``, as ``pipeline run --out folder/run -q``
     does; returns the finished run (``run.metrics``, ``run.export_report``, ``run.run_dir``, ...)."""
-    config, host = load_pipeline(pipeline, folder, plugins=plugins, overrides=overrides)
+    config, host = load_with_plugins(pipeline, folder, plugins=plugins, overrides=overrides)
     return runner.run_pipeline(config, host, out=Path(folder) / "run", quiet=True)
+
+
+#: until the next release, ``run_pipeline`` and ``load_pipeline`` (now :func:`run_with_plugins` and
+#: :func:`load_with_plugins`), with a DeprecationWarning
+__getattr__ = renamed_names(__name__)

@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 def load_data(run: RunContext) -> None:
     """Call the configured dataset loader with the run's seed; decode its streamed splits into memory
     or keep them streamed, as ``[data] load`` and ``memory_limit`` say (recorded in ``data.json``)."""
-    from pipeline_core import DataBundle
+    from pipeline_core import LoadedData
     from pipeline_core.engine import place_splits
 
     assert run.config.data is not None  # the config requires [data] when this stage is listed
-    bundle = run.create(run.config.data, DatasetContext(run.config.pipeline.seed, run.config.root))
-    if not isinstance(bundle, DataBundle):
-        raise PipelineError(f"dataset {run.config.data.name!r} returned {type(bundle).__name__}, not a DataBundle")
-    run.data = place_splits(bundle, run.config.data.loading, run.device)
+    loaded = run.create(run.config.data, DatasetContext(run.config.pipeline.seed, run.config.root))
+    if not isinstance(loaded, LoadedData):
+        raise PipelineError(f"dataset {run.config.data.name!r} returned {type(loaded).__name__}, not a LoadedData")
+    run.data = place_splits(loaded, run.config.data.loading, run.device)
     if run.data.loading:
         run.write_json(RunFiles.DATA, run.data.loading)
 
@@ -55,6 +55,7 @@ def build_model(run: RunContext) -> None:
 def train(run: RunContext) -> None:
     """Fit the model on the train split (validation each epoch, checkpoints, resumable, signal-safe),
     then keep the history, the weights and what training did in the run folder."""
+
     from pipeline_core.engine import fit
 
     model = run.require_model("train")
@@ -68,8 +69,9 @@ def train(run: RunContext) -> None:
 
 
 def evaluate(run: RunContext) -> None:
-    """Compute the configured metrics on every split; the test split is the headline."""
-    from pipeline_core.engine import Evaluator
+    """Compute the configured metrics on every split (the test split is the headline), then draw the
+    registered plots."""
+    from pipeline_core.engine import Evaluator, draw_plots
 
     data, model = run.require_data("evaluate"), run.require_model("evaluate")
     split_name = run.config.evaluate.split
@@ -80,6 +82,7 @@ def evaluate(run: RunContext) -> None:
     for name in ordered:
         run.metrics[name] = evaluator(model, data.splits[name].to(run.device))
     run.write_json(RunFiles.METRICS, run.metrics)
+    draw_plots(run)
 
 
 

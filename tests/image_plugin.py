@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from pipeline_core import DataBundle, DatasetContext, DataSpec, ImageSpec, Register, Split, hookimpl
+from pipeline_core import DatasetContext, DataSpec, ImageSpec, LoadedData, Register, Split, hookimpl
 
 CLASSES = ("top_left", "top_right", "bottom_left", "bottom_right")
 HUES = torch.tensor([[255, 60, 60], [60, 255, 60], [60, 60, 255], [255, 255, 60]], dtype=torch.float32)
@@ -47,7 +47,7 @@ def synthetic_images(
     size: Annotated[int, Field(ge=4)] = 32,
     per_class: Annotated[int, Field(ge=2)] = 24,
     resize: list[dict[str, Any]] = [],  # noqa: B006 - validated copies
-) -> DataBundle:
+) -> LoadedData:
     generator = torch.Generator().manual_seed(context.seed)
     splits = {}
     for name, count in (("train", per_class), ("test", max(2, per_class // 2))):
@@ -55,7 +55,7 @@ def synthetic_images(
         splits[name] = Split(draw(labels, channels, size, generator), labels)
     spec = DataSpec("multiclass", (channels, size, size), len(CLASSES), classes=CLASSES, input_dtype=torch.uint8,
                     image=ImageSpec(resize=tuple(resize)))
-    return DataBundle(spec, splits, Scale(), description="synthetic squares")
+    return LoadedData(spec, splits, Scale(), description="synthetic squares")
 
 
 @hookimpl

@@ -69,11 +69,11 @@ class PipelineGroup(click.Group):
         if self.plugins_loaded:
             return
         self.plugins_loaded = True
-        from pipeline_core.host.builtins import installed_plugins
+        from pipeline_core.discovery.builtins import installed_plugins
 
         if not installed_plugins():
             return
-        from pipeline_core.host.build import build_host
+        from pipeline_core.discovery.build import build_host
 
         try:
             host = build_host(keep_broken=True)  # a broken plugin must not hide the others' commands
@@ -118,9 +118,21 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _add_builtin_commands() -> None:
-    from pipeline_core.cli import export, inspect, plugin, plugins, predict, run, runs, serve, sign, sweep, validate
+    from pipeline_core.cli import (
+        export,
+        inspect,
+        plugin_authoring,
+        plugin_listing,
+        predict,
+        run,
+        runs,
+        serve,
+        sign,
+        sweep,
+        validate,
+    )
 
-    for module in (run, sweep, export, validate, inspect, predict, serve, sign, runs, plugins, plugin):
+    for module in (run, sweep, export, validate, inspect, predict, serve, sign, runs, plugin_listing, plugin_authoring):
         for command in module.COMMANDS:
             cli.add_command(command)
 

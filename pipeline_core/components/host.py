@@ -1,5 +1,5 @@
 """What a run is given to call its plugins: a plugin manager together with the registry its plugins
-filled. Built by :func:`pipeline_core.host.build.build_host`; kept apart from it so that the run
+filled. Built by :func:`pipeline_core.discovery.build.build_host`; kept apart from it so that the run
 context, which holds a host, does not depend on how hosts are built (nor on the hook specs)."""
 
 from __future__ import annotations

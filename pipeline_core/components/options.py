@@ -153,7 +153,7 @@ def option_hints(function: Callable[..., Any], names: Iterable[str]) -> dict[str
     """The evaluated annotations of ``function``'s parameters ``names`` (its options), and of nothing else.
 
     The context parameters and the return type are left as written: a plugin imports the types it
-    names there (``DataBundle``, ``nn.Module``) under ``typing.TYPE_CHECKING``, so that registering it
+    names there (``LoadedData``, ``nn.Module``) under ``typing.TYPE_CHECKING``, so that registering it
     imports no torch, and those names do not exist when the plugin runs."""
     wanted = set(names)
     target = inspect.unwrap(function)

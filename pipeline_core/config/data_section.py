@@ -26,14 +26,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import pydantic
 from pydantic import Field, PlainValidator, ValidationInfo, field_validator
 
+from pipeline_core.components.kinds import LOADING_KEYS
 from pipeline_core.components.options import STRICT, Schema, suggest, to_plain
-from pipeline_core.components.registry import RESERVED_OPTIONS
-from pipeline_core.config.sections import ComponentConfig, Found, check_component, problem, problems, registry_of, stages_in
+from pipeline_core.config.common import ComponentConfig, Found, check_component, problem, problems, registry_of, stages_in
 
 if TYPE_CHECKING:
     import torch
 
-LOADING_KEYS: tuple[str, ...] = RESERVED_OPTIONS["dataset"]
 #: At most this many worker processes with ``workers = "auto"``.
 MAX_AUTO_WORKERS = 8
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}

@@ -21,15 +21,10 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 
 from pipeline_core.components.options import STRICT, Problem, Schema, narrowest, suggest, to_plain
 from pipeline_core.components.registry import Registry
-from pipeline_core.config.data_section import DataComponent, dataset_component
-from pipeline_core.config.sections import (
+from pipeline_core.config.common import (
     PROBLEM,
     ComponentConfig,
-    EvaluateSection,
-    ExportSection,
     Found,
-    PipelineSection,
-    TrainSection,
     check_component,
     component,
     problem,
@@ -38,8 +33,13 @@ from pipeline_core.config.sections import (
     required_table,
     stages_in,
 )
+from pipeline_core.config.data_section import DataComponent, dataset_component
+from pipeline_core.config.evaluate_section import EvaluateSection
+from pipeline_core.config.export_section import ExportSection
+from pipeline_core.config.pipeline_section import PipelineSection
 from pipeline_core.config.sweep_section import SweepSection, check_against_file
 from pipeline_core.config.toml_lines import key_lines, line_of
+from pipeline_core.config.train_section import TrainSection
 from pipeline_core.errors import ConfigError
 
 #: ``[data]`` and ``[model]``: components, required when the stage that reads them runs

@@ -18,7 +18,7 @@ import pydantic
 from pydantic import Field, field_validator, model_validator
 
 from pipeline_core.components.options import STRICT, Schema, suggest
-from pipeline_core.config.sections import MAXIMIZED, Found, Path_, problem, problems
+from pipeline_core.config.common import MAXIMIZED, Found, Path_, problem, problems
 
 #: Where a parameter stands in the file: ``sweep.parameters."train.optimizer.lr"``
 PARAMETERS = ("sweep", "parameters")

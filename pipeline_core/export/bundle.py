@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pipeline_core.config.sections import ComponentConfig
-from pipeline_core.data.loaded import DataBundle, DataSpec, Split
+from pipeline_core.config.common import ComponentConfig
+from pipeline_core.data.loaded import DataSpec, LoadedData, Split
 from pipeline_core.export.exporter import ExportInfo, named_outputs
 from pipeline_core.run.artifacts import replace_folder, sha256, versions, write_json, write_text
 from pipeline_core.run.results import scalars
@@ -89,7 +89,7 @@ def bundle_metadata(run: RunContext, info: ExportInfo, reference: torch.nn.Modul
     }
 
 
-def input_range(data: DataBundle) -> dict[str, Any]:
+def input_range(data: LoadedData) -> dict[str, Any]:
     """``metadata.json``'s ``input_range``: the smallest and largest raw value of each input position
     in the training split (per channel for images, where one pixel's range says little), so the deploy
     side can flag a row far from anything the model learned from. A streamed split is measured on its

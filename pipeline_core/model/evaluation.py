@@ -1,7 +1,8 @@
-"""Predictions on a whole split, and the configured metrics computed from them.
+"""A model's outputs on a whole split, the configured metrics computed from them, and the registered
+plots, which the evaluate stage draws.
 
-A tensor split is predicted in chunks of :data:`PREDICT_CHUNK` rows; a streamed split batch by
-batch as its workers decode it, so evaluating it never holds more than a batch of inputs."""
+A tensor split runs through the model in chunks of :data:`OUTPUTS_CHUNK` rows; a streamed split batch
+by batch as its workers decode it, so evaluating it never holds more than a batch of inputs."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from pipeline_core._moved import renamed_names
 from pipeline_core.components.registry import Registry
-from pipeline_core.config.sections import ComponentConfig
+from pipeline_core.config.common import ComponentConfig
 from pipeline_core.data.loaded import Predictions, Split, Task
 from pipeline_core.data.streaming import StreamedSplit
 from pipeline_core.errors import RunFailed
@@ -22,8 +24,8 @@ from pipeline_core.run.results import MetricValue
 if TYPE_CHECKING:
     from pipeline_core.run.context import RunContext
 
-#: Rows per forward pass when predicting a whole split (bounds memory on large splits).
-PREDICT_CHUNK = 8192
+#: Rows per forward pass when running a model over a whole split (bounds memory on large splits).
+OUTPUTS_CHUNK = 8192
 #: The metrics of a pipeline whose ``[evaluate]`` names none, by task.
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "multiclass": ("loss", "accuracy", "f1", "confusion_matrix"),
@@ -35,7 +37,7 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor | Split | StreamedSplit, chunk: int = PREDICT_CHUNK) -> torch.Tensor:
+def model_outputs(model: nn.Module, inputs: torch.Tensor | Split | StreamedSplit, chunk: int = OUTPUTS_CHUNK) -> torch.Tensor:
     """Eval-mode outputs for all ``inputs`` (the model's train/eval mode is restored afterwards):
     a tensor, or a split's inputs (a streamed split's batches go to the model's device as they come)."""
     was_training = model.training
@@ -72,7 +74,7 @@ class Evaluator:
 
     def __call__(self, model: nn.Module, split: Split | StreamedSplit) -> dict[str, MetricValue]:
         """``{metric name: value}`` for ``model`` on ``split`` (unaugmented; a streamed split batch by batch)."""
-        outputs = predict(model, split)
+        outputs = model_outputs(model, split)
         return self.score(outputs, split.targets.to(outputs.device))
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, MetricValue]:
@@ -90,3 +92,15 @@ class Evaluator:
             else:
                 raise RunFailed(f"metric {metric.name!r} returned {type(value).__name__}; a metric returns a number or a matrix (list of lists)")
         return values
+
+
+def draw_plots(run: RunContext) -> None:
+    """Draw every registered plot (``register_plots``) of the run, in the order the plugins registered
+    them: each is called with the run and adds what applies to it to ``run.plots``. The evaluate
+    stage calls this once its metrics are written; a stage of your own that evaluates may too."""
+    for plot in run.host.registry.of_kind("plot"):
+        plot.factory(run)
+
+
+#: until the next release, ``predict`` (now :func:`model_outputs`) and ``PREDICT_CHUNK``, with a DeprecationWarning
+__getattr__ = renamed_names(__name__)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline_core.components.host import Host
 from pipeline_core.config.file import PipelineConfig, apply_overrides, declared_root, plugin_references, read_toml, validate
-from pipeline_core.host.build import build_host
+from pipeline_core.discovery.build import build_host
 
 
 def load_pipeline(

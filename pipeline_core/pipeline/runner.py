@@ -17,9 +17,9 @@ import torch
 from pipeline_core.components.host import Host
 from pipeline_core.config.file import PipelineConfig
 from pipeline_core.data.worker_deaths import worker_death
+from pipeline_core.discovery.build import BLOCK_ENV
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
 from pipeline_core.export.bundle import BUNDLE_DIR, unseal_bundle
-from pipeline_core.host.build import BLOCK_ENV
 from pipeline_core.pipeline.load import load_pipeline
 from pipeline_core.run import artifacts
 from pipeline_core.run.artifacts import DEFAULT_ROOT, RunFiles, read_json
@@ -200,7 +200,7 @@ def _report(run: RunContext, call: Callable[[], object]) -> None:
     except Exception as error:
         assert run.failure is not None
         culprit = failure_of(error, None, run.host)
-        said = f"{culprit.where} raised {describe_error(error)}" if culprit.hook else describe_error(error)
+        said = f"{culprit.where} raised {describe_error(error)}" if culprit.plugin else describe_error(error)
         run.failure = dataclasses.replace(run.failure, also=(*run.failure.also, said))
 
 

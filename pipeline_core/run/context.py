@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from torch import nn
 
 from pipeline_core.components.host import Host
 from pipeline_core.config.file import ComponentConfig, PipelineConfig
-from pipeline_core.data.loaded import DataBundle
+from pipeline_core.data.loaded import LoadedData
 from pipeline_core.errors import PipelineError
 from pipeline_core.run import artifacts
 from pipeline_core.run.distributed import SINGLE, Distributed
@@ -39,17 +40,17 @@ class RunContext:
     progress: str = "auto"  # "auto" (a live bar on a terminal, else quiet), "bar", "lines" or "none"
     resuming: bool = False  # continuing an earlier run of this folder from its last checkpoint
     distributed: Distributed = SINGLE  # this process's rank in a data-parallel job
-    data: DataBundle | None = None
+    data: LoadedData | None = None
     model: nn.Module | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (on_epoch_end's metrics)
     training: TrainingSummary | None = None  # set by the train stage (or read back from training.json)
     threads: int | None = None  # torch's intra-op threads, as the train stage chose them
     metrics: dict[str, dict[str, MetricValue]] = field(default_factory=dict)  # split → metric → number or matrix
     export_report: dict[str, dict[str, Any]] = field(default_factory=dict)  # format → its export check
-    state: dict[str, Any] = field(default_factory=dict)  # free-form, kept for plugins written before plugin_state
     failure: RunFailure | None = None  # why the run failed, once it has (status.json holds the same)
     plots: PlotIndex = field(init=False)  # plots/<name>.png and plots/index.json
     _plugin_states: dict[type, Any] = field(default_factory=dict, init=False)
+    _state: dict[str, Any] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.plots = PlotIndex(self.run_dir, writes=self.is_main)
@@ -64,7 +65,7 @@ class RunContext:
         factory = self.host.registry.get(component.kind, component.name).factory
         return factory(*context, **component.resolved_options(self.config.root))
 
-    def require_data(self, stage: str) -> DataBundle:
+    def require_data(self, stage: str) -> LoadedData:
         if self.data is None:
             raise PipelineError(f"stage {stage!r} needs data: put 'load_data' before it in pipeline.stages")
         return self.data
@@ -80,6 +81,18 @@ class RunContext:
         if kind not in self._plugin_states:
             self._plugin_states[kind] = kind()
         return self._plugin_states[kind]
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Deprecated: a free-form dict, kept for plugins written before :meth:`plugin_state`, which
+        keeps a plugin's own per-run state typed and apart from every other plugin's."""
+        _warn_state()
+        return self._state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        _warn_state()
+        self._state = value
 
     def path(self, name: str) -> Path:
         """A file in the run folder (parents created)."""
@@ -111,3 +124,11 @@ class RunContext:
         """Write rows as a CSV file of the run folder atomically; columns are the union of the rows'
         keys, in first-seen order (rank 0 only, like :meth:`write_file`)."""
         return self.write_text(name, artifacts.csv_text(rows))
+
+
+def _warn_state() -> None:
+    warnings.warn(
+        "RunContext.state is deprecated and goes in the next release: keep a plugin's per-run state in "
+        "run.plugin_state(YourClass), an instance of your own class made on first use (docs/plugins.md)",
+        DeprecationWarning, stacklevel=3,
+    )

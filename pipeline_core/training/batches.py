@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from pipeline_core.config.sections import TrainSection
+from pipeline_core.config.train_section import TrainSection
 from pipeline_core.data.loaded import Task, class_indices
 from pipeline_core.errors import ConfigError
 from pipeline_core.run.distributed import Distributed

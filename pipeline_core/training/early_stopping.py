@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline_core.config.sections import EarlyStoppingSection
+from pipeline_core.config.train_section import EarlyStoppingSection
 from pipeline_core.training.schedule import monitored
 
 

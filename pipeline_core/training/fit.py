@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pipeline_core.config.sections import TrainSection
+from pipeline_core.config.train_section import TrainSection
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
 from pipeline_core.model.evaluation import Evaluator
 from pipeline_core.run import checkpoint

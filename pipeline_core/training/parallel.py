@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pipeline_core.config.sections import TrainSection
+from pipeline_core.config.train_section import TrainSection
 from pipeline_core.errors import ConfigError
 from pipeline_core.run.distributed import Distributed, synchronized_batchnorm
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline_core.config.sections import TrainSection
+from pipeline_core.config.train_section import TrainSection
 from pipeline_core.training.schedule import LRSchedule, monitored
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}

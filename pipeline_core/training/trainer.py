@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline_core.config.sections import TrainSection
+from pipeline_core.config.train_section import TrainSection
 from pipeline_core.data.loaded import Split, Task
 from pipeline_core.data.streaming import StreamedSplit
 from pipeline_core.errors import Interrupted, RunFailed

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # torch loads when the dataset loads, not when it registers (
     import numpy as np
     import torch
 
-    from pipeline_core import DataBundle
+    from pipeline_core import LoadedData
 
 FOLDER = "cifar-10-batches-bin"
 TRAIN_FILES = tuple(f"data_batch_{n}.bin" for n in range(1, 6))
@@ -103,7 +103,7 @@ def cifar10(
     root: str = "data",
     transforms: list[Transform] = [],  # noqa: B006 (options are validated copies, never mutated)
     val_size: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)] = 0,
-) -> DataBundle:
+) -> LoadedData:
     """CIFAR-10's binary version: 50,000 training and 10,000 test 32×32 colour images, 10 classes.
 
     ``root`` is relative to the pipeline file; the files are looked for in ``<root>/cifar-10-batches-bin``.
@@ -113,7 +113,7 @@ def cifar10(
     """
     import torch
 
-    from pipeline_core import DataBundle, StreamedSplit
+    from pipeline_core import LoadedData, StreamedSplit
 
     problem = order_problem(list(transforms))
     if problem:
@@ -140,7 +140,7 @@ def cifar10(
         rows = order[:held_out].sort().values
         splits["validation"] = StreamedSplit(_Subset(train, rows), train_labels[rows], shape, name="validation")
     spec = DataSpec("multiclass", shape, len(classes), classes, input_dtype="uint8", image=ImageSpec(pipeline.image_steps()))
-    return DataBundle(spec, splits, pipeline.scaling(3), description=f"CIFAR-10 (binary version) from {folder}")
+    return LoadedData(spec, splits, pipeline.scaling(3), description=f"CIFAR-10 (binary version) from {folder}")
 
 
 class _Subset:

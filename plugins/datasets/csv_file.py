@@ -1,6 +1,6 @@
 """Your own tabular data from a CSV file: a header row, one column as the target.
 
-Class labels are read from the file (strings or integers) and kept in the bundle, so predictions come
+Class labels are read from the file (strings or integers) and kept with the loaded data, so predictions come
 back as your labels. Every cell is checked: a non-numeric feature names its row and column.
 """
 
@@ -16,7 +16,7 @@ from pydantic import Field
 from pipeline_core import ConfigError, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
 
 if TYPE_CHECKING:
-    from pipeline_core import DataBundle
+    from pipeline_core import LoadedData
 
 #: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20
@@ -116,7 +116,7 @@ def csv_dataset(
     task: Literal["auto", "multiclass", "binary", "regression"] = "auto",
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ",",
     split: SplitOptions,
-) -> DataBundle:
+) -> LoadedData:
     """A CSV file with a header; ``target`` is the label column, ``features`` the inputs (default: the rest).
 
     ``path`` is relative to the pipeline file. ``task = "auto"`` treats text labels and whole numbers
@@ -147,7 +147,7 @@ def csv_dataset(
 def csv_spec(
     context: DatasetContext, *, path: str, target: str, features: list[str] | None, task: str, delimiter: str, **split: object
 ) -> DataSpec:
-    """The bundle's spec from the header and the target column, without parsing a feature."""
+    """The loaded data's spec from the header and the target column, without parsing a feature."""
     table = _table(context, path, target, features, task, delimiter)
     outputs = 1 if table.task != "multiclass" else len(table.classes)
     return DataSpec(table.task, (len(table.features),), outputs, table.classes, tuple(table.features))  # type: ignore[arg-type]

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from pipeline_core import DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
 
 if TYPE_CHECKING:
-    from pipeline_core import DataBundle
+    from pipeline_core import LoadedData
 
-#: what the loaded bundle's spec is, known without importing scikit-learn (``pipeline validate`` uses it)
+#: what the loaded data's spec is, known without importing scikit-learn (``pipeline validate`` uses it)
 SPEC = DataSpec(
     task="multiclass", input_shape=(64,), num_outputs=10, classes=tuple(str(digit) for digit in range(10)),
     feature_names=tuple(f"pixel_{row}_{column}" for row in range(8) for column in range(8)),
@@ -20,7 +20,7 @@ SPEC = DataSpec(
 
 
 @split_options()
-def digits(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
+def digits(context: DatasetContext, *, split: SplitOptions) -> LoadedData:
     """8×8 handwritten digits as 64 pixel features."""
     from sklearn.datasets import load_digits
 

@@ -27,7 +27,7 @@ from pipeline_core_plugins.datasets.image_transforms import Pipeline, Transform,
 if TYPE_CHECKING:
     import torch
 
-    from pipeline_core import DataBundle
+    from pipeline_core import LoadedData
 
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test",), "validation": ("val", "valid", "validation")}
 TestFraction = Annotated[float, Field(ge=0, lt=1)]
@@ -119,7 +119,7 @@ def image_folder(
     test_size: TestFraction = 0.2,
     val_size: ValFraction = 0.0,
     verify: Literal["header", "decode"] = "header",
-) -> DataBundle:
+) -> LoadedData:
     """Images in class folders (PNG/JPEG), decoded with Pillow, transformed by torchvision, split with the run's seed.
 
     ``transforms``: resize/center_crop (every split), then augmentations (training only), then
@@ -131,7 +131,7 @@ def image_folder(
     """
     import torch
 
-    from pipeline_core import DataBundle, StreamedSplit
+    from pipeline_core import LoadedData, StreamedSplit
 
     problem = order_problem(list(transforms))
     if problem:
@@ -164,7 +164,7 @@ def image_folder(
     preprocess = pipeline.scaling(channels)
     spec = DataSpec("multiclass", shape, len(classes), classes, input_dtype="uint8", image=ImageSpec(pipeline.image_steps()))
     counts = ", ".join(f"{split} {len(paths)}" for split, paths in files.items())
-    return DataBundle(spec, splits, preprocess, description=f"image folder {folder} ({len(classes)} classes, {color} {height}×{width}; {counts})")
+    return LoadedData(spec, splits, preprocess, description=f"image folder {folder} ({len(classes)} classes, {color} {height}×{width}; {counts})")
 
 
 @hookimpl

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from pipeline_core import DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
 
 if TYPE_CHECKING:
-    from pipeline_core import DataBundle
+    from pipeline_core import LoadedData
 
-#: what the loaded bundle's spec is, known without importing scikit-learn (``pipeline validate`` uses it)
+#: what the loaded data's spec is, known without importing scikit-learn (``pipeline validate`` uses it)
 SPEC = DataSpec(
     task="multiclass", input_shape=(4,), num_outputs=3, classes=("setosa", "versicolor", "virginica"),
     feature_names=("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"),
@@ -17,7 +17,7 @@ SPEC = DataSpec(
 
 
 @split_options(test_size=0.25)
-def iris(context: DatasetContext, *, split: SplitOptions) -> DataBundle:
+def iris(context: DatasetContext, *, split: SplitOptions) -> LoadedData:
     """Iris flowers: 4 features, 3 classes, split with the run's seed."""
     from sklearn.datasets import load_iris  # imported when used: keeps `pipeline --help` fast
 

@@ -21,7 +21,7 @@ from pydantic import Field
 from pipeline_core import ConfigError, DatasetContext, DataSpec, ImageSpec, Register, hookimpl
 
 if TYPE_CHECKING:
-    from pipeline_core import DataBundle
+    from pipeline_core import LoadedData
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -55,12 +55,12 @@ def _validation_count(val_size: int | float, rows: int, title: str) -> int:
 def idx_dataset(
     dataset: type, title: str, classes: tuple[str, ...], context: DatasetContext, *, root: str, download: bool, val_size: int | float,
     mean: float | None, std: float,
-) -> DataBundle:
+) -> LoadedData:
     """torchvision's ``dataset`` class (MNIST or one of its same-format siblings) from
     ``<root>/<class name>/raw``, as uint8 1×28×28 images; ``mean`` (``None``: no normalization)."""
     import torch
 
-    from pipeline_core import DataBundle, ScaleImages, Split
+    from pipeline_core import LoadedData, ScaleImages, Split
 
     folder = Path(os.path.normpath(root if Path(root).is_absolute() else context.base_dir / root))
     raw = folder / dataset.__name__ / "raw"
@@ -88,7 +88,7 @@ def idx_dataset(
     splits["train"] = Split(images, labels)
     spec = idx_spec(classes, tuple(images.shape[1:]))
     preprocess = ScaleImages(mean, std) if mean is not None else ScaleImages()
-    return DataBundle(spec, splits, preprocess, description=f"{title} (torchvision) from {raw}")
+    return LoadedData(spec, splits, preprocess, description=f"{title} (torchvision) from {raw}")
 
 
 def idx_spec(classes: tuple[str, ...], shape: tuple[int, ...] = (1, 28, 28)) -> DataSpec:
@@ -114,7 +114,7 @@ def mnist(
     normalize: bool = False,
     mean: float = 0.1307,
     std: Std = 0.3081,
-) -> DataBundle:
+) -> LoadedData:
     """torchvision MNIST: 60,000 training and 10,000 test digits, 28×28 uint8.
 
     ``root`` is relative to the pipeline file; the files are looked for in ``<root>/MNIST/raw``.
@@ -136,7 +136,7 @@ def fashion_mnist(
     normalize: bool = False,
     mean: float = 0.2860,
     std: Std = 0.3530,
-) -> DataBundle:
+) -> LoadedData:
     """torchvision Fashion-MNIST: 60,000 training and 10,000 test 28×28 grayscale clothing images in
     10 classes (T-shirt/top … Ankle boot), the same IDX files as MNIST in ``<root>/FashionMNIST/raw``."""
     from torchvision import datasets

@@ -14,7 +14,7 @@ from pipeline_core import DatasetContext, DataSpec, Register, SplitOptions, hook
 if TYPE_CHECKING:
     import numpy as np
 
-    from pipeline_core import DataBundle
+    from pipeline_core import LoadedData
 
 Count = Annotated[int, Field(ge=1)]
 
@@ -27,7 +27,7 @@ def moons(
     noise: Annotated[float, Field(ge=0)] = 0.03,
     data_seed: int = 42,
     split: SplitOptions,
-) -> DataBundle:
+) -> LoadedData:
     """Two interleaving half circles (scikit-learn's make_moons): a binary task with 2 features."""
     from sklearn.datasets import make_moons
 
@@ -65,7 +65,7 @@ def spirals(
     noise: Annotated[float, Field(ge=0)] = 0.2,
     data_seed: int = 42,
     split: SplitOptions,
-) -> DataBundle:
+) -> LoadedData:
     """CS231n's spiral arms: a multi-class task with 2 features."""
     from pipeline_core import split_tabular
     x, y = spiral_points(per_class, classes, noise, data_seed)
@@ -83,7 +83,7 @@ def random_regression(
     out_features: Count = 10,
     test_rows: Count = 16,
     data_seed: int = 0,
-) -> DataBundle:
+) -> LoadedData:
     """Standard-normal inputs and targets with no relation between them (the two-layer-net tutorial:
     x is 64×1000, y is 64×10). Fitting it is memorization: only the training loss is meaningful, and
     the test split, drawn the same way, is there because every bundle is checked on held-out rows."""
@@ -91,7 +91,7 @@ def random_regression(
 
     import torch
 
-    from pipeline_core import DataBundle, Split
+    from pipeline_core import LoadedData, Split
     generator = torch.Generator().manual_seed(data_seed)
 
     def draw(count: int) -> Split:
@@ -99,7 +99,7 @@ def random_regression(
 
     spec = DataSpec(task="regression", input_shape=(in_features,), num_outputs=out_features)
     description = f"random regression: x {rows}×{in_features}, y {rows}×{out_features}, standard normal"
-    return DataBundle(spec, {"train": draw(rows), "test": draw(test_rows)}, description=description)
+    return LoadedData(spec, {"train": draw(rows), "test": draw(test_rows)}, description=description)
 
 
 def moons_spec(context: DatasetContext, **options: object) -> DataSpec:

@@ -4,7 +4,7 @@ A variant is not the float32 model: int8 and float16 arithmetic change the outpu
 the export check's rounding-noise criterion does not apply. What matters to a deployer is whether it
 is still right: the gate runs the variant and ``model.onnx`` over the whole test split and compares
 them on what the pipeline measures (class agreement, the configured metrics, the largest output
-differences), and holds the variant to its tolerance (:class:`pipeline_core.config.sections.VariantGate`):
+differences), and holds the variant to its tolerance (:class:`pipeline_core.config.export_section.VariantGate`):
 a classifier may lose at most ``max_accuracy_drop`` accuracy points; a regressor's outputs may
 differ from float32's by at most ``max_relative_error`` of their spread. Before it is run at all, the
 file must pass ONNX's full checker (:func:`checker_failure`).

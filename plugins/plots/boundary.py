@@ -1,5 +1,5 @@
 """The decision boundary of a classifier with two input features, over the training and the test
-points side by side (the moons and spirals tutorials' plot), after evaluation."""
+points side by side (the moons and spirals tutorials' plot)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ from typing import TYPE_CHECKING
 from pipeline_core import hookimpl
 
 if TYPE_CHECKING:
-    from pipeline_core import RunContext
+    from pipeline_core import Register, RunContext
 
 RESOLUTION = 200
 
 
 @hookimpl
-def after_stage(run: RunContext, stage: str) -> None:
+def register_plots(register: Register) -> None:
+    register("decision_boundary", decision_boundary)
+
+
+def decision_boundary(run: RunContext) -> None:
+    """The decision boundary over the training and held-out points (classifiers of two features)."""
     import torch
 
     from pipeline_core_plugins.plots import figures
 
     data = run.data
-    if stage != "evaluate" or data is None or run.model is None:
+    if data is None or run.model is None:
         return
     if data.spec.task == "regression" or data.spec.input_shape != (2,):
         return

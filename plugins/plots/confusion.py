@@ -1,4 +1,4 @@
-"""The confusion matrix of the evaluated split, for classifiers, after evaluation."""
+"""The confusion matrix of the evaluated split, for classifiers."""
 
 from __future__ import annotations
 
@@ -7,16 +7,21 @@ from typing import TYPE_CHECKING
 from pipeline_core import hookimpl
 
 if TYPE_CHECKING:
-    from pipeline_core import RunContext
+    from pipeline_core import Register, RunContext
 
 
 @hookimpl
-def after_stage(run: RunContext, stage: str) -> None:
+def register_plots(register: Register) -> None:
+    register("confusion_matrix", confusion_matrix)
+
+
+def confusion_matrix(run: RunContext) -> None:
+    """The confusion matrix of the evaluated split (classifiers)."""
     import torch
 
     from pipeline_core_plugins.plots import figures
 
-    if stage != "evaluate" or run.data is None or run.model is None or run.data.spec.task == "regression":
+    if run.data is None or run.model is None or run.data.spec.task == "regression":
         return
     split_name = figures.evaluated_split(run)
     split = run.data.splits[split_name]

@@ -1,4 +1,4 @@
-"""Loss and metric curves per epoch, training and validation side by side, after training."""
+"""Loss and metric curves per epoch, training and validation side by side."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from pipeline_core import hookimpl
 
 if TYPE_CHECKING:
-    from pipeline_core import RunContext
+    from pipeline_core import Register, RunContext
 
 SKIP = ("epoch", "seconds", "lr")
 
@@ -25,10 +25,15 @@ def quantities(columns: list[str]) -> list[str]:
 
 
 @hookimpl
-def after_stage(run: RunContext, stage: str) -> None:
+def register_plots(register: Register) -> None:
+    register("curves", curves)
+
+
+def curves(run: RunContext) -> None:
+    """Loss and metrics per epoch, training and validation side by side (with a training history)."""
     from pipeline_core_plugins.plots import figures
 
-    if stage != "train" or not run.history:
+    if not run.history:
         return
     columns = list(run.history[0])
     panels = quantities(columns)

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # no display: plots are files
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline_core import RunContext, Split, StreamedSplit, class_indices, predict  # noqa: E402
+from pipeline_core import RunContext, Split, StreamedSplit, class_indices, model_outputs  # noqa: E402
 
 
 def figure(columns: int = 1, rows: int = 1, width: float = 5.0, height: float = 4.0) -> tuple[Any, Any]:
@@ -51,7 +51,7 @@ def class_names(run: RunContext) -> list[str]:
 
 def predicted_classes(run: RunContext, inputs: torch.Tensor | Split | StreamedSplit) -> torch.Tensor:
     """Class index per row of ``inputs`` (a tensor, or a split's inputs) from the run's model (argmax, or logit > 0 for one logit)."""
-    outputs = predict(run.require_model("plots"), inputs.to(run.device)).cpu()
+    outputs = model_outputs(run.require_model("plots"), inputs.to(run.device)).cpu()
     return class_indices(outputs, run.require_data("plots").spec.task)
 
 

@@ -12,7 +12,7 @@ from pipeline_core import hookimpl
 if TYPE_CHECKING:
     import torch
 
-    from pipeline_core import RunContext
+    from pipeline_core import Register, RunContext
 
 COUNT = 16
 COLUMNS = 4
@@ -32,19 +32,24 @@ def confidences(outputs: torch.Tensor, binary: bool) -> tuple[torch.Tensor, torc
 
 
 @hookimpl
-def after_stage(run: RunContext, stage: str) -> None:
+def register_plots(register: Register) -> None:
+    register("mistakes", mistakes)
+
+
+def mistakes(run: RunContext) -> None:
+    """The most confident wrong predictions on the evaluated split (image classifiers)."""
     import torch
 
-    from pipeline_core import predict
+    from pipeline_core import model_outputs
     from pipeline_core_plugins.plots import figures
 
     data = run.data
-    if stage != "evaluate" or data is None or not figures.is_image_data(run):
+    if data is None or not figures.is_image_data(run):
         return
     split_name = figures.evaluated_split(run)
     split = data.splits[split_name]
     with torch.no_grad():
-        outputs = predict(run.require_model("plots"), split.to(run.device)).cpu()  # a streamed split: batch by batch
+        outputs = model_outputs(run.require_model("plots"), split.to(run.device)).cpu()  # a streamed split: batch by batch
     predicted, confidence = confidences(outputs, data.spec.task == "binary")
     truth = split.targets.view(-1).long().cpu()
     wrong = (predicted != truth).nonzero().view(-1)

@@ -7,20 +7,25 @@ from typing import TYPE_CHECKING
 from pipeline_core import hookimpl
 
 if TYPE_CHECKING:
-    from pipeline_core import RunContext
+    from pipeline_core import Register, RunContext
 
 
 @hookimpl
-def after_stage(run: RunContext, stage: str) -> None:
-    from pipeline_core import predict
+def register_plots(register: Register) -> None:
+    register("predicted_vs_true", predicted_vs_true)
+
+
+def predicted_vs_true(run: RunContext) -> None:
+    """Predicted against true values on the evaluated split (regression)."""
+    from pipeline_core import model_outputs
     from pipeline_core_plugins.plots import figures
 
     data = run.data
-    if stage != "evaluate" or data is None or run.model is None or data.spec.task != "regression":
+    if data is None or run.model is None or data.spec.task != "regression":
         return
     split_name = figures.evaluated_split(run)
     split = data.splits[split_name]
-    predicted = predict(run.model, split.to(run.device)).cpu().reshape(-1)
+    predicted = model_outputs(run.model, split.to(run.device)).cpu().reshape(-1)
     truth = split.targets.cpu().reshape(-1)
     fig, axes = figures.figure()
     axis = axes[0][0]

@@ -7,17 +7,22 @@ from typing import TYPE_CHECKING
 from pipeline_core import hookimpl
 
 if TYPE_CHECKING:
-    from pipeline_core import RunContext
+    from pipeline_core import Register, RunContext
 
 COUNT = 16
 
 
 @hookimpl
-def after_stage(run: RunContext, stage: str) -> None:
+def register_plots(register: Register) -> None:
+    register("samples", samples)
+
+
+def samples(run: RunContext) -> None:
+    """Images of the evaluated split with their true and predicted labels (image classifiers)."""
     from pipeline_core_plugins.plots import figures
 
     data = run.data
-    if stage != "evaluate" or data is None or not figures.is_image_data(run):
+    if data is None or not figures.is_image_data(run):
         return
     split_name = figures.evaluated_split(run)
     split = data.splits[split_name]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grimp
 
-from pipeline_core.host import builtins
+from pipeline_core.discovery import builtins
 
 from helpers import ROOT, install
 

@@ -14,6 +14,7 @@ import pipeline_core
 import pipeline_core.engine
 import pipeline_core.testing
 from pipeline_core import hookspecs
+from pipeline_core.components import kinds, registry
 
 from helpers import ROOT, hookspec_names
 
@@ -21,21 +22,21 @@ PLUGIN_GUIDE = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
 
 #: pipeline_core: what a component author (dataset, model, optimizer, scheduler, loss, metric, exporter, plot, tracker) needs
 PUBLIC_API = [
-    "ConfigError", "DataBundle", "DataSpec", "DatasetContext", "ExportInfo", "Exporter", "ImageSpec", "Interrupted", "LRSchedule",
+    "ConfigError", "LoadedData", "DataSpec", "DatasetContext", "ExportInfo", "Exporter", "ImageSpec", "Interrupted", "LRSchedule",
     "LoadedModel", "LoadedTorchModule", "METADATA_FILE", "MetricValue", "ModelSummary", "PipelineError", "Plot", "PlotIndex",
     "PluginError", "Predictions", "Register", "RunContext", "RunFailed", "RunFailure", "RunFiles", "ScaleImages", "Split",
     "SplitOptions", "Standardize", "StreamedSplit", "Task", "TrainingPlan", "TrainingSummary", "__version__", "atomic_write",
-    "check_fractions", "class_indices", "hookimpl", "named_outputs", "output_names_from", "predict", "scalars", "split_options",
-    "split_tabular", "summarize",
+    "check_fractions", "class_indices", "hookimpl", "model_outputs", "named_outputs", "output_names_from", "scalars",
+    "split_options", "split_tabular", "summarize",
 ]
 #: pipeline_core.engine: what a stage author needs besides
 ENGINE_API = [
     "BUNDLE_DIR", "ComponentConfig", "EarlyStoppingSection", "EvaluateSection", "Evaluator", "ExportSection", "Noise",
     "PipelineConfig", "PipelineSection", "Tolerance", "TrainSection", "bundle_metadata", "check_batch_independence",
-    "check_data_spec", "check_model_outputs", "deployable", "extreme_rows", "fit", "is_sealed", "measure_noise", "place_splits",
-    "remember_model_check", "seal_bundle", "verify",
+    "check_data_spec", "check_model_outputs", "deployable", "draw_plots", "extreme_rows", "fit", "is_sealed", "measure_noise",
+    "place_splits", "remember_model_check", "seal_bundle", "verify",
 ]
-TESTING_API = ["Host", "SMALL_PIPELINE", "build_host", "load_pipeline", "run_pipeline", "small_pipeline", "write_pipeline"]
+TESTING_API = ["Host", "SMALL_PIPELINE", "build_host", "load_with_plugins", "run_with_plugins", "small_pipeline", "write_pipeline"]
 
 
 def signature(name: str) -> str:
@@ -46,7 +47,22 @@ def signature(name: str) -> str:
 
 
 def test_there_are_hookspecs():
-    assert len(hookspec_names()) == 16
+    assert len(hookspec_names()) == 17
+
+
+@pytest.mark.parametrize("kind", kinds.ALL, ids=lambda kind: kind.name)
+def test_each_kind_is_declared_once_and_its_hook_and_docs_follow(kind):
+    """The kind's declaration makes its registration hook (typed with the kind's own ``register``) and
+    is what docs/plugins.md says of it: the call every component of the kind gets, the keywords its
+    ``register`` takes."""
+    hook = getattr(hookspecs, kind.hook)
+    assert hook.__doc__ == kind.summary and inspect.signature(hook).parameters["register"].annotation == kind.register.__name__
+    assert getattr(hookspecs, kind.register.__name__) is kind.register and issubclass(kind.register, hookspecs.Register)
+    section = PLUGIN_GUIDE.split(f"### {kind.hook}", 1)[1].split("\n### ", 1)[0]
+    assert f"`{kind.call}`" in section, f"the {kind.hook} section does not say how a {kind.name} is called: {kind.call}"
+    for keyword in kind.keywords:
+        assert f"`{keyword}=`" in section or f"{keyword}=" in section, f"the {kind.hook} section does not show {keyword}="
+    assert sorted(kind.name for kind in kinds.ALL) == sorted(registry.KINDS)  # the old table is derived, not declared
 
 
 @pytest.mark.parametrize("name", hookspec_names())

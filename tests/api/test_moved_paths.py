@@ -1,26 +1,33 @@
-"""The old import paths keep working for one release (issue 29): every module the core had before it
-was grouped into packages imports under its old name, with every name it defined, and a
-``DeprecationWarning`` that names the new place; the names that moved from ``pipeline_core`` to
-``pipeline_core.engine`` too; nothing of it is a file at the top of the core; the new paths warn about
+"""The old import paths and names keep working for one release (issue 29): every module the core had
+before it was grouped into packages, and every module path the grouping gave that a later step
+renamed, imports under its old name, with every name it defined, and a ``DeprecationWarning`` that
+names the new place; the names that moved from ``pipeline_core`` to ``pipeline_core.engine`` too, and
+the names renamed so that each thing has one name (``DataBundle``, ``predict``, the testing helpers,
+``RunContext.state``); nothing of it is a file at the top of the core; the new paths warn about
 nothing; and the module names a pipeline file gives (built-in plugins) are untouched."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
+import re
 import subprocess
 import sys
 import warnings
 
 import pytest
+import torch
 
 import pipeline_core
 import pipeline_core.engine
-from pipeline_core import _moved
+from pipeline_core import RunContext, _moved
 from pipeline_core.pipeline.load import load_pipeline
 
 from helpers import IRIS_FAST, ROOT
 
-#: every module of the core before issue 29, with the public names it defined itself
+#: every module of the core before issue 29 (and every path of its first step that a later step
+#: renamed), with the public names it defined itself
 OLD_NAMES = {
     "pipeline_core.artifacts": [
         "DEFAULT_ROOT", "RunFiles", "atomic_write", "csv_text", "json_text", "new_run_dir", "point_latest", "read_json",
@@ -157,7 +164,25 @@ OLD_NAMES = {
     "pipeline_core.worker_deaths": [
         "dead_worker", "shut_down", "watch", "worker_death",
     ],
+    # the paths of issue 29's first step that its second renamed
+    "pipeline_core.cli.plugin": [
+        "COMMANDS", "new", "plugin",
+    ],
+    "pipeline_core.cli.plugins": [
+        "COMMANDS", "describe", "plugins",
+    ],
+    "pipeline_core.host.build": [
+        "BLOCK_ENV", "ENTRY_POINT_GROUP", "ONLY_ENV", "TRACE_ENV", "broken_message", "build_host", "import_plugin",
+    ],
+    "pipeline_core.host.builtins": [
+        "DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "OPTIONAL_PLUGINS", "PACKAGE", "PREFIX", "canonical", "installed_plugins",
+        "is_builtin", "module_of",
+    ],
+    "pipeline_core.host.hook_names": [
+        "hook_names", "misnamed_hooks",
+    ],
 }
+OLD_NAMES["pipeline_core.config.sections"] = OLD_NAMES["pipeline_core.sections"]
 
 #: imports every old path in a fresh process (an old path warns once, when it is first imported), reads
 #: every name it had, and prints what it found and which DeprecationWarnings it saw
@@ -171,10 +196,11 @@ for old, names in json.loads(sys.argv[1]).items():
         exec(compile(f"import {old} as module", "a_plugin.py", "exec"), namespace)  # an import statement in a plugin
         module = namespace["module"]
         missing = [name for name in names if not hasattr(module, name)]
-        from_package = getattr(importlib.import_module("pipeline_core"), old.rsplit(".", 1)[1]) is module
+        parent, _, child = old.rpartition(".")
+        from_package = getattr(importlib.import_module(parent), child) is module
     found[old] = {"module": module.__name__, "missing": missing, "from_package": from_package,
                   "warnings": sorted({str(w.message) for w in caught if w.category is DeprecationWarning}),
-                  "where": sorted({w.filename for w in caught if w.category is DeprecationWarning})}
+                  "where": sorted({w.filename for w in caught if w.category is DeprecationWarning and " moved to " in str(w.message)})}
 print(json.dumps(found))
 """
 
@@ -193,11 +219,18 @@ def test_every_old_module_is_in_the_table_and_none_is_left_as_a_file():
     assert not {f"{old.rsplit('.', 1)[1]}.py" for old in _moved.MOVED_MODULES} & set(top)
 
 
+def _renamed(modules: tuple[str, ...], names: list[str]) -> list[str]:
+    """The warnings for the renamed names among ``names``, read from ``modules``."""
+    return [f"{module}.{name} was renamed {module}.{new}; the old name works until the next release"
+            for module in modules for name, new in _moved.RENAMED.get(module, {}).items() if name in names]
+
+
 @pytest.mark.parametrize("old", sorted(_moved.MOVED_MODULES))
 def test_an_old_module_path_imports_with_every_name_and_a_warning(old_paths, old):
     found, new = old_paths[old], _moved.MOVED_MODULES[old]
     assert found["missing"] == []
-    assert found["warnings"] == [f"{old} moved to {' and '.join(new)}; the old path works until the next release"]
+    assert found["warnings"] == sorted([f"{old} moved to {' and '.join(new)}; the old path works until the next release",
+                                        *_renamed(new, OLD_NAMES[old])])
     assert found["where"] == ["a_plugin.py"]  # the warning points at the import statement, not at the import machinery
     assert found["from_package"]  # `from pipeline_core import sections` works as well
     if len(new) == 1:
@@ -207,8 +240,9 @@ def test_an_old_module_path_imports_with_every_name_and_a_warning(old_paths, old
 @pytest.mark.parametrize("old", sorted(_moved.NOW_PACKAGES))
 def test_an_old_module_that_is_a_package_now_serves_its_names_with_a_warning(old_paths, old):
     found, holder = old_paths[old], _moved.NOW_PACKAGES[old]
+    renamed = _moved.RENAMED.get(holder, {})
     assert found["missing"] == [] and found["module"] == old
-    assert found["warnings"] == sorted(f"{old}.{name} moved to {holder}.{name}; the old path works until the next release"
+    assert found["warnings"] == sorted(f"{old}.{name} moved to {holder}.{renamed.get(name, name)}; the old path works until the next release"
                                        for name in OLD_NAMES[old])
 
 
@@ -222,7 +256,7 @@ def test_an_old_name_is_the_new_object(recwarn):
         pipeline_core.config.nothing  # noqa: B018
 
 
-@pytest.mark.parametrize("name", sorted(pipeline_core.engine.__all__))
+@pytest.mark.parametrize("name", sorted(pipeline_core._MOVED_TO_ENGINE))
 def test_a_name_that_moved_to_the_engine_still_imports_from_pipeline_core_with_a_warning(name):
     with pytest.warns(DeprecationWarning, match=rf"^pipeline_core\.{name} moved to pipeline_core\.engine\.{name}; "):
         value = getattr(pipeline_core, name)
@@ -230,8 +264,60 @@ def test_a_name_that_moved_to_the_engine_still_imports_from_pipeline_core_with_a
     assert name not in pipeline_core.__all__ and name not in dir(pipeline_core)
 
 
+@pytest.mark.parametrize("module, old", [(module, old) for module, names in sorted(_moved.RENAMED.items()) for old in sorted(names)])
+def test_a_renamed_name_still_imports_with_a_warning_that_names_the_new_one(module, old):
+    new = _moved.RENAMED[module][old]
+    namespace: dict[str, object] = {}
+    with pytest.warns(DeprecationWarning, match=rf"^{re.escape(module)}\.{old} was renamed {re.escape(module)}\.{new}; "
+                                                "the old name works until the next release$") as caught:
+        exec(compile(f"from {module} import {old} as value", "a_plugin.py", "exec"), namespace)  # as a plugin writes it
+    assert {w.filename for w in caught if w.category is DeprecationWarning} == {"a_plugin.py"}
+    target = importlib.import_module(module)
+    assert namespace["value"] is getattr(target, new)
+    assert old not in getattr(target, "__all__", ()) and new in getattr(target, "__all__", (new,))
+    assert old not in dir(target)
+
+
+def test_the_data_and_the_model_outputs_go_by_one_name_each():
+    """``DataBundle`` is ``LoadedData`` (a "bundle" is the deploy bundle alone) and ``predict`` is
+    ``model_outputs`` (``predict`` is the deploy side's command): an old plugin's objects still work."""
+    from pipeline_core import LoadedData, model_outputs
+    from pipeline_core.testing import load_with_plugins, run_with_plugins
+
+    with pytest.warns(DeprecationWarning):
+        from pipeline_core import DataBundle, predict
+    with pytest.warns(DeprecationWarning):
+        from pipeline_core.testing import load_pipeline, run_pipeline
+    assert DataBundle is LoadedData and predict is model_outputs
+    assert run_pipeline is run_with_plugins and load_pipeline is load_with_plugins
+    assert "DataBundle" not in pipeline_core.__all__ and "predict" not in pipeline_core.__all__
+    with pytest.warns(DeprecationWarning, match="pipeline_core.data.DataBundle moved to pipeline_core.data.loaded.LoadedData"):
+        assert pipeline_core.data.DataBundle is LoadedData
+
+
+def test_run_state_warns_and_names_what_to_use_instead(write_pipeline, tmp_path):
+    config, host = load_pipeline(write_pipeline())
+    run = RunContext(config, host, tmp_path / "run", torch.device("cpu"))
+    with pytest.warns(DeprecationWarning, match=r"^RunContext.state is deprecated .*run.plugin_state\(YourClass\)") as caught:
+        run.state["seen"] = 1
+    assert caught[0].filename == __file__  # the warning names the plugin's line
+    with pytest.warns(DeprecationWarning, match="RunContext.state is deprecated"):
+        run.state = {"seen": 2}
+    with pytest.warns(DeprecationWarning):
+        assert run.state == {"seen": 2}
+    assert "state" not in {field.name for field in dataclasses.fields(RunContext)}
+
+
+def test_no_file_is_left_at_an_old_path():
+    for old in [*_moved.MOVED_MODULES, *_moved.GONE_PACKAGES]:
+        path = ROOT.joinpath(*old.split("."))
+        assert not path.with_suffix(".py").exists() and (old in _moved.NOW_PACKAGES or not path.is_dir()), old
+    assert not (ROOT / "pipeline_core" / "host").exists()
+
+
 def test_the_new_paths_and_the_public_names_warn_about_nothing():
-    probe = ("import pipeline_core, pipeline_core.engine, pipeline_core.config.sections, pipeline_core.pipeline.runner\n"
+    probe = ("import pipeline_core, pipeline_core.engine, pipeline_core.config.train_section, pipeline_core.pipeline.runner\n"
+             "import pipeline_core.discovery.build, pipeline_core.cli.plugin_listing, pipeline_core.testing\n"
              "from pipeline_core.data import spec\n"
              "from pipeline_core import *\n"
              "from pipeline_core.engine import *\n"

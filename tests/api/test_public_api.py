@@ -20,12 +20,12 @@ from torch import nn
 from pipeline_core import (
     METADATA_FILE,
     ConfigError,
-    DataBundle,
     DatasetContext,
     DataSpec,
     Exporter,
     ExportInfo,
     Interrupted,
+    LoadedData,
     LoadedModel,
     LoadedTorchModule,
     MetricValue,
@@ -48,9 +48,9 @@ from pipeline_core import (
     check_fractions,
     class_indices,
     hookimpl,
+    model_outputs,
     named_outputs,
     output_names_from,
-    predict,
     scalars,
     split_options,
     split_tabular,
@@ -75,7 +75,15 @@ from pipeline_core.engine import (
     seal_bundle,
     verify,
 )
-from pipeline_core.testing import SMALL_PIPELINE, Host, build_host, load_pipeline, run_pipeline, small_pipeline, write_pipeline
+from pipeline_core.testing import (
+    SMALL_PIPELINE,
+    Host,
+    build_host,
+    load_with_plugins,
+    run_with_plugins,
+    small_pipeline,
+    write_pipeline,
+)
 
 
 def test_version_is_the_distributions():
@@ -98,7 +106,7 @@ def test_errors_carry_their_exit_codes():
 
 
 @split_options(test_size=0.3, standardize=False)
-def flowers(context: DatasetContext, *, petals: int = 5, split: SplitOptions) -> DataBundle:
+def flowers(context: DatasetContext, *, petals: int = 5, split: SplitOptions) -> LoadedData:
     """Flowers with ``petals`` petals, split as the options say."""
     x = np.arange(200, dtype=np.float32).reshape(100, 2) * petals
     return split_tabular(x, np.arange(100) % 2, split, task="multiclass", seed=context.seed)
@@ -117,9 +125,9 @@ def test_split_options_adds_the_four_options_after_a_loaders_own():
     assert component.problems({**component.options.defaults, "test_size": 0.6, "val_size": 0.5}) == [
         "test_size + val_size is 1.1; it must leave data to train on (< 1)"
     ]
-    bundle = flowers(DatasetContext(0), val_size=0.2)
-    assert {name: len(split) for name, split in bundle.splits.items()} == {"test": 30, "validation": 21, "train": 49}
-    assert bundle.spec.classes == ("0", "1") and isinstance(bundle.preprocess, nn.Identity)  # classes named by index
+    data = flowers(DatasetContext(0), val_size=0.2)
+    assert {name: len(split) for name, split in data.splits.items()} == {"test": 30, "validation": 21, "train": 49}
+    assert data.spec.classes == ("0", "1") and isinstance(data.preprocess, nn.Identity)  # classes named by index
 
 
 def test_split_options_needs_a_split_parameter():
@@ -129,11 +137,11 @@ def test_split_options_needs_a_split_parameter():
 
 def test_split_tabular_stratifies_and_standardizes_with_train_statistics():
     x = np.random.default_rng(0).normal(5, 3, (120, 3))
-    bundle = split_tabular(x, np.arange(120) % 3, SplitOptions(test_size=0.25), task="multiclass", seed=1, classes=("a", "b", "c"))
-    train = bundle.splits["train"]
-    assert torch.bincount(bundle.splits["test"].targets).tolist() == [10, 10, 10]
-    assert isinstance(bundle.preprocess, Standardize)
-    scaled = bundle.preprocess(train.inputs)
+    data = split_tabular(x, np.arange(120) % 3, SplitOptions(test_size=0.25), task="multiclass", seed=1, classes=("a", "b", "c"))
+    train = data.splits["train"]
+    assert torch.bincount(data.splits["test"].targets).tolist() == [10, 10, 10]
+    assert isinstance(data.preprocess, Standardize)
+    scaled = data.preprocess(train.inputs)
     assert torch.allclose(scaled.mean(dim=0), torch.zeros(3), atol=1e-5) and torch.allclose(scaled.std(dim=0), torch.ones(3), atol=1e-5)
     regression = split_tabular(x, x[:, 0], SplitOptions(stratify=False), task="regression", seed=1)
     assert regression.splits["train"].targets.shape == (96, 1) and regression.spec.num_outputs == 1
@@ -235,7 +243,7 @@ class TypedResults:
     def after_stage(self, run: RunContext, stage: str) -> None:
         run.plugin_state(Seen).stages.append(stage)
         if stage == "evaluate":
-            outputs = predict(run.require_model("plot"), run.require_data("plot").splits["test"].inputs)
+            outputs = model_outputs(run.require_model("plot"), run.require_data("plot").splits["test"].inputs)
             run.plots.add("histogram", lambda temp: temp.write_bytes(b"png"), "Output histogram", {"rows": len(outputs)})
             run.write_csv("seen.csv", [{"stage": name} for name in run.plugin_state(Seen).stages])
 
@@ -246,7 +254,7 @@ def test_a_plugin_reads_typed_results_and_writes_through_the_run(tmp_path):
         data={"val_size": 0.2}, train={"epochs": 3, "early_stopping": {"monitor": "val_accuracy", "patience": 5}},
         export={"formats": ["torchscript"]},
     )
-    run = run_pipeline(pipeline, tmp_path, plugins=[TypedResults()])
+    run = run_with_plugins(pipeline, tmp_path, plugins=[TypedResults()])
     config = run.config
     assert isinstance(config, PipelineConfig) and isinstance(config.pipeline, PipelineSection)
     assert isinstance(config.train, TrainSection) and isinstance(config.train.early_stopping, EarlyStoppingSection)
@@ -267,7 +275,7 @@ def test_a_plugin_reads_typed_results_and_writes_through_the_run(tmp_path):
 
 
 def test_the_bundle_helpers_seal_what_passed(tmp_path):
-    run = run_pipeline(small_pipeline(train={"epochs": 1}, export={"formats": ["torchscript"]}), tmp_path)
+    run = run_with_plugins(small_pipeline(train={"epochs": 1}, export={"formats": ["torchscript"]}), tmp_path)
     assert is_sealed(run.run_dir / BUNDLE_DIR)
     data, model = run.require_data("test"), run.require_model("test")
     reference = deployable(model.cpu(), "multiclass", probabilities=True)
@@ -300,11 +308,11 @@ def test_small_pipeline_merges_sections_and_replaces_other_components():
     assert "data" not in pipeline and SMALL_PIPELINE["data"] == {"name": "iris"} and SMALL_PIPELINE["train"]["epochs"] == 5
 
 
-def test_load_pipeline_reports_bad_options_as_validate_does(tmp_path):
+def test_load_with_plugins_reports_bad_options_as_validate_does(tmp_path):
     with pytest.raises(ConfigError, match=r"pipeline.toml:\d+: model.hidden_size: unknown key; did you mean 'hidden_sizes'\?"):
-        load_pipeline(small_pipeline(model={"hidden_size": [3]}), tmp_path)
+        load_with_plugins(small_pipeline(model={"hidden_size": [3]}), tmp_path)
     path = write_pipeline('[pipeline]\nname = "text"\n[data]\nname = "iris"\n', tmp_path / "text")
-    config, host = load_pipeline(path, tmp_path, overrides=("pipeline.stages=['load_data']",))
+    config, host = load_with_plugins(path, tmp_path, overrides=("pipeline.stages=['load_data']",))
     assert config.name == "text" and config.pipeline.stages == ["load_data"] and isinstance(host, Host)
 
 
@@ -316,7 +324,7 @@ def test_build_host_lists_the_builtins_by_their_names():
 
 @pytest.mark.parametrize("name", ["plugins.plots.confusion", "plots.confusion", "pipeline_core_plugins.plots.confusion"])
 def test_a_builtin_goes_by_its_name_its_short_name_and_its_module(tmp_path, monkeypatch, name):
-    config, host = load_pipeline(small_pipeline(pipeline={"disable_plugins": [name]}), tmp_path)
+    config, host = load_with_plugins(small_pipeline(pipeline={"disable_plugins": [name]}), tmp_path)
     assert "plugins.plots.confusion" not in host.plugins and "plugins.plots.curves" in host.plugins
     monkeypatch.setenv("PIPELINE_CORE_BLOCK_PLUGINS", name)
     assert "plugins.plots.confusion" not in build_host().plugins
@@ -327,7 +335,7 @@ def test_a_builtin_goes_by_its_name_its_short_name_and_its_module(tmp_path, monk
 
 def test_an_optional_builtin_named_by_a_pipeline_file(tmp_path):
     pytest.importorskip("tensorboard")
-    _, host = load_pipeline(small_pipeline(pipeline={"plugins": ["trackers.tensorboard"]}), tmp_path)
+    _, host = load_with_plugins(small_pipeline(pipeline={"plugins": ["trackers.tensorboard"]}), tmp_path)
     assert host.plugins["plugins.trackers.tensorboard"].source == "pipeline file"
 
 

@@ -66,14 +66,14 @@ SOURCES = {
         import numpy as np
         from pydantic import Field
 
-        from pipeline_core import DataBundle, DatasetContext, SplitOptions, split_options, split_tabular
+        from pipeline_core import DatasetContext, LoadedData, SplitOptions, split_options, split_tabular
 
         RINGS = ("inner", "middle", "outer")
 
 
         @split_options(test_size=0.25, standardize=False)
         def rings(context: DatasetContext, *, per_ring: Annotated[int, Field(ge=10)] = 200,
-                  noise: Annotated[float, Field(ge=0)] = 0.1, split: SplitOptions) -> DataBundle:
+                  noise: Annotated[float, Field(ge=0)] = 0.1, split: SplitOptions) -> LoadedData:
             """Three rings of radius 1, 2 and 3 around the origin."""
             generator = np.random.default_rng(0)
             labels = np.repeat(np.arange(len(RINGS)), per_ring)
@@ -165,22 +165,22 @@ SOURCES = {
 
         import pipeline_rings
         from pipeline_core import ConfigError
-        from pipeline_core.testing import load_pipeline, run_pipeline, small_pipeline
+        from pipeline_core.testing import load_with_plugins, run_with_plugins, small_pipeline
 
 
         def test_the_rings_pipeline_trains_and_exports(tmp_path):
             pipeline = small_pipeline(data={"name": "rings"}, model={"name": "ring_net"}, train={"epochs": 40, "batch_size": 32},
                                       export={"formats": ["rings_traced"]})
-            run = run_pipeline(pipeline, tmp_path, plugins=[pipeline_rings])
+            run = run_with_plugins(pipeline, tmp_path, plugins=[pipeline_rings])
             assert run.metrics["test"]["accuracy"] > 0.9
             assert run.export_report["rings_traced"]["passed"]
 
 
         def test_options_are_validated(tmp_path):
             with pytest.raises(ConfigError, match="data.per_ring: input should be greater than or equal to 10"):
-                load_pipeline(small_pipeline(data={"name": "rings", "per_ring": 3}), tmp_path)
+                load_with_plugins(small_pipeline(data={"name": "rings", "per_ring": 3}), tmp_path)
             with pytest.raises(ConfigError, match="data: test_size [+] val_size is 1.05; it must leave data to train on"):
-                load_pipeline(small_pipeline(data={"name": "rings", "test_size": 0.75, "val_size": 0.3}), tmp_path)
+                load_with_plugins(small_pipeline(data={"name": "rings", "test_size": 0.75, "val_size": 0.3}), tmp_path)
     ''',
 }
 

@@ -18,7 +18,7 @@ from torchvision import models
 
 from pipeline_core import ConfigError, DataSpec, ImageSpec
 from pipeline_core.cli import cli
-from pipeline_core.testing import load_pipeline, run_pipeline, small_pipeline
+from pipeline_core.testing import load_with_plugins, run_with_plugins, small_pipeline
 from pipeline_core_plugins.models.cnn import cnn
 from pipeline_core_plugins.models.torchvision_models import torchvision
 
@@ -101,10 +101,10 @@ def test_cnn_takes_its_shapes_from_the_data():
 
 def test_cnn_list_options_must_agree_with_the_blocks(tmp_path):
     with pytest.raises(ConfigError, match=r"model: kernel_size has 3 values but channels has 2 blocks; give one value per block") as error:
-        load_pipeline(images_pipeline({"name": "cnn", "channels": [8, 16], "kernel_size": [3, 3, 3]}), tmp_path, plugins=[image_plugin])
+        load_with_plugins(images_pipeline({"name": "cnn", "channels": [8, 16], "kernel_size": [3, 3, 3]}), tmp_path, plugins=[image_plugin])
     assert "[model 'cnn']" in str(error.value)
     with pytest.raises(ConfigError, match=r"model.pool: expected 'max' \| 'avg' \| 'none'"):
-        load_pipeline(images_pipeline({"name": "cnn", "channels": [8], "pool": "mean"}), tmp_path, plugins=[image_plugin])
+        load_with_plugins(images_pipeline({"name": "cnn", "channels": [8], "pool": "mean"}), tmp_path, plugins=[image_plugin])
 
 
 def test_cnn_blocks_that_leave_no_image_stop_before_training(tmp_path):
@@ -114,12 +114,12 @@ def test_cnn_blocks_that_leave_no_image_stop_before_training(tmp_path):
 
 def test_cnn_refuses_rows_of_features(tmp_path):
     with pytest.raises(ConfigError, match=r"model 'cnn' takes images of shape \(channels, height, width\); the data gives inputs of shape \[4\]"):
-        run_pipeline(small_pipeline(model={"name": "cnn", "channels": [4]}), tmp_path)
+        run_with_plugins(small_pipeline(model={"name": "cnn", "channels": [4]}), tmp_path)
 
 
 def test_mnist_cnn_pipeline_trains_and_exports_every_format(tmp_path):
     write_digit_mnist(root := tmp_path / "mnist", train=1200, test=300)
-    run = run_pipeline(ROOT / "pipelines" / "mnist_cnn.toml", tmp_path, overrides=[
+    run = run_with_plugins(ROOT / "pipelines" / "mnist_cnn.toml", tmp_path, overrides=[
         f'data.root="{root}"', "data.val_size=200", "train.epochs=2", "train.batch_size=64"])
     assert run.metrics["test"]["accuracy"] > 0.5  # 10 classes; the full pipeline reaches 0.99 on these digits
     assert set(run.export_report) == {"onnx", "torchscript", "torch_export"}
@@ -163,7 +163,7 @@ def resnet18_file(tmp_path_factory) -> Path:
 
 
 def test_resnet18_trains_and_exports_every_format(tmp_path):
-    run = run_pipeline(images_pipeline({"name": "torchvision", "arch": "resnet18", "channels_last": True}), tmp_path, plugins=[image_plugin])
+    run = run_with_plugins(images_pipeline({"name": "torchvision", "arch": "resnet18", "channels_last": True}), tmp_path, plugins=[image_plugin])
     assert isinstance(run.model.network.model, models.ResNet)
     assert run.model.network.model.fc.out_features == 4
     assert run.training.steps == 2  # 32 training images, batch 16
@@ -187,7 +187,7 @@ def test_local_weights_are_loaded_and_the_head_resized(resnet18_file):
 def test_a_runs_weights_file_fine_tunes_again(tmp_path, resnet18_file):
     """A run's weights.pt (preprocessing and the network under prefixes) is a weights file too; with
     the same classes it keeps its head."""
-    first = run_pipeline(images_pipeline({"name": "torchvision", "arch": "resnet18", "weights": str(resnet18_file)}, stages=TRAIN_ONLY),
+    first = run_with_plugins(images_pipeline({"name": "torchvision", "arch": "resnet18", "weights": str(resnet18_file)}, stages=TRAIN_ONLY),
                          tmp_path / "first", plugins=[image_plugin])
     network = torchvision(RGB, arch="resnet18", weights=first.run_dir / "weights.pt")
     trained = first.model.network.state_dict()
@@ -195,7 +195,7 @@ def test_a_runs_weights_file_fine_tunes_again(tmp_path, resnet18_file):
 
 
 def test_freeze_backbone_trains_only_the_head(tmp_path, resnet18_file):
-    run = run_pipeline(images_pipeline({"name": "torchvision", "arch": "resnet18", "weights": str(resnet18_file), "freeze_backbone": True},
+    run = run_with_plugins(images_pipeline({"name": "torchvision", "arch": "resnet18", "weights": str(resnet18_file), "freeze_backbone": True},
                                        epochs=2, stages=TRAIN_ONLY), tmp_path, plugins=[image_plugin])
     saved = torch.load(resnet18_file, weights_only=True)
     trained = run.model.network.model.state_dict()
@@ -313,12 +313,12 @@ def test_images_too_small_for_the_architecture(tmp_path):
 
 def test_a_frozen_backbone_needs_weights(tmp_path):
     with pytest.raises(ConfigError, match=r"model: freeze_backbone: without weights the frozen backbone would stay random"):
-        load_pipeline(images_pipeline({"name": "torchvision", "arch": "resnet18", "freeze_backbone": True}), tmp_path, plugins=[image_plugin])
+        load_with_plugins(images_pipeline({"name": "torchvision", "arch": "resnet18", "freeze_backbone": True}), tmp_path, plugins=[image_plugin])
 
 
 def test_builder_options_cannot_override_the_component(tmp_path):
     with pytest.raises(ConfigError, match=r"builder_options: num_classes are set by this component"):
-        load_pipeline(images_pipeline({"name": "torchvision", "arch": "resnet18", "builder_options": {"num_classes": 3}}), tmp_path, plugins=[image_plugin])
+        load_with_plugins(images_pipeline({"name": "torchvision", "arch": "resnet18", "builder_options": {"num_classes": 3}}), tmp_path, plugins=[image_plugin])
 
 
 # ---------------------------------------------------------------------------------------------

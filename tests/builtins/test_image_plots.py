@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline_core.testing import run_pipeline, small_pipeline
+from pipeline_core.testing import run_with_plugins, small_pipeline
 
 import image_plugin
 from helpers import check_png
@@ -21,7 +21,7 @@ def _run_squares(tmp_path, epochs: int):
     pipeline = small_pipeline(pipeline={"name": "squares", "seed": 0, "stages": EVALUATED},
                               data={"name": "synthetic_images", "per_class": 16},
                               model={"name": "cnn", "channels": [8, 16]}, train={"epochs": epochs, "batch_size": 16})
-    return run_pipeline(pipeline, tmp_path, plugins=[image_plugin])
+    return run_with_plugins(pipeline, tmp_path, plugins=[image_plugin])
 
 
 def test_worst_mistakes_are_the_most_confident_wrong_predictions(tmp_path):

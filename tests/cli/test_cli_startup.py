@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from pipeline_core.host.builtins import DEFAULT_PLUGINS, OPTIONAL_PLUGINS, module_of
+from pipeline_core.discovery.builtins import DEFAULT_PLUGINS, OPTIONAL_PLUGINS, module_of
 
 from helpers import ROOT
 

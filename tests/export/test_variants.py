@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from pipeline_core.cli import cli
 from pipeline_core.errors import ConfigError
-from pipeline_core.testing import load_pipeline, run_pipeline, small_pipeline
+from pipeline_core.testing import load_with_plugins, run_with_plugins, small_pipeline
 
 from helpers import IRIS_FAST, invoke
 
@@ -56,7 +56,7 @@ def _assert_every_file_passes_the_full_checker(bundle) -> None:
 def iris_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("variants")
     pipeline = small_pipeline(export={"formats": ["onnx"], "optimize": {"variants": ALL, "int8_static": {"calibration_rows": 50}}})
-    return run_pipeline(pipeline, folder)
+    return run_with_plugins(pipeline, folder)
 
 
 def test_every_variant_is_built_gated_and_shipped_with_its_figures(iris_run):
@@ -219,7 +219,7 @@ def test_calibration_never_reads_the_test_split(iris_run, monkeypatch):
 def flipping_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("flipping")
     optimize = {"variants": ["int8_dynamic", "fp16"], "int8_dynamic": {"max_accuracy_drop": 0.0}}
-    return run_pipeline(small_pipeline(**FLIPPING, export={"formats": ["onnx"], "optimize": optimize}), folder)
+    return run_with_plugins(small_pipeline(**FLIPPING, export={"formats": ["onnx"], "optimize": optimize}), folder)
 
 
 def test_a_variant_that_fails_its_gate_is_left_out_with_its_reason(flipping_run):
@@ -241,7 +241,7 @@ def test_a_variant_that_fails_its_gate_is_left_out_with_its_reason(flipping_run)
 def test_the_gate_tolerates_changed_classes_that_cost_no_accuracy(tmp_path):
     """A tolerance of zero accuracy points is about accuracy: a flip that loses nothing passes it."""
     optimize = {"variants": ["int8_dynamic"], "int8_dynamic": {"max_accuracy_drop": 0.0}}
-    run = run_pipeline(small_pipeline(**{**FLIPPING, "pipeline": {"seed": 0}}, export={"formats": ["onnx"], "optimize": optimize}), tmp_path)
+    run = run_with_plugins(small_pipeline(**{**FLIPPING, "pipeline": {"seed": 0}}, export={"formats": ["onnx"], "optimize": optimize}), tmp_path)
     entry = run.export_report["onnx"]["variants"]["int8_dynamic"]
     assert entry["rows_changed"] > 0 and entry["accuracy"]["drop_points"] == 0 and entry["shipped"]
 
@@ -276,7 +276,7 @@ def test_regression_variants_are_held_to_a_relative_error(tmp_path):
         model={"name": "mlp", "hidden_sizes": [16]}, train={"loss": {"name": "mse"}},
         export={"formats": ["onnx"], "optimize": optimize},
     )
-    run = run_pipeline(pipeline, tmp_path)
+    run = run_with_plugins(pipeline, tmp_path)
     report = run.export_report["onnx"]["variants"]
     assert not report["int8_dynamic"]["shipped"] and report["int8_dynamic"]["relative_error"] > 0
     assert "more than max_relative_error = 0.0" in report["int8_dynamic"]["reason"]  # so it passed ONNX's checker first
@@ -320,20 +320,20 @@ def test_bad_variant_options_are_rejected_with_file_and_line(write_pipeline, tab
 
     path = write_pipeline(IRIS_FAST.lstrip() + "\n" + table)
     with pytest.raises(ConfigError) as error:
-        load_pipeline(path, path.parent)
+        load_with_plugins(path, path.parent)
     assert f"{path}{expected}" in str(error.value)
 
 
 def test_variants_need_the_onnx_file(tmp_path):
     pipeline = small_pipeline(export={"formats": ["torchscript"], "optimize": {"variants": ["fp16"]}})
     with pytest.raises(ConfigError, match=r"export.optimize.variants are made from model.onnx, which no format in export.formats writes"):
-        run_pipeline(pipeline, tmp_path)
+        run_with_plugins(pipeline, tmp_path)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_fp16_is_checked_on_the_gpu_where_there_is_one(tmp_path):
     pipeline = small_pipeline(pipeline={"device": "cuda"}, export={"formats": ["onnx"], "optimize": {"variants": ["fp16"]}})
-    entry = run_pipeline(pipeline, tmp_path).export_report["onnx"]["variants"]["fp16"]
+    entry = run_with_plugins(pipeline, tmp_path).export_report["onnx"]["variants"]["fp16"]
     assert entry["providers"][0] == "CUDAExecutionProvider" and "note" not in entry and entry["shipped"]
 
 

@@ -221,6 +221,21 @@ def test_hook_register_stages(with_plugin, tmp_path):
     assert json.loads((run.run_dir / "count.json").read_text()) == {"rows": 112}
 
 
+def test_hook_register_plots(with_plugin, tmp_path):
+    config, host = with_plugin("""
+        def rows(run) -> None:
+            split = run.data.splits[run.config.evaluate.split]
+            run.plots.add("rows", lambda temp: temp.write_bytes(b"png"), "Rows evaluated", {"rows": len(split)})
+
+        @hookimpl
+        def register_plots(register):
+            register("rows", rows)
+    """, 'pipeline.stages=["load_data", "build_model", "evaluate"]')
+    run = run_pipeline(config, host, out=tmp_path / "run", quiet=True)
+    assert json.loads((run.run_dir / "plots" / "index.json").read_text())["rows"]["data"] == {"rows": 38}
+    assert host.registry.get("plot", "rows").plugin == "hook_plugin.py"
+
+
 def test_hook_register_commands(tmp_path, monkeypatch):
     (tmp_path / "command_plugin.py").write_text(textwrap.dedent("""
         import click

@@ -16,7 +16,7 @@ import pipeline_core.engine
 from pipeline_core.cli import cli
 from pipeline_core.engine import remember_model_check
 from pipeline_core.model import check as model_check
-from pipeline_core.testing import run_pipeline
+from pipeline_core.testing import run_with_plugins
 
 from helpers import IRIS_FAST
 
@@ -127,7 +127,7 @@ def test_no_cache_runs_the_check_every_time_and_writes_nothing(tmp_path, checks,
 def test_the_check_a_run_passed_answers_validate(tmp_path, checks):
     """build_model records its passed check (remember_model_check): validate then runs none."""
     path = _pipeline(tmp_path)
-    run = run_pipeline(path, tmp_path, overrides=["pipeline.stages=['load_data', 'build_model']"])
+    run = run_with_plugins(path, tmp_path, overrides=["pipeline.stages=['load_data', 'build_model']"])
     assert len(_entries()) == 1
     _entries()[0].unlink()
     assert run.data is not None

@@ -21,7 +21,7 @@ PIPELINE = Path(sys.executable).with_name("pipeline")
 EXPECTED = {
     "bundle/MODEL_CARD.md", "bundle/manifest.json", "bundle/metadata.json", "bundle/model.onnx",
     "bundle/model.pt2", "bundle/model.torchscript.pt", "bundle/predict.py",
-    "checkpoints/latest.json", "checkpoints/step-000000056.pt",
+    "checkpoints/latest.json", "checkpoints/step-000000056.pt", "checkpoints/step-000000056.json",
     "config.toml", "events.jsonl", "export_report.json", "history.csv", "manifest.json", "metrics.json",
     "plots/confusion_matrix.png", "plots/curves.png", "plots/index.json",
     "report.html", "run.json", "status.json", "training.json", "weights.pt",

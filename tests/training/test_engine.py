@@ -187,21 +187,20 @@ def test_resume_refuses_a_changed_configuration(write_pipeline, tmp_path):
 def test_a_failed_checkpoint_write_keeps_the_last_good_one(write_pipeline, tmp_path, monkeypatch):
     path = write_pipeline(LONG.replace(f"epochs = {EPOCHS}", "epochs = 6"))
     config, host = load_pipeline(path)
-    real_save, calls = torch.save, {"checkpoints": 0}
+    real_write, calls = Path.write_bytes, {"checkpoints": 0}
 
-    def failing_save(obj, target, *args, **kwargs):
-        if isinstance(obj, dict) and "rng" in obj:
+    def failing_write(target, data):  # a checkpoint is serialized in memory, then written to a temporary file
+        if target.name.startswith(".step-") and ".pt." in target.name and target.name.endswith(".tmp"):
             calls["checkpoints"] += 1
             if calls["checkpoints"] == 4:
-                with open(target, "wb") as stream:
-                    stream.write(b"half a checkpoint")  # the disk fills up part-way
+                real_write(target, data[: len(data) // 2])  # the disk fills up part-way
                 raise OSError(28, "No space left on device")
-        return real_save(obj, target, *args, **kwargs)
+        return real_write(target, data)
 
-    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(Path, "write_bytes", failing_write)
     with pytest.raises(PipelineError, match="No space left on device; the previous file is untouched"):
         run_pipeline(config, host, out=tmp_path / "run", quiet=True)
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(Path, "write_bytes", real_write)
     folder = tmp_path / "run" / "checkpoints"
     assert json.loads((folder / "latest.json").read_text())["epoch"] == 3
     assert checkpoint.load(checkpoint.latest(tmp_path / "run"))["epoch"] == 3

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline_core.config.sections import ComponentConfig, EarlyStoppingSection, TrainSection
+from pipeline_core.config.common import ComponentConfig
+from pipeline_core.config.train_section import EarlyStoppingSection, TrainSection
 from pipeline_core.data.loaded import Split
 from pipeline_core.errors import Interrupted, RunFailed
 from pipeline_core.run.signals import StopRequest

@@ -1,4 +1,5 @@
-"""``pipeline plugin new``: start a plugin distribution."""
+"""``pipeline plugin``, the commands for writing plugins: ``pipeline plugin new`` starts a plugin
+distribution (listing the loaded plugins is ``pipeline plugins``: :mod:`pipeline_core.cli.plugin_listing`)."""
 
 from __future__ import annotations
 

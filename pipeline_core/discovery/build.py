@@ -3,7 +3,7 @@
 A factory rather than a module-level singleton (pluggy's ``get_plugin_manager``, kedro's
 ``_create_hook_manager``), so each CLI call and each test gets a fresh manager and registry.
 Built-ins are registered explicitly, through the same hooks as third-party plugins (llm's
-``DEFAULT_PLUGINS``), found by name (:mod:`pipeline_core.host.builtins`): the core never imports them
+``DEFAULT_PLUGINS``), found by name (:mod:`pipeline_core.discovery.builtins`): the core never imports them
 itself. Environment variables limit what loads (built-ins by any of their names):
 
 * ``PIPELINE_CORE_PLUGINS=a,b`` loads only the named built-in and entry-point plugins;
@@ -34,12 +34,13 @@ from types import ModuleType
 import pluggy
 
 from pipeline_core import hookspecs
+from pipeline_core.components import kinds
 from pipeline_core.components.host import Host, PluginInfo
 from pipeline_core.components.options import suggest
-from pipeline_core.components.registry import KINDS, Register, Registry
+from pipeline_core.components.registry import Registry
+from pipeline_core.discovery import builtins
+from pipeline_core.discovery.hook_names import misnamed_hooks
 from pipeline_core.errors import PluginError
-from pipeline_core.host import builtins
-from pipeline_core.host.hook_names import misnamed_hooks
 
 ENTRY_POINT_GROUP = builtins.ENTRY_POINT_GROUP
 ONLY_ENV = "PIPELINE_CORE_PLUGINS"
@@ -172,18 +173,18 @@ def _trace(message: str) -> None:
 
 
 def _fill_registry(host: Host) -> None:
-    """Call each plugin's ``register_*`` hooks one plugin at a time, so each component has an owner."""
-    for kind, (plural, _) in KINDS.items():
-        caller = getattr(host.hook, f"register_{plural}")
-        for impl in caller.get_hookimpls():  # in registration order
+    """Call each plugin's registration hooks one plugin at a time, each with its kind's ``register``
+    bound to the plugin, so each component has an owner."""
+    for kind in kinds.ALL:
+        for impl in getattr(host.hook, kind.hook).get_hookimpls():  # in registration order
             if _tracing():
-                _trace(f"register_{plural} → {impl.plugin_name}")
+                _trace(f"{kind.hook} → {impl.plugin_name}")
             try:
-                impl.function(register=Register(host.registry, kind, impl.plugin_name))
+                impl.function(register=kind.register(host.registry, kind.name, impl.plugin_name))
             except PluginError as error:  # a malformed component, or a name another plugin has
                 _set_broken(host, impl.plugin_name, str(error))
             except Exception as error:
-                _set_broken(host, impl.plugin_name, f"plugin {impl.plugin_name!r} failed in register_{plural}: {type(error).__name__}: {error}")
+                _set_broken(host, impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {kind.hook}: {type(error).__name__}: {error}")
 
 
 def build_host(

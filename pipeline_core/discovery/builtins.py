@@ -37,12 +37,13 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.stages",
     "plugins.export_stage",
     "plugins.progress",
+    # the plots, in the order the evaluate stage draws them and the report shows them
     "plugins.plots.curves",
-    "plugins.plots.confusion",
-    "plugins.plots.boundary",
-    "plugins.plots.samples",
-    "plugins.plots.mistakes",
     "plugins.plots.regression",
+    "plugins.plots.mistakes",
+    "plugins.plots.samples",
+    "plugins.plots.boundary",
+    "plugins.plots.confusion",
     "plugins.trackers.jsonl",
     "plugins.report",
 )

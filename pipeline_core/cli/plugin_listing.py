@@ -1,4 +1,5 @@
-"""``pipeline plugins``: every loaded plugin, its version, its hooks and its components."""
+"""``pipeline plugins``: every loaded plugin, its version, its hooks and its components (the
+``plugin`` group, for writing plugins, is :mod:`pipeline_core.cli.plugin_authoring`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # the config reader and the plugin machinery are imported whe
 def describe(host: Host) -> list[dict[str, Any]]:
     """One entry per plugin: name, source, version, hooks implemented, components by kind; a broken
     plugin has ``status`` "broken", its ``error`` and the setting that ``blocks`` it."""
-    from pipeline_core.host.build import BLOCK_ENV
+    from pipeline_core.discovery.build import BLOCK_ENV
 
     entries = []
     for name, info in host.plugins.items():
@@ -42,7 +43,7 @@ def describe(host: Host) -> list[dict[str, Any]]:
 @click.option("--pipeline", "pipeline_file", type=click.Path(path_type=Path, dir_okay=False), help="Also load the plugins this pipeline file names.")
 def plugins(as_json: bool, pipeline_file: Path | None) -> None:
     """List plugins, their versions, hooks and registered components."""
-    from pipeline_core.host.build import build_host
+    from pipeline_core.discovery.build import build_host
 
     local: list[str] = []
     if pipeline_file is not None:  # the config reader only then: listing the plugins needs none of it
