@@ -26,6 +26,7 @@ from pipeline_core.run.artifacts import DEFAULT_ROOT, RunFiles, read_json
 from pipeline_core.run.context import RunContext
 from pipeline_core.run.distributed import Distributed, check_sync_batchnorm, join, leave
 from pipeline_core.run.failure import describe_error, failure_of
+from pipeline_core.run.signals import interrupt_on_signals
 
 
 def load_run(run_dir: Path, overrides: tuple[str, ...] = ()) -> tuple[PipelineConfig, Host]:
@@ -161,11 +162,12 @@ def _run_as_main(
 
     stage: str | None = None
     try:
-        host.hook.before_pipeline(run=run)
-        for stage in config.pipeline.stages:
-            run_stage(run, stage)
-        stage = None
-        host.hook.after_pipeline(run=run)
+        with interrupt_on_signals(lambda: f"stage {stage!r}" if stage else "the pipeline's start or end"):
+            host.hook.before_pipeline(run=run)
+            for stage in config.pipeline.stages:
+                run_stage(run, stage)
+            stage = None
+            host.hook.after_pipeline(run=run)
     except BaseException as error:
         fail_run(run, error, stage)
     artifacts.write_json(run.path(RunFiles.STATUS), {"status": "succeeded", "stages": list(config.pipeline.stages)})

@@ -1,7 +1,11 @@
-"""SIGINT and SIGTERM during training: finish the current step, checkpoint, and stop cleanly.
+"""SIGINT and SIGTERM: during training, finish the current step, checkpoint, and stop cleanly; in
+any other stage, stop at once with an :class:`~pipeline_core.errors.Interrupted` error, so the run
+folder's ``status.json`` says which stage was stopped and how, instead of staying ``running``.
 
-The handler only records the request; the training loop checks it after each optimizer step, so a
-step is never cut in half and the checkpoint it writes resumes exactly. A second Ctrl-C stops at once.
+During training the handler only records the request; the training loop checks it after each
+optimizer step, so a step is never cut in half and the checkpoint it writes resumes exactly. A
+second Ctrl-C stops at once. Elsewhere nothing is cut in half either: every file is written to a
+temporary name and renamed when whole, and the bundle is sealed last.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from pipeline_core.errors import Interrupted
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -46,6 +52,26 @@ def stop_on_signals() -> Iterator[StopRequest]:
     previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
     try:
         yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(where: Callable[[], str]) -> Iterator[None]:
+    """While the block runs (main thread only), SIGINT and SIGTERM raise :class:`Interrupted` at once,
+    naming ``where()`` (the stage running); training's :func:`stop_on_signals` takes over inside it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(f"stopped by {signal.Signals(signum).name} during {where()}; no file was left half-written. "
+                          "Continue with --resume", signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
+    try:
+        yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -7,7 +7,12 @@ their own tests in tests/sweep/test_sweep.py, the damaged checkpoint in tests/tr
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 
@@ -29,3 +34,29 @@ def test_a_small_fault_campaign_is_survived(tmp_path):
     assert not failed, "\n".join(failed)
     assert not [outcome for outcome in outcomes if outcome.lost]
     assert "| all | " in faults.summary(outcomes)
+
+
+def test_sigterm_in_any_stage_is_recorded_and_the_run_resumes(tmp_path):
+    """SIGTERM outside training (here as the export stage starts) stops the run with exit 143, a
+    message naming the stage, status.json 'interrupted'; --resume then finishes it."""
+    path = tmp_path / "faults.toml"
+    path.write_text(textwrap.dedent(faults.RUN).lstrip().replace("epochs = 60", "epochs = 5"))
+    run_dir = tmp_path / "run"
+    process = faults.start("run", path, "--out", run_dir, "-q")
+    events, deadline = run_dir / "events.jsonl", time.monotonic() + 300
+    while not (events.is_file() and '"stage_start", "stage": "export"' in events.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline, "the run never reached its export stage"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    if process.returncode == 0:
+        pytest.skip("the export finished before the signal arrived")
+    assert process.returncode == 143, stderr
+    assert "error: stopped by SIGTERM during stage 'export'; no file was left half-written. Continue with --resume" in stderr
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["stage"] == "export"
+    assert not (run_dir / "manifest.json").exists() and not (run_dir / "bundle" / "manifest.json").exists()
+    resumed = faults.pipeline("run", run_dir, "--resume", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "succeeded"
+    assert subprocess.run([faults.BIN / "pipeline-deploy", "verify", run_dir], capture_output=True, timeout=300).returncode == 0
