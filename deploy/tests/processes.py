@@ -47,6 +47,13 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    grpc_port: int | None = None
+
+    @property
+    def grpc_address(self) -> str:
+        """What ``tritonclient.grpc``'s ``InferenceServerClient(url=...)`` takes."""
+        assert self.grpc_port is not None, "the server was started without grpc=True"
+        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def url(self) -> str:
@@ -72,15 +79,17 @@ class Server:
             raise
 
 
-def start(args: list[str], folder: Path) -> Server:
-    """Start ``pipeline-deploy serve ARGS`` on a free port and wait (at most 60 s) until
-    ``/v2/health/ready`` answers 200; its output goes to a log file in ``folder``."""
+def start(args: list[str], folder: Path, grpc: bool = False) -> Server:
+    """Start ``pipeline-deploy serve ARGS`` on a free port (and gRPC on another, with ``grpc``) and
+    wait (at most 60 s) until ``/v2/health/ready`` answers 200; its output goes to a log file in ``folder``."""
     port = free_port()
+    grpc_port = free_port() if grpc else None
     log = folder / f"server-{port}.log"
+    extra = ["--grpc-port", str(grpc_port)] if grpc_port is not None else []
     with open(log, "wb") as stream:
-        process = subprocess.Popen([str(DEPLOY), "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
+        process = subprocess.Popen([str(DEPLOY), "serve", *args, "--host", "127.0.0.1", "--port", str(port), *extra],
                                    stdout=stream, stderr=subprocess.STDOUT, cwd=folder)
-    server = Server(process, port, log)
+    server = Server(process, port, log, grpc_port)
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -97,9 +106,9 @@ def start(args: list[str], folder: Path) -> Server:
 
 
 @contextmanager
-def serving(args: list[str], folder: Path) -> Iterator[Server]:
+def serving(args: list[str], folder: Path, grpc: bool = False) -> Iterator[Server]:
     """A started server, stopped with SIGTERM when the block ends, which must exit 0."""
-    server = start(args, folder)
+    server = start(args, folder, grpc)
     try:
         yield server
     finally:

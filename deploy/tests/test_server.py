@@ -101,7 +101,8 @@ def test_a_bad_request_is_a_400_with_an_error(server, body, words):
     response = httpx.post(f"{server.url}/v2/models/iris/versions/1/infer", json=body)
     assert response.status_code == 400, response.text
     answer = response.json()
-    assert list(answer) == ["error"] and isinstance(answer["error"], str)
+    assert list(answer) == ["error", "request_id"] and isinstance(answer["error"], str)
+    assert answer["request_id"] == response.headers["x-request-id"]  # one id in the body, the header and the access log
     assert all(word in answer["error"] for word in words), answer["error"]
     assert "Traceback" not in answer["error"]
 

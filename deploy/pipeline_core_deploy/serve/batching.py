@@ -34,6 +34,11 @@ class Overloaded(Exception):
     """The model's queue is full; the caller should retry later (HTTP 503)."""
 
 
+class Retired(Exception):
+    """The batcher's model was unloaded or replaced after the request resolved it: the caller asks the
+    repository again (a replacement serves it; an unloaded model is then unknown)."""
+
+
 @dataclass(frozen=True)
 class BatchingConfig:
     """How one model's requests are queued and batched (Triton's names and meanings).
@@ -61,14 +66,17 @@ class Observer:
 
     def queue_depth(self, requests: int) -> None: ...
 
-    def batch(self, rows: int, seconds: float) -> None: ...
+    def executed(self, rows: int, requests: int, queued_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        """One model execution: ``rows`` rows of ``requests`` requests, which waited ``queued_ns`` in all
+        before it began; then the nanoseconds spent preparing its input, running the model, and
+        screening and splitting its outputs."""
 
 
 @dataclass
 class _Pending:
     rows: np.ndarray
     future: asyncio.Future[Outputs]
-    arrived: float
+    arrived: int  # time.perf_counter_ns()
 
 
 class Batcher:
@@ -86,6 +94,8 @@ class Batcher:
         self._waiting = 0  # requests queued or running, for the bound without dynamic batching
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._running = 0  # batches running now
+        self._retired = False
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -102,6 +112,15 @@ class Batcher:
                 pending.future.set_exception(Overloaded("the server is shutting down"))
         self._queue.clear()
 
+    async def retire(self, timeout: float = 30.0) -> None:
+        """Stop taking requests (new ones raise :class:`Retired`), let every queued and running one
+        finish (at most ``timeout`` seconds), then stop: how an unloaded or replaced model leaves."""
+        self._retired = True
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._running or self._waiting) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        await self.stop()
+
     @property
     def depth(self) -> int:
         """Requests waiting (queued, not yet running)."""
@@ -109,12 +128,14 @@ class Batcher:
 
     async def submit(self, rows: np.ndarray) -> Outputs:
         """Every output of the model for ``rows``, computed with whatever else is queued."""
+        if self._retired:
+            raise Retired
         if not self.config.dynamic_batching:
             return await self._alone(rows)
         if len(self._queue) >= self.config.max_queue_size:
             raise Overloaded(f"the queue holds {len(self._queue)} requests (max_queue_size {self.config.max_queue_size}); retry later")
         loop = asyncio.get_running_loop()
-        pending = _Pending(rows, loop.create_future(), time.perf_counter())
+        pending = _Pending(rows, loop.create_future(), time.perf_counter_ns())
         self._queue.append(pending)
         self._queued_rows += len(rows)
         self._observer.queue_depth(len(self._queue))
@@ -128,10 +149,12 @@ class Batcher:
         self._waiting += 1
         self._observer.queue_depth(self._waiting)
         try:
-            started = time.perf_counter()
+            started = time.perf_counter_ns()
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, rows)
-            self._observer.batch(len(rows), time.perf_counter() - started)
-            return self._screen(rows, outputs)
+            ran = time.perf_counter_ns()
+            outputs = self._screen(rows, outputs)
+            self._observer.executed(len(rows), 1, 0, 0, ran - started, time.perf_counter_ns() - ran)
+            return outputs
         finally:
             self._waiting -= 1
             self._observer.queue_depth(self._waiting)
@@ -139,7 +162,7 @@ class Batcher:
     async def _work(self) -> None:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
-        delay = self.config.max_queue_delay_us / 1e6
+        delay = self.config.max_queue_delay_us * 1000
         while True:
             while not self._queue:
                 self._wakeup.clear()
@@ -148,35 +171,49 @@ class Batcher:
                 await self._fill(self._queue[0].arrived + delay)
             batch = self._take()
             self._observer.queue_depth(len(self._queue))
-            inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
-            started = time.perf_counter()
+            self._running += 1
             try:
-                outputs = await loop.run_in_executor(self._executor, self._run, inputs)
-            except Exception as error:  # the model failed: every caller in the batch hears it
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
-                continue
-            self._observer.batch(len(inputs), time.perf_counter() - started)
-            try:
-                outputs = self._screen(inputs, outputs)
-            except Exception as error:  # a bug in the screen: every caller in the batch hears it
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
-                continue
-            start = 0
-            for pending in batch:
-                end = start + len(pending.rows)
-                if not pending.future.done():  # a caller that went away is skipped
-                    pending.future.set_result({name: value[start:end] for name, value in outputs.items()})
-                start = end
+                self._execute(batch, await self._run_batch(loop, batch))
+            finally:
+                self._running -= 1
 
-    async def _fill(self, deadline: float) -> None:
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> tuple[Outputs, np.ndarray, int, int, int] | None:
+        """The batch's outputs, its inputs and when its phases began; None when the model failed
+        (every caller in the batch then hears why)."""
+        started = time.perf_counter_ns()
+        inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+        prepared = time.perf_counter_ns()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._run, inputs)
+        except Exception as error:
+            _fail(batch, error)
+            return None
+        return outputs, inputs, started, prepared, time.perf_counter_ns()
+
+    def _execute(self, batch: list[_Pending], ran: tuple[Outputs, np.ndarray, int, int, int] | None) -> None:
+        """Screen a batch's outputs, hand each caller its rows, and report the execution."""
+        if ran is None:
+            return
+        outputs, inputs, started, prepared, finished = ran
+        try:
+            outputs = self._screen(inputs, outputs)
+        except Exception as error:  # a bug in the screen: every caller in the batch hears it
+            _fail(batch, error)
+            return
+        start = 0
+        for pending in batch:
+            end = start + len(pending.rows)
+            if not pending.future.done():  # a caller that went away is skipped
+                pending.future.set_result({name: value[start:end] for name, value in outputs.items()})
+            start = end
+        queued = sum(started - pending.arrived for pending in batch)
+        self._observer.executed(len(inputs), len(batch), queued, prepared - started, finished - prepared, time.perf_counter_ns() - finished)
+
+    async def _fill(self, deadline_ns: int) -> None:
         """Wait until the queue holds a full batch or the oldest request's delay is over."""
         assert self._wakeup is not None
         while self._queued_rows < self.config.max_batch_size:
-            remaining = deadline - time.perf_counter()
+            remaining = (deadline_ns - time.perf_counter_ns()) / 1e9
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -196,3 +233,9 @@ class Batcher:
             batch.append(pending)
         self._queued_rows -= rows
         return batch
+
+
+def _fail(batch: list[_Pending], error: Exception) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(error)

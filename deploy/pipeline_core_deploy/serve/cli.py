@@ -15,6 +15,7 @@ Exit codes (docs/deploy.md has the same table):
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -95,11 +96,16 @@ def listen(host: str, port: int) -> socket.socket:
 @click.option("--verify-key", type=click.Path(path_type=Path, dir_okay=False),
               help="Serve only bundles whose manifest is signed by this Ed25519 public key (per model: verify_key in --config).")
 @click.option("--variant", metavar="NAME", help="Serve this optimized variant of each bundle (int8_dynamic, fp16, ...) instead of model.onnx (per model: variant in --config).")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), help="Also serve the KServe v2 gRPC protocol (and grpc.health.v1) on this port.")
+@click.option("--model-repository", type=click.Path(path_type=Path, file_okay=False),
+              help="Serve every model folder in DIR by its name; the repository extension loads folders added later.")
 def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: int, max_batch_size: int | None,
           max_queue_delay_us: int | None, max_queue_size: int | None, instances: int | None, dynamic_batching: bool | None,
           threads: int, max_body_bytes: int, max_request_rows: int, range_check: str | None, range_margin: float | None, device: str,
-          timeout_graceful_shutdown: int, access_log: bool, log_level: str, verify_key: Path | None, variant: str | None) -> None:
-    """Serve BUNDLE folders over the Open Inference Protocol (KServe v2 REST), with dynamic batching.
+          timeout_graceful_shutdown: int, access_log: bool, log_level: str, verify_key: Path | None, variant: str | None,
+          grpc_port: int | None, model_repository: Path | None) -> None:
+    """Serve BUNDLE folders over the Open Inference Protocol (KServe v2 REST, and gRPC with
+    --grpc-port), with dynamic batching and Triton's model repository and statistics extensions.
 
     Each bundle is verified against its manifest first (every file, and its signature with
     --verify-key); a bad one, or an address that cannot be listened on, stops the server with exit
@@ -110,11 +116,16 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     from pipeline_core_deploy.predict import DeployError
     from pipeline_core_deploy.serve import config, logs, models
     from pipeline_core_deploy.serve.app import ServerSettings, create_app
+    from pipeline_core_deploy.serve.dataplane import DataPlane
+    from pipeline_core_deploy.serve.metrics import Metrics
+    from pipeline_core_deploy.serve.model_repository import ModelLoader, scan
 
     flags = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us, "max_queue_size": max_queue_size,
              "instances": instances, "dynamic_batching": dynamic_batching, "range_check": range_check, "range_margin": range_margin}
     try:
-        repository = models.load(config.model_specs(bundles, config_file, flags, verify_key, variant), device, threads)
+        configured = config.model_specs(bundles, config_file, flags, verify_key, variant, model_repository)
+        template = config.template(config_file, flags, verify_key, variant)
+        repository = models.load([*configured, *(scan(model_repository, template) if model_repository else [])], device, threads)
         sock = listen(host, port)
     except DeployError as error:
         click.echo(f"error: {error}", err=True)
@@ -127,14 +138,27 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
             log.warning("%s", message)
     settings = ServerSettings(max_body_bytes=max_body_bytes, max_request_rows=max_request_rows, inference_threads=os.cpu_count() or 2,
                               access_log=access_log)
+    plane = DataPlane(repository, settings, Metrics(), ModelLoader(repository, configured, model_repository, template, device, threads))
     server = uvicorn.Server(uvicorn.Config(
-        create_app(repository, settings), host=host, port=port, log_config=None, access_log=False,
+        create_app(plane), host=host, port=port, log_config=None, access_log=False,
         timeout_graceful_shutdown=timeout_graceful_shutdown, server_header=False,
     ))
+
+    async def run() -> None:
+        if grpc_port is not None:  # made inside the event loop it runs on, bound before anything starts
+            from pipeline_core_deploy.serve.grpc_routes import GrpcServer
+
+            plane.companions.append(GrpcServer(plane, host, grpc_port, timeout_graceful_shutdown).serving)
+        await server.serve(sockets=[sock])
+
     # uvicorn re-raises the signal it stopped on once it has drained; absorb it so a graceful stop exits 0
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run(sockets=[sock])
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(run())
+    except DeployError as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(error.exit_code) from None
     finally:
         sock.close()
         for sig, handler in previous.items():

@@ -101,20 +101,14 @@ def _key(table: Mapping[str, Any], where: str, config_file: Path | None, default
 
 
 def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: Mapping[str, Any] | None = None,
-                verify_key: Path | None = None, variant: str | None = None) -> list[ModelSpec]:
+                verify_key: Path | None = None, variant: str | None = None, repository: Path | None = None) -> list[ModelSpec]:
     """Every bundle to serve with its batching, its range check and the key its signature must verify
-    with: from the file's ``[[models]]`` and the arguments (``flags`` holds the batching and range
-    options of the command line, None where not given)."""
+    with: from the file's ``[[models]]`` and the arguments (``flags`` holds the batching and range options
+    of the command line, None where not given). With a model ``repository``, none is needed."""
     document = _read_file(config_file) if config_file is not None else {}
-    given = {k: v for k, v in (flags or {}).items() if v is not None}
-    defaults = _batching(document.get("defaults", {}), f"{config_file}: [defaults]", BatchingConfig())
-    defaults = _batching({k: v for k, v in given.items() if k not in RANGE_KEYS}, "command line", defaults)
-    ranges = _range(document.get("defaults", {}), f"{config_file}: [defaults]", ("flag", RANGE_MARGIN))
-    ranges = _range({k: v for k, v in given.items() if k in RANGE_KEYS}, "command line", ranges)
-    default_key = verify_key or _key(document.get("defaults", {}), f"{config_file}: [defaults]", config_file, None)
-    specs = [dataclasses.replace(parse_bundle_argument(argument), batching=defaults, verify_key=default_key, variant=variant,
-                                 range_check=ranges[0], range_margin=ranges[1])
-             for argument in bundles]
+    template = default_spec(document, config_file, flags, verify_key, variant)
+    specs = [dataclasses.replace(template, path=spec.path, name=spec.name, version=spec.version)
+             for spec in map(parse_bundle_argument, bundles)]
     models = document.get("models", [])
     if not isinstance(models, list):
         raise DeployError(f"{config_file}: 'models' must be an array of tables ([[models]])")
@@ -131,11 +125,32 @@ def model_specs(bundles: Sequence[str], config_file: Path | None = None, flags: 
             path if path.is_absolute() else config_file.parent / path,
             str(table["name"]) if "name" in table else None,
             str(table["version"]) if "version" in table else None,
-            _batching(table, where, defaults),
-            _key(table, where, config_file, default_key),
+            _batching(table, where, template.batching),
+            _key(table, where, config_file, template.verify_key),
             str(table["variant"]) if "variant" in table else variant,
-            *_range(table, where, ranges),
+            *_range(table, where, (template.range_check, template.range_margin)),
         ))
-    if not specs:
-        raise DeployError("no bundle to serve: name one or more BUNDLE folders, or [[models]] in --config")
+    if not specs and repository is None:
+        raise DeployError("no bundle to serve: name one or more BUNDLE folders, [[models]] in --config, or --model-repository DIR")
     return specs
+
+
+def default_spec(document: Mapping[str, Any], config_file: Path | None = None, flags: Mapping[str, Any] | None = None,
+                 verify_key: Path | None = None, variant: str | None = None) -> ModelSpec:
+    """What a model gets when nothing names it (a bundle argument, or a folder of the model
+    repository, one found at start or loaded later): the built-in defaults, then the file's
+    ``[defaults]``, then the command line's flags."""
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    batching = _batching(document.get("defaults", {}), f"{config_file}: [defaults]", BatchingConfig())
+    batching = _batching({k: v for k, v in given.items() if k not in RANGE_KEYS}, "command line", batching)
+    ranges = _range(document.get("defaults", {}), f"{config_file}: [defaults]", ("flag", RANGE_MARGIN))
+    ranges = _range({k: v for k, v in given.items() if k in RANGE_KEYS}, "command line", ranges)
+    key = verify_key or _key(document.get("defaults", {}), f"{config_file}: [defaults]", config_file, None)
+    return ModelSpec(Path(), batching=batching, verify_key=key, variant=variant, range_check=ranges[0], range_margin=ranges[1])
+
+
+def template(config_file: Path | None = None, flags: Mapping[str, Any] | None = None, verify_key: Path | None = None,
+             variant: str | None = None) -> ModelSpec:
+    """:func:`default_spec` of the configuration file and the command line: what a model folder added
+    to the model repository later is loaded with."""
+    return default_spec(_read_file(config_file) if config_file is not None else {}, config_file, flags, verify_key, variant)

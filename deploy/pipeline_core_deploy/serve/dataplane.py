@@ -8,29 +8,40 @@ hold, what the model answers, and which rows lie outside the training range. A f
 a request, calls a method here, and encodes what it returns; a gRPC front end would call the same
 methods with what it decoded from protobuf. (MLServer's ``mlserver/handlers/dataplane.py`` has the
 same shape.) The lifecycle is here too: :meth:`DataPlane.running` starts the inference threads and
-every model's batcher, and the server is ready only while they run.
+every model's batcher, and the server is ready only while they run. So are the model repository
+extension (:meth:`DataPlane.load`, :meth:`DataPlane.unload`, :meth:`DataPlane.repository_index`,
+through a :class:`~pipeline_core_deploy.serve.model_repository.ModelLoader`) and the statistics
+extension (:meth:`DataPlane.statistics`): both front ends serve them from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from pipeline_core_deploy import __version__, predict
 from pipeline_core_deploy.serve import MAX_BODY_BYTES, MAX_REQUEST_ROWS
+from pipeline_core_deploy.serve.batching import Retired
 from pipeline_core_deploy.serve.metrics import Metrics
+from pipeline_core_deploy.serve.model_repository import ModelLoader
 from pipeline_core_deploy.serve.models import Repository, ServedModel
-from pipeline_core_deploy.serve.protocol import InferRequest, bad_request
+from pipeline_core_deploy.serve.protocol import InferRequest, ProtocolError, bad_request
 
 SERVER_NAME = "pipeline-core-deploy"
 #: the v2 response parameter listing the rows (from 0) that lie outside the training range
 OUT_OF_RANGE_ROWS = "out_of_range_rows"
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
+#: what else runs while the data plane does (the gRPC server): entered once the models serve, left before they stop
+Companion = Callable[[], Any]
+T = TypeVar("T")
+#: what decodes an ``…/infer`` request for the model it names (a front end's decoder, bound to the request)
+Decoder = Callable[[ServedModel], InferRequest]
 
 
 @dataclass(frozen=True)
@@ -48,9 +59,13 @@ class DataPlane:
     """The server's answers to the protocol's requests, for any front end. Errors are raised, not
     answered: a front end turns them into its own error shape (``hot_routes.answer_to`` for REST)."""
 
-    def __init__(self, repository: Repository, settings: ServerSettings, metrics: Metrics) -> None:
+    def __init__(self, repository: Repository, settings: ServerSettings, metrics: Metrics, loader: ModelLoader | None = None) -> None:
         self.repository, self.settings, self.metrics = repository, settings, metrics
+        self.loader = loader
         self._ready = False
+        self._executor: ThreadPoolExecutor | None = None
+        #: async context managers run inside :meth:`running` (another front end, such as the gRPC server)
+        self.companions: list[Companion] = []
 
     # -- health and metadata: no model runs -----------------------------------------------------
 
@@ -95,25 +110,83 @@ class DataPlane:
                               "(--max-request-rows); send them in several requests, or predict a file with `pipeline-deploy predict`")
         return rows
 
-    async def infer(self, model: ServedModel, request: InferRequest) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
-        """Every output of ``model`` for a decoded ``…/infer`` request, and the response-level
-        parameters (the rows outside the training range, when there are any)."""
-        source = f"input {model.input.name!r}"
-        rows = self.checked_rows(model, request.array, source)
-        outputs, outside = await model.infer(rows, source)
-        return outputs, {OUT_OF_RANGE_ROWS: outside} if outside else None
+    async def infer(self, model: ServedModel, request: InferRequest | Decoder) -> tuple[InferRequest, dict[str, np.ndarray], dict[str, Any] | None]:
+        """The decoded request, every output of ``model`` for it, and the response-level parameters
+        (the rows outside the training range, when there are any). ``request`` may be a function that
+        decodes the request for a model, so a request refused while decoding counts as a failure."""
+
+        async def answer(model: ServedModel) -> tuple[InferRequest, dict[str, np.ndarray], dict[str, Any] | None]:
+            decoded = request(model) if callable(request) else request
+            source = f"input {model.input.name!r}"
+            rows = self.checked_rows(model, decoded.array, source)
+            outputs, outside = await model.infer(rows, source)
+            return decoded, outputs, {OUT_OF_RANGE_ROWS: outside} if outside else None
+
+        return await self._counted(model, answer)
 
     async def predict(self, model: ServedModel, array: np.ndarray, source: str = "request body") -> list[dict[str, Any]]:
         """One record per row of ``array``, as ``predict.py`` writes them in a JSON file (the label and
         its probabilities, or the values), with ``out_of_range`` naming the features of each row
         outside the training range."""
-        rows = self.checked_rows(model, array, source)
-        outputs, outside = await model.infer(rows, source)
-        records = predict.predictions(model.bundle, outputs)
-        if outside:
-            names = model.out_of_range_names(rows)
-            records = [{**record, predict.OUT_OF_RANGE: names[row]} if row in outside else record for row, record in enumerate(records)]
-        return records
+
+        async def answer(model: ServedModel) -> list[dict[str, Any]]:
+            rows = self.checked_rows(model, array, source)
+            outputs, outside = await model.infer(rows, source)
+            records = predict.predictions(model.bundle, outputs)
+            if outside:
+                names = model.out_of_range_names(rows)
+                records = [{**record, predict.OUT_OF_RANGE: names[row]} if row in outside else record for row, record in enumerate(records)]
+            return records
+
+        return await self._counted(model, answer)
+
+    async def _counted(self, model: ServedModel, answer: Callable[[ServedModel], Awaitable[T]]) -> T:
+        """``answer(model)``, counted in the model's statistics as a success or a failure. A model
+        unloaded or replaced since the request named it hands the request to what serves its name
+        and version now (a replacement), or to the 404 of a model no longer served."""
+        started = time.perf_counter_ns()
+        try:
+            try:
+                result = await answer(model)
+            except Retired:
+                model = self.repository.get(model.name, model.version)
+                started = time.perf_counter_ns()
+                result = await answer(model)
+        except BaseException:
+            model.statistics.request_done(time.perf_counter_ns() - started, ok=False)
+            raise
+        model.statistics.request_done(time.perf_counter_ns() - started, ok=True)
+        return result
+
+    # -- the statistics and model repository extensions -------------------------------------------
+
+    def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        """Triton's statistics of one model (the newest version, or ``version``), or of every model."""
+        models = [self.model(name, version)] if name else list(self.repository)
+        return {"model_stats": [model.statistics.as_json(model.name, model.version) for model in models]}
+
+    def _loader(self) -> ModelLoader:
+        if self.loader is None:
+            raise ProtocolError(400, "this server was started without the model repository extension")
+        return self.loader
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        return self._loader().index(ready_only)
+
+    async def load(self, name: str) -> None:
+        """Load (or reload) ``name`` from where it was configured; the old versions serve until the new ones do."""
+        if not self._ready:
+            raise ProtocolError(503, "the server is not ready (starting or stopping); load the model once it is")
+        await self._loader().load(name, self._attach)
+
+    async def unload(self, name: str) -> None:
+        await self._loader().unload(name)
+
+    def _attach(self, model: ServedModel) -> None:
+        assert self._executor is not None
+        model.attach(self._executor, self.metrics.observer(model.name, model.version, model.statistics))
+        assert model.batcher is not None
+        model.batcher.start()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -122,16 +195,20 @@ class DataPlane:
         """The inference threads and every model's batcher, running (and the server ready) inside;
         on the way out the server stops being ready first, then each batcher finishes what it queued."""
         threads = max(self.settings.inference_threads, sum(m.batching.instances for m in self.repository))
-        with ThreadPoolExecutor(threads, thread_name_prefix="inference") as executor:
+        with ThreadPoolExecutor(threads, thread_name_prefix="inference") as self._executor:
             for model in self.repository:
-                model.attach(executor, self.metrics.observer(model.name, model.version))
-                assert model.batcher is not None
-                model.batcher.start()
-            self._ready = True
+                self._attach(model)
             try:
-                yield
+                async with AsyncExitStack() as stack:
+                    for companion in self.companions:
+                        await stack.enter_async_context(companion())
+                    self._ready = True
+                    yield
+                    self._ready = False
             finally:
                 self._ready = False
+                if self.loader is not None:
+                    await self.loader.finish()
                 for model in self.repository:
                     if model.batcher is not None:
                         await model.batcher.stop()

@@ -39,8 +39,8 @@ log = logging.getLogger("pipeline_core_deploy.serve")
 
 #: the request headers the hot routes read (lower case, as ASGI gives them)
 WANTED_HEADERS = frozenset({"content-length", "content-encoding", "content-type", "inference-header-content-length"})
-#: scope keys the routes fill in, for the access log and the metrics
-MODEL_KEY, ENDPOINT_KEY = "pipeline.model", "pipeline.endpoint"
+#: scope keys the routes fill in, for the access log and the metrics; the access log fills in the request id
+MODEL_KEY, ENDPOINT_KEY, REQUEST_ID_KEY = "pipeline.model", "pipeline.endpoint", "pipeline.request_id"
 
 
 @dataclass(frozen=True)
@@ -53,28 +53,38 @@ class Answer:
     status: int = 200
 
 
-def error_answer(status: int, message: str) -> Answer:
-    """The protocol's error shape: ``{"error": message}``."""
-    return Answer(dumps({"error": message}), status=status)
+def error_answer(status: int, message: str, request_id: str | None = None, headers: dict[str, str] | None = None) -> Answer:
+    """The protocol's error shape, ``{"error": message}``, with the request's id."""
+    body = {"error": message} if request_id is None else {"error": message, "request_id": request_id}
+    return Answer(dumps(body), headers=headers, status=status)
 
 
-def route_error(method: str, path: str, status: int, detail: str, headers: dict[str, str] | None = None) -> Answer:
+def route_error(method: str, path: str, status: int, detail: str, headers: dict[str, str] | None = None,
+                request_id: str | None = None) -> Answer:
     """The answer to a path or method no route takes (404, 405), pointing at what exists."""
-    message = f"{method} {path}: {detail}; see GET /v2 and /v2/models/{{name}}"
-    return Answer(dumps({"error": message}), headers=headers, status=status)
+    return error_answer(status, f"{method} {path}: {detail}; see GET /v2 and /v2/models/{{name}}", request_id, headers)
 
 
-def answer_to(error: Exception, method: str, path: str) -> Answer:
-    """The answer to a request that raised ``error``: 4xx or 503 with the message for the client's
-    mistakes and for overload, a one-line 500 (the traceback goes to the log) for a bug."""
+def error_status(error: Exception) -> int:
+    """The HTTP status a request that raised ``error`` gets: 4xx for the client's mistakes, 503 for
+    overload, 500 for a bug (both front ends use it; gRPC maps it to its own codes)."""
     if isinstance(error, ProtocolError):
-        return error_answer(error.status, str(error))
+        return error.status
     if isinstance(error, predict.DeployError):
-        return error_answer(400, str(error))
+        return 400
     if isinstance(error, Overloaded):
-        return error_answer(503, str(error))
-    log.error("internal error on %s %s", method, path, exc_info=error)
-    return error_answer(500, f"internal error: {type(error).__name__}")
+        return 503
+    return 500
+
+
+def answer_to(error: Exception, method: str, path: str, request_id: str | None = None) -> Answer:
+    """The answer to a request that raised ``error``: its message with the status of
+    :func:`error_status`, or a one-line 500 for a bug (the traceback goes to the log)."""
+    status = error_status(error)
+    if status != 500:
+        return error_answer(status, str(error), request_id)
+    log.error("internal error on %s %s (request %s)", method, path, request_id, exc_info=error)
+    return error_answer(500, f"internal error: {type(error).__name__}", request_id)
 
 
 #: a model route: the resolved model, the headers in ``WANTED_HEADERS``, and the body
@@ -171,7 +181,8 @@ class HotRoutes:
         name, version, action = target
         scope[ENDPOINT_KEY] = action
         if scope["method"] != "POST":
-            await send_answer(send, route_error(scope["method"], scope["path"], 405, "Method Not Allowed", {"allow": "POST"}))
+            await send_answer(send, route_error(scope["method"], scope["path"], 405, "Method Not Allowed", {"allow": "POST"},
+                                                scope.get(REQUEST_ID_KEY)))
             return
         try:
             model = self.plane.model(name, version)
@@ -181,14 +192,13 @@ class HotRoutes:
         except ClientGone:
             return
         except Exception as error:
-            answer = answer_to(error, scope["method"], scope["path"])
+            answer = answer_to(error, scope["method"], scope["path"], scope.get(REQUEST_ID_KEY))
         await send_answer(send, answer)
 
     async def answer_infer(self, model: ServedModel, headers: dict[str, str], body: bytes) -> Answer:
         """``…/infer``: a v2 request (JSON, or JSON then binary tensor data) in, the v2 response out."""
-        document, binary = parse_body(body, headers.get(HEADER_LENGTH.lower()))
-        decoded = decode_infer(document, binary, model.input, model.outputs)
-        outputs, parameters = await self.plane.infer(model, decoded)
+        header = headers.get(HEADER_LENGTH.lower())
+        decoded, outputs, parameters = await self.plane.infer(model, lambda model: decode_infer(*parse_body(body, header), model.input, model.outputs))
         content, header_length = encode_infer(model.name, model.version, decoded, outputs, parameters)
         if header_length is None:
             return Answer(content)

@@ -2,7 +2,9 @@
 
 Each server gets its own registry, so two apps in one process (tests) never collide. Labels are
 bounded: a request for a model the server does not have is counted under ``model=""``, so a
-client cannot grow the label set by inventing names.
+client cannot grow the label set by inventing names. Requests of both front ends are counted
+together, told apart by ``protocol`` (``http`` or ``grpc``); ``code`` is the HTTP status for one and
+the gRPC status name (``OK``, ``INVALID_ARGUMENT``, …) for the other.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from prometheus_client import (
 )
 
 from pipeline_core_deploy.serve.batching import Observer
+from pipeline_core_deploy.serve.statistics import ModelStatistics
 
 disable_created_metrics()  # the *_created series only double the output
 
@@ -33,12 +36,12 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "pipeline_serve_requests", "HTTP requests by model, endpoint and status code",
-            ("model", "version", "endpoint", "code"), registry=self.registry,
+            "pipeline_serve_requests", "Requests (HTTP and gRPC) by model, endpoint and status code",
+            ("model", "version", "endpoint", "code", "protocol"), registry=self.registry,
         )
         self.latency = Histogram(
             "pipeline_serve_request_duration_seconds", "Time from request to response, by model and endpoint",
-            ("model", "version", "endpoint"), buckets=LATENCY_BUCKETS, registry=self.registry,
+            ("model", "version", "endpoint", "protocol"), buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.batch_size = Histogram(
             "pipeline_serve_batch_size", "Rows per onnxruntime call", ("model", "version"), buckets=BATCH_BUCKETS, registry=self.registry,
@@ -50,33 +53,36 @@ class Metrics:
         self.queue_depth = Gauge(
             "pipeline_serve_queue_depth", "Requests waiting for a batch", ("model", "version"), registry=self.registry,
         )
-        self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+        self._children: dict[tuple[str, str, str, int | str, str], tuple[Counter, Histogram]] = {}
 
-    def observe_request(self, model: str, version: str, endpoint: str, code: int, seconds: float) -> None:
-        key = (model, version, endpoint, code)
+    def observe_request(self, model: str, version: str, endpoint: str, code: int | str, seconds: float, protocol: str = "http") -> None:
+        key = (model, version, endpoint, code, protocol)
         children = self._children.get(key)
         if children is None:  # label lookups cost more than the update; the label sets are few and bounded
-            children = self._children[key] = (self.requests.labels(model, version, endpoint, str(code)), self.latency.labels(model, version, endpoint))
+            children = self._children[key] = (self.requests.labels(model, version, endpoint, str(code), protocol),
+                                              self.latency.labels(model, version, endpoint, protocol))
         children[0].inc()
         children[1].observe(seconds)
 
-    def observer(self, model: str, version: str) -> Observer:
-        """What one model's batcher reports to."""
-        return _ModelObserver(self, model, version)
+    def observer(self, model: str, version: str, statistics: ModelStatistics | None = None) -> Observer:
+        """What one model's batcher reports to (and the model's statistics, for the statistics extension)."""
+        return _ModelObserver(self, model, version, statistics or ModelStatistics())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _ModelObserver(Observer):
-    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+    def __init__(self, metrics: Metrics, model: str, version: str, statistics: ModelStatistics) -> None:
         self._depth = metrics.queue_depth.labels(model, version)
         self._rows = metrics.batch_size.labels(model, version)
         self._seconds = metrics.inference.labels(model, version)
+        self._statistics = statistics
 
     def queue_depth(self, requests: int) -> None:
         self._depth.set(requests)
 
-    def batch(self, rows: int, seconds: float) -> None:
+    def executed(self, rows: int, requests: int, queued_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
         self._rows.observe(rows)
-        self._seconds.observe(seconds)
+        self._seconds.observe(infer_ns / 1e9)
+        self._statistics.executed(rows, requests, queued_ns, input_ns, infer_ns, output_ns)

@@ -30,6 +30,7 @@ import numpy as np
 from pipeline_core_deploy import predict
 from pipeline_core_deploy.serve.batching import Batcher, BatchingConfig, Observer
 from pipeline_core_deploy.serve.protocol import ProtocolError, TensorSpec, datatype
+from pipeline_core_deploy.serve.statistics import ModelStatistics
 
 PLATFORM = "onnxruntime_onnx"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -94,6 +95,8 @@ class ServedModel:
             for o in metadata["outputs"]
         ]
         self.batcher: Batcher | None = None
+        self.statistics = ModelStatistics()
+        self.spec: ModelSpec | None = None  # what it was loaded from, for the repository extension's load
 
     def attach(self, executor: Executor, observer: Observer) -> None:
         self.batcher = Batcher(self._run, self.batching, executor, observer, self._screen)
@@ -209,24 +212,41 @@ def _onnx_datatype(onnx_type: str) -> str:
 
 
 class Repository:
-    """The served models by name and version."""
+    """The served models by name and version. Models change only through :meth:`replace` and
+    :meth:`remove`, each one assignment on the event loop, so a request sees a name's old versions or
+    its new ones, never a mix."""
 
     def __init__(self, models: Iterable[ServedModel]) -> None:
-        self._models: dict[str, dict[str, ServedModel]] = {}
+        grouped: dict[str, list[ServedModel]] = {}
         for model in models:
-            versions = self._models.setdefault(model.name, {})
-            if model.version in versions:
-                raise predict.DeployError(
-                    f"two bundles would both be {model.name!r} version {model.version!r}: {versions[model.version].bundle.folder} "
-                    f"and {model.bundle.folder}; give one another version (NAME:VERSION=PATH on the command line)"
-                )
-            versions[model.version] = model
+            grouped.setdefault(model.name, []).append(model)
+        self._models = {name: by_version(versions) for name, versions in grouped.items()}
 
     def __iter__(self) -> Iterator[ServedModel]:
-        return (model for versions in self._models.values() for model in versions.values())
+        return (model for versions in list(self._models.values()) for model in list(versions.values()))
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def replace(self, name: str, models: list[ServedModel]) -> list[ServedModel]:
+        """Serve ``models`` (every version of ``name``) from now on; the versions they replace are returned."""
+        old = list(self._models.get(name, {}).values())
+        self._models[name] = by_version(models)
+        return old
+
+    def remove(self, name: str) -> list[ServedModel]:
+        """Stop serving ``name``; its versions are returned."""
+        return list(self._models.pop(name, {}).values())
 
     def versions(self, name: str) -> list[str]:
         return sorted(self._models.get(name, {}), key=_version_key)
+
+    def get_quietly(self, name: str, version: str | None = None) -> ServedModel | None:
+        """The model, or None (for labels and readiness, where an unknown model is no error)."""
+        versions = self._models.get(name)
+        if not versions:
+            return None
+        return versions.get(version) if version is not None else versions[self.versions(name)[-1]]
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         """The model, or a 404 that lists what the server has."""
@@ -240,8 +260,26 @@ class Repository:
         return versions[version]
 
 
+def by_version(models: Iterable[ServedModel]) -> dict[str, ServedModel]:
+    """One model's versions by version, refused when two bundles claim the same one."""
+    versions: dict[str, ServedModel] = {}
+    for model in models:
+        if model.version in versions:
+            raise predict.DeployError(
+                f"two bundles would both be {model.name!r} version {model.version!r}: {versions[model.version].bundle.folder} "
+                f"and {model.bundle.folder}; give one another version (NAME:VERSION=PATH on the command line)"
+            )
+        versions[model.version] = model
+    return versions
+
+
 def load(specs: Iterable[ModelSpec], device: str = "cpu", threads: int = 1) -> Repository:
     """Verify and open every bundle (a :class:`predict.DeployError` names the first bad one)."""
+    return Repository(open_models(specs, device, threads))
+
+
+def open_models(specs: Iterable[ModelSpec], device: str = "cpu", threads: int = 1) -> list[ServedModel]:
+    """Every bundle verified and opened, each with the spec it came from (``ServedModel.spec``)."""
     models = []
     for spec in specs:
         bundle = predict.open_bundle(spec.path, device, threads, spec.verify_key, spec.variant)
@@ -250,5 +288,7 @@ def load(specs: Iterable[ModelSpec], device: str = "cpu", threads: int = 1) -> R
         for what, value in (("name", name), ("version", version)):
             if not NAME_PATTERN.match(value):
                 raise predict.DeployError(f"{spec.path}: model {what} {value!r} may hold only letters, digits, '_', '.' and '-'; set one with NAME:VERSION=PATH")
-        models.append(ServedModel(bundle, name, version, spec.batching, spec.range_check, spec.range_margin))
-    return Repository(models)
+        model = ServedModel(bundle, name, version, spec.batching, spec.range_check, spec.range_margin)
+        model.spec = spec
+        models.append(model)
+    return models

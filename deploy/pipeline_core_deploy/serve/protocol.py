@@ -133,7 +133,7 @@ def _expected_shape(spec: TensorSpec) -> str:
     return f"[N, {', '.join(map(str, spec.shape[1:]))}] (N rows, the batch axis first)"
 
 
-def _check_shape(shape: list[int], spec: TensorSpec, where: str) -> None:
+def check_shape(shape: list[int], spec: TensorSpec, where: str) -> None:
     """The tensor's shape must be the model's, batch axis first: [N, 4] for a model of 4 features, never
     [4] or [1, 2, 2], though they hold as many values (a layout the model does not declare is a mistake)."""
     if len(shape) != len(spec.shape) or tuple(shape[1:]) != spec.shape[1:]:
@@ -188,7 +188,7 @@ def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec, binary: memoryview,
     declared = tensor.get("datatype")
     if declared != spec.datatype:
         raise bad_request(f"{where}: datatype {declared!r} does not match the model's; expected {spec.datatype} (shape {list(spec.shape)})")
-    _check_shape(shape, spec, where)
+    check_shape(shape, spec, where)
     count = math.prod(shape)
     size = (tensor.get("parameters") or {}).get("binary_data_size")
     if size is not None:
