@@ -8,11 +8,14 @@ caller, bounded by a request count and a time limit per run: libcurl's multi int
 default, or aiohttp on one event loop (``--client aiohttp``). The client shares this machine's two
 cores with the server, so a lighter client leaves more of them to the server: libcurl spends about
 half of aiohttp's CPU per request, and the table prints both sides' CPU per request. Both clients come
-with the benchmark extra: ``pip install -e '.[benchmark]'``. The bundles are
+with the benchmark extra: ``pip install -e '.[benchmark]'``. With ``--grpc`` each server also listens
+for gRPC, and every run is repeated there by a ``grpc.aio`` client sending pre-serialized
+``ModelInferRequest`` messages (raw tensor bytes, as ``tritonclient.grpc`` sends them) on one HTTP/2
+channel: REST and gRPC measured side by side on the same server. The bundles are
 made by running the project's pipelines (MNIST on MNIST-format files of real size written here:
 this machine has no internet, and the timing depends on the sizes, not on the pixels).
 
-    python benchmarks/serve.py [--requests 4500] [--seconds 60] [--encoding json|binary] [--client curl|aiohttp] [--bundles DIR]
+    python benchmarks/serve.py [--requests 4500] [--seconds 60] [--encoding json|binary] [--client curl|aiohttp] [--grpc] [--bundles DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import grpc
 import numpy as np
 
 try:
@@ -111,6 +115,48 @@ def bodies(model: str, rows: np.ndarray, encoding: str) -> list[tuple[bytes, dic
     return out
 
 
+def grpc_bodies(model: str, rows: np.ndarray) -> list[bytes]:
+    """One serialized ``ModelInferRequest`` per row, the tensor as raw bytes (tritonclient.grpc's way)."""
+    from pipeline_core_deploy.serve import protos
+
+    request_class = protos.message("ModelInferRequest")
+    datatype = {"float32": "FP32", "uint8": "UINT8"}[rows.dtype.name]
+    out = []
+    for row in rows:
+        request = request_class(model_name=model, raw_input_contents=[row.tobytes()])
+        request.inputs.add(name="input", datatype=datatype, shape=[1, *row.shape])
+        out.append(request.SerializeToString())
+    return out
+
+
+async def load_grpc(address: str, requests: list[bytes], concurrency: int, count: int, seconds: float) -> Result:
+    """``count`` ModelInfer calls from ``concurrency`` callers on one channel, or fewer if ``seconds`` run out first."""
+    latencies: list[float] = []
+    errors = issued = 0
+    deadline = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
+
+        async def caller() -> None:
+            nonlocal issued, errors
+            while issued < count and time.perf_counter() < deadline:
+                body = requests[issued % len(requests)]
+                issued += 1
+                started = time.perf_counter()
+                try:
+                    await infer(body, timeout=30)
+                    ok = True
+                except grpc.aio.AioRpcError:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return Result("", "", concurrency, len(latencies), elapsed, latencies, errors)
+
+
 def in_process(bundle_path: Path, rows: np.ndarray, calls: int = 5000) -> tuple[float, float, float, float]:
     """onnxruntime in this process, one thread as the server uses: p50 and p99 of a one-row call (ms),
     one-row calls/s, and rows/s at batch 64."""
@@ -151,9 +197,10 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_server(bundle: Path, port: int, batching: bool, log: Path) -> subprocess.Popen[bytes]:
+def start_server(bundle: Path, port: int, batching: bool, log: Path, grpc_port: int | None = None) -> subprocess.Popen[bytes]:
     command = [str(BIN / "pipeline-deploy"), "serve", str(bundle), "--port", str(port),
-               "--dynamic-batching" if batching else "--no-dynamic-batching"]
+               "--dynamic-batching" if batching else "--no-dynamic-batching",
+               *(["--grpc-port", str(grpc_port)] if grpc_port is not None else [])]
     with open(log, "wb") as stream:  # the access log stays on, written to a file as a deployment would
         server = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
@@ -263,6 +310,8 @@ def main() -> None:
     parser.add_argument("--bundles", type=Path, help="folder for the bundles (kept and reused); default: a temporary folder")
     parser.add_argument("--models", default="iris,mnist")
     parser.add_argument("--client", choices=("curl", "aiohttp"), default="curl", help="the load generator: libcurl (pycurl) or aiohttp")
+    parser.add_argument("--grpc", action="store_true", help="also measure gRPC (grpc.aio client) on the same servers")
+    parser.add_argument("--modes", default="on,off", help="batching modes to run: on, off, or both")
     args = parser.parse_args()
 
     scratch = tempfile.TemporaryDirectory()
@@ -277,20 +326,27 @@ def main() -> None:
         rows = rows_for(bundles[model])
         ceilings[model] = in_process(bundles[model], rows)
         requests = bodies(model, rows, args.encoding)
-        for batching in (True, False):
+        messages = grpc_bodies(model, rows)
+        for batching in (mode == "on" for mode in args.modes.split(",")):
             mode = "batching on" if batching else "batching off"
-            port = free_port()
-            server = start_server(bundles[model], port, batching, folder / f"{model}-{port}.log")
+            port, grpc_port = free_port(), free_port() if args.grpc else None
+            server = start_server(bundles[model], port, batching, folder / f"{model}-{port}.log", grpc_port)
             url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+            loads = [(mode, lambda c, n, s: run_load(args.client, url, requests, c, n, s))]
+            if grpc_port is not None:
+                address = f"127.0.0.1:{grpc_port}"
+                loads.append((f"{mode}, gRPC", lambda c, n, s: asyncio.run(load_grpc(address, messages, c, n, s))))
             try:
-                run_load(args.client, url, requests, 16, 500, 30)  # warm-up: connections, caches, allocator
+                for _, run in loads:
+                    run(16, 500, 30)  # warm-up: connections, caches, allocator
                 start_rss = rss_mib(server.pid)
                 for concurrency in CONCURRENCY:
-                    cpu, own = cpu_seconds(server.pid), time.process_time()
-                    result = run_load(args.client, url, requests, concurrency, args.requests, args.seconds)
-                    result.model, result.mode, result.server_cpu = model, mode, cpu_seconds(server.pid) - cpu
-                    result.client_cpu = time.process_time() - own
-                    results.append(result)
+                    for label, run in loads:
+                        cpu, own = cpu_seconds(server.pid), time.process_time()
+                        result = run(concurrency, args.requests, args.seconds)
+                        result.model, result.mode, result.server_cpu = model, label, cpu_seconds(server.pid) - cpu
+                        result.client_cpu = time.process_time() - own
+                        results.append(result)
                 end_rss = rss_mib(server.pid)
             finally:
                 server.send_signal(signal.SIGTERM)
@@ -323,6 +379,11 @@ def main() -> None:
         on, off = by.get(("batching on", 64)), by.get(("batching off", 64))
         if on and off:
             print(f"{model}: concurrency 64, batching on / off = {on.throughput / off.throughput:.2f}x (goal >= 3x)")
+        on_grpc = by.get(("batching on, gRPC", 64))
+        if on and on_grpc:
+            print(f"{model}: concurrency 64, batching on, gRPC / REST = {on_grpc.throughput / on.throughput:.2f}x requests/s (goal >= 1x); "
+                  f"server CPU per request REST {1e6 * on.server_cpu / on.requests:.0f} µs, gRPC {1e6 * on_grpc.server_cpu / on_grpc.requests:.0f} µs "
+                  "(goal <= 100 µs)")
         for mode in ("batching on", "batching off"):
             single = by.get((mode, 1))
             if single:

@@ -275,3 +275,18 @@ def test_a_grpc_port_in_use_stops_the_server_with_exit_2(iris_bundle, tmp_path):
         done = deploy("serve", iris_bundle, "--host", "127.0.0.1", "--port", str(free_port()), "--grpc-port", str(port), cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"cannot listen for gRPC on 127.0.0.1 port {port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_descriptor_set_holds_what_the_proto_files_declare():
+    """``inference.binpb`` is compiled from the .proto files beside it: every message and RPC they
+    declare is in it (a .proto edited without regenerating the set fails here)."""
+    from pipeline_core_deploy.serve import protos
+
+    folder = Path(protos.__file__).parent
+    service = (folder / "grpc_service.proto").read_text()
+    declared_rpcs = set(re.findall(r"^\s*rpc (\w+)\(", service, re.MULTILINE))
+    assert declared_rpcs == set(protos.methods())
+    for name in ("grpc_service", "model_config"):
+        text = re.sub(r"//.*", "", (folder / f"{name}.proto").read_text())
+        for message in re.findall(r"^message (\w+)", text, re.MULTILINE):
+            assert protos.message(message).DESCRIPTOR.name == message

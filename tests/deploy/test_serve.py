@@ -131,7 +131,7 @@ def test_unknown_model_or_version_is_404_with_what_exists(server):
     for path in ("/v2/models/absent/infer", f"/v2/models/{NAME}/versions/9/infer"):
         response = httpx.post(server.url + path, json={"inputs": []})
         assert response.status_code == 404
-    assert response.json() == {"error": "model 'iris_fast' has no version '9'; it has ['1', '2']"}
+    assert response.json() == {"error": "model 'iris_fast' has no version '9'; it has ['1', '2']", "request_id": response.headers["x-request-id"]}
     assert httpx.get(f"{server.url}/v2/models/{NAME}/versions/9/ready").status_code == 404
     response = httpx.get(f"{server.url}/v3/anything")
     assert response.status_code == 404 and response.json()["error"].startswith("GET /v3/anything: Not Found")
@@ -280,7 +280,8 @@ def test_body_in_chunks_and_compressed_body(server):
     assert chunked.json() == whole.json()
     response = httpx.post(f"{server.url}/v2/models/{NAME}/predict", content=body, headers={"Content-Encoding": "gzip"})
     assert response.status_code == 400
-    assert response.json() == {"error": "Content-Encoding 'gzip' is not supported; send the body uncompressed"}
+    assert response.json() == {"error": "Content-Encoding 'gzip' is not supported; send the body uncompressed",
+                               "request_id": response.headers["x-request-id"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,10 +345,10 @@ def test_metrics_and_access_log(server):
     response = httpx.get(f"{server.url}/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert _sample(text, f'pipeline_serve_requests_total{{code="200",endpoint="infer",model="{NAME}",version="1"}}') >= 1
-    assert _sample(text, 'pipeline_serve_requests_total{code="404",endpoint="model_metadata",model="",version=""}') >= 1
+    assert _sample(text, f'pipeline_serve_requests_total{{code="200",endpoint="infer",model="{NAME}",protocol="http",version="1"}}') >= 1
+    assert _sample(text, 'pipeline_serve_requests_total{code="404",endpoint="model_metadata",model="",protocol="http",version=""}') >= 1
     assert "made-up" not in text  # unknown names never become labels
-    assert f'pipeline_serve_request_duration_seconds_bucket{{endpoint="infer",le="0.001",model="{NAME}",version="1"}}' in text
+    assert f'pipeline_serve_request_duration_seconds_bucket{{endpoint="infer",le="0.001",model="{NAME}",protocol="http",version="1"}}' in text
     assert f'pipeline_serve_batch_size_bucket{{le="1.0",model="{NAME}",version="1"}}' in text
     assert f'pipeline_serve_queue_depth{{model="{NAME}",version="1"}} 0.0' in text
     line = f'"POST /v2/models/{NAME}/versions/1/infer HTTP/1.1" 200'
