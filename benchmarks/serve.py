@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
 import json
 import os
@@ -155,6 +156,10 @@ async def load_grpc(address: str, requests: list[bytes], concurrency: int, count
         await asyncio.gather(*(caller() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     return Result("", "", concurrency, len(latencies), elapsed, latencies, errors)
+
+
+def run_grpc(address: str, requests: list[bytes], concurrency: int, count: int, seconds: float) -> Result:
+    return asyncio.run(load_grpc(address, requests, concurrency, count, seconds))
 
 
 def in_process(bundle_path: Path, rows: np.ndarray, calls: int = 5000) -> tuple[float, float, float, float]:
@@ -332,10 +337,9 @@ def main() -> None:
             port, grpc_port = free_port(), free_port() if args.grpc else None
             server = start_server(bundles[model], port, batching, folder / f"{model}-{port}.log", grpc_port)
             url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
-            loads = [(mode, lambda c, n, s: run_load(args.client, url, requests, c, n, s))]
+            loads = [(mode, functools.partial(run_load, args.client, url, requests))]
             if grpc_port is not None:
-                address = f"127.0.0.1:{grpc_port}"
-                loads.append((f"{mode}, gRPC", lambda c, n, s: asyncio.run(load_grpc(address, messages, c, n, s))))
+                loads.append((f"{mode}, gRPC", functools.partial(run_grpc, f"127.0.0.1:{grpc_port}", messages)))
             try:
                 for _, run in loads:
                     run(16, 500, 30)  # warm-up: connections, caches, allocator
