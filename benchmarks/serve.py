@@ -331,7 +331,7 @@ def main() -> None:
         rows = rows_for(bundles[model])
         ceilings[model] = in_process(bundles[model], rows)
         requests = bodies(model, rows, args.encoding)
-        messages = grpc_bodies(model, rows)
+        messages = grpc_bodies(model, rows) if args.grpc else []
         for batching in (mode == "on" for mode in args.modes.split(",")):
             mode = "batching on" if batching else "batching off"
             port, grpc_port = free_port(), free_port() if args.grpc else None

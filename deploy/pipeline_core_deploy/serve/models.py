@@ -239,14 +239,15 @@ class Repository:
         return list(self._models.pop(name, {}).values())
 
     def versions(self, name: str) -> list[str]:
-        return sorted(self._models.get(name, {}), key=_version_key)
+        """``name``'s versions, oldest first (each name's dict is kept in that order)."""
+        return list(self._models.get(name, ()))
 
     def get_quietly(self, name: str, version: str | None = None) -> ServedModel | None:
         """The model, or None (for labels and readiness, where an unknown model is no error)."""
         versions = self._models.get(name)
         if not versions:
             return None
-        return versions.get(version) if version is not None else versions[self.versions(name)[-1]]
+        return versions.get(version) if version is not None else versions[next(reversed(versions))]
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         """The model, or a 404 that lists what the server has."""
@@ -254,14 +255,15 @@ class Repository:
         if not versions:
             raise ProtocolError(404, f"unknown model {name!r}; this server has {sorted(self._models)}")
         if version is None:
-            return versions[self.versions(name)[-1]]
+            return versions[next(reversed(versions))]  # the newest: the dict is in version order
         if version not in versions:
             raise ProtocolError(404, f"model {name!r} has no version {version!r}; it has {self.versions(name)}")
         return versions[version]
 
 
 def by_version(models: Iterable[ServedModel]) -> dict[str, ServedModel]:
-    """One model's versions by version, refused when two bundles claim the same one."""
+    """One model's versions by version, oldest first (so the newest is the last key, found without
+    sorting on every request), refused when two bundles claim the same one."""
     versions: dict[str, ServedModel] = {}
     for model in models:
         if model.version in versions:
@@ -270,7 +272,7 @@ def by_version(models: Iterable[ServedModel]) -> dict[str, ServedModel]:
                 f"and {model.bundle.folder}; give one another version (NAME:VERSION=PATH on the command line)"
             )
         versions[model.version] = model
-    return versions
+    return {version: versions[version] for version in sorted(versions, key=_version_key)}
 
 
 def load(specs: Iterable[ModelSpec], device: str = "cpu", threads: int = 1) -> Repository:
