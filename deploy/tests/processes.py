@@ -4,8 +4,10 @@ orchestrator sends a replica it scales down)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -48,6 +50,8 @@ class Server:
     port: int
     log: Path
     grpc_port: int | None = None
+    #: the CA certificate a TLS server's certificate verifies with (None: plain HTTP)
+    tls_ca: Path | None = None
 
     @property
     def grpc_address(self) -> str:
@@ -57,7 +61,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_ca else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def address(self) -> str:
@@ -79,23 +83,24 @@ class Server:
             raise
 
 
-def start(args: list[str], folder: Path, grpc: bool = False) -> Server:
+def start(args: list[str], folder: Path, grpc: bool = False, tls_ca: Path | None = None, env: dict[str, str] | None = None) -> Server:
     """Start ``pipeline-deploy serve ARGS`` on a free port (and gRPC on another, with ``grpc``) and
-    wait (at most 60 s) until ``/v2/health/ready`` answers 200; its output goes to a log file in ``folder``."""
+    wait (at most 60 s) until ``/v2/health/ready`` answers 200 (over TLS, verified with ``tls_ca``,
+    when given); its output goes to a log file in ``folder``. ``env`` is added to the environment."""
     port = free_port()
     grpc_port = free_port() if grpc else None
     log = folder / f"server-{port}.log"
     extra = ["--grpc-port", str(grpc_port)] if grpc_port is not None else []
     with open(log, "wb") as stream:
         process = subprocess.Popen([str(DEPLOY), "serve", *args, "--host", "127.0.0.1", "--port", str(port), *extra],
-                                   stdout=stream, stderr=subprocess.STDOUT, cwd=folder)
-    server = Server(process, port, log, grpc_port)
+                                   stdout=stream, stderr=subprocess.STDOUT, cwd=folder, env={**os.environ, **(env or {})})
+    server = Server(process, port, log, grpc_port, tls_ca)
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"the server exited with {process.returncode} before it was ready:\n{server.output()}")
         try:
-            if httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}/v2/health/ready", timeout=2, verify=ssl.create_default_context(cafile=str(tls_ca)) if tls_ca else True).status_code == 200:
                 return server
         except httpx.TransportError:
             pass
@@ -106,9 +111,10 @@ def start(args: list[str], folder: Path, grpc: bool = False) -> Server:
 
 
 @contextmanager
-def serving(args: list[str], folder: Path, grpc: bool = False) -> Iterator[Server]:
+def serving(args: list[str], folder: Path, grpc: bool = False, tls_ca: Path | None = None,
+            env: dict[str, str] | None = None) -> Iterator[Server]:
     """A started server, stopped with SIGTERM when the block ends, which must exit 0."""
-    server = start(args, folder, grpc)
+    server = start(args, folder, grpc, tls_ca, env)
     try:
         yield server
     finally:

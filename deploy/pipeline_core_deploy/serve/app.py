@@ -19,12 +19,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline_core_deploy.serve import request_ids
+from pipeline_core_deploy.serve.access import CORS_HEADERS, TokenAuth
 from pipeline_core_deploy.serve.dataplane import DataPlane, ServerSettings
 from pipeline_core_deploy.serve.hot_routes import (
     ENDPOINT_KEY,
@@ -183,7 +185,13 @@ def create_app(repository: Repository | DataPlane, settings: ServerSettings | No
         plane = DataPlane(repository, settings or ServerSettings(), metrics or Metrics(), loader)
     app = Starlette(routes=StarletteRoutes(plane).routes(), lifespan=lambda app: plane.running(),
                     exception_handlers={HTTPException: StarletteRoutes.no_route})
-    return AccessLog(HotRoutes(plane, fallback=app), plane.metrics, plane.settings.access_log)
+    served: ASGIApp = HotRoutes(plane, fallback=app)
+    if plane.settings.token is not None:
+        served = TokenAuth(served, plane.settings.token)
+    if plane.settings.cors_origins:  # outside the token check: a browser's preflight carries no credentials
+        served = CORSMiddleware(served, allow_origins=list(plane.settings.cors_origins), allow_methods=["GET", "POST"],
+                                allow_headers=CORS_HEADERS, expose_headers=["x-request-id", "inference-header-content-length"])
+    return AccessLog(served, plane.metrics, plane.settings.access_log)
 
 
 class AccessLog:

@@ -99,11 +99,19 @@ def listen(host: str, port: int) -> socket.socket:
 @click.option("--grpc-port", type=click.IntRange(0, 65535), help="Also serve the KServe v2 gRPC protocol (and grpc.health.v1) on this port.")
 @click.option("--model-repository", type=click.Path(path_type=Path, file_okay=False),
               help="Serve every model folder in DIR by its name; the repository extension loads folders added later.")
+@click.option("--ssl-certfile", type=click.Path(path_type=Path, dir_okay=False), help="TLS certificate (PEM) for REST and gRPC; needs --ssl-keyfile.")
+@click.option("--ssl-keyfile", type=click.Path(path_type=Path, dir_okay=False), help="TLS private key (PEM) of --ssl-certfile.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Require 'Authorization: Bearer TOKEN' (gRPC: metadata) on every route but the health probes, TOKEN read from "
+                   "this file (or from the environment variable PIPELINE_SERVE_TOKEN); never given on the command line.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Let browsers on ORIGIN (e.g. https://app.example.com; repeat for several, * for any) call the REST routes. Default: CORS off.")
 def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: int, max_batch_size: int | None,
           max_queue_delay_us: int | None, max_queue_size: int | None, instances: int | None, dynamic_batching: bool | None,
           threads: int, max_body_bytes: int, max_request_rows: int, range_check: str | None, range_margin: float | None, device: str,
           timeout_graceful_shutdown: int, access_log: bool, log_level: str, verify_key: Path | None, variant: str | None,
-          grpc_port: int | None, model_repository: Path | None) -> None:
+          grpc_port: int | None, model_repository: Path | None, ssl_certfile: Path | None, ssl_keyfile: Path | None,
+          token_file: Path | None, cors_origins: tuple[str, ...]) -> None:
     """Serve BUNDLE folders over the Open Inference Protocol (KServe v2 REST, and gRPC with
     --grpc-port), with dynamic batching and Triton's model repository and statistics extensions.
 
@@ -114,7 +122,7 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     import uvicorn
 
     from pipeline_core_deploy.predict import DeployError
-    from pipeline_core_deploy.serve import config, logs, models
+    from pipeline_core_deploy.serve import access, config, logs, models
     from pipeline_core_deploy.serve.app import ServerSettings, create_app
     from pipeline_core_deploy.serve.dataplane import DataPlane
     from pipeline_core_deploy.serve.metrics import Metrics
@@ -125,6 +133,8 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     try:
         configured = config.model_specs(bundles, config_file, flags, verify_key, variant, model_repository)
         template = config.template(config_file, flags, verify_key, variant)
+        tls = access.check_tls(ssl_certfile, ssl_keyfile)
+        token = access.read_token(token_file)
         repository = models.load([*configured, *(scan(model_repository, template) if model_repository else [])], device, threads)
         sock = listen(host, port)
     except DeployError as error:
@@ -137,18 +147,23 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
         for message in model.bundle.warnings():
             log.warning("%s", message)
     settings = ServerSettings(max_body_bytes=max_body_bytes, max_request_rows=max_request_rows, inference_threads=os.cpu_count() or 2,
-                              access_log=access_log)
+                              access_log=access_log, token=token, cors_origins=cors_origins)
+    if token is not None:
+        log.info("every route and RPC but the health probes needs the bearer token (from %s)", token_file or access.TOKEN_ENV)
+        if tls is None and host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("the bearer token travels in clear text over plain HTTP to %s; serve with --ssl-certfile and --ssl-keyfile", host)
     plane = DataPlane(repository, settings, Metrics(), ModelLoader(repository, configured, model_repository, template, device, threads))
     server = uvicorn.Server(uvicorn.Config(
         create_app(plane), host=host, port=port, log_config=None, access_log=False,
         timeout_graceful_shutdown=timeout_graceful_shutdown, server_header=False,
+        ssl_certfile=ssl_certfile if tls else None, ssl_keyfile=ssl_keyfile if tls else None,
     ))
 
     async def run() -> None:
         if grpc_port is not None:  # made inside the event loop it runs on, bound before anything starts
             from pipeline_core_deploy.serve.grpc_routes import GrpcServer
 
-            plane.companions.append(GrpcServer(plane, host, grpc_port, timeout_graceful_shutdown).serving)
+            plane.companions.append(GrpcServer(plane, host, grpc_port, timeout_graceful_shutdown, tls).serving)
         await server.serve(sockets=[sock])
 
     # uvicorn re-raises the signal it stopped on once it has drained; absorb it so a graceful stop exits 0

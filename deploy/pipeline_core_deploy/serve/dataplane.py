@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -53,6 +53,10 @@ class ServerSettings:
     max_request_rows: int = MAX_REQUEST_ROWS
     inference_threads: int = 2  # executor threads that call onnxruntime
     access_log: bool = True
+    #: the bearer token every route and RPC but the health probes needs (None: none); never printed
+    token: str | None = field(default=None, repr=False)
+    #: origins a browser may call the REST routes from (CORS; empty: off)
+    cors_origins: tuple[str, ...] = ()
 
 
 class DataPlane:

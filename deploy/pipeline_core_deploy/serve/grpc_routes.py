@@ -34,6 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pipeline_core_deploy import predict
 from pipeline_core_deploy.serve import protos, request_ids
+from pipeline_core_deploy.serve.access import TokenInterceptor
 from pipeline_core_deploy.serve.dataplane import DataPlane
 from pipeline_core_deploy.serve.hot_routes import error_status
 from pipeline_core_deploy.serve.model_repository import no_parameters
@@ -253,18 +254,23 @@ class GrpcServer:
     """The gRPC server of one data plane, bound to its port when made (so a port in use is said
     before the server starts) and running while :meth:`serving` is entered."""
 
-    def __init__(self, plane: DataPlane, host: str, port: int, grace_seconds: float = 30.0) -> None:
+    def __init__(self, plane: DataPlane, host: str, port: int, grace_seconds: float = 30.0, tls: tuple[bytes, bytes] | None = None) -> None:
         self.plane, self.grace_seconds = plane, grace_seconds
         limit = plane.settings.max_body_bytes
+        token = plane.settings.token
         # so_reuseport 0: a port another process holds is an error here, not two servers sharing it
-        self.server = aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", limit),
+        self.server = aio.server(interceptors=[TokenInterceptor(token)] if token is not None else None,
+                                 options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", limit),
                                           ("grpc.max_send_message_length", -1)])
         self.server.add_generic_rpc_handlers((InferenceService(plane).handler(),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self.port = self.server.add_insecure_port(address)
+            if tls is None:
+                self.port = self.server.add_insecure_port(address)
+            else:  # (certificate chain, key), as access.check_tls read them
+                self.port = self.server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
         except RuntimeError as error:
             raise predict.DeployError(f"cannot listen for gRPC on {host} port {port} ({error}); another process may listen there: "
                                       "choose another --grpc-port, or stop that process") from None
