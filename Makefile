@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml deploy/pyproject.toml
 	$(BIN)/python -m pip install -e ./deploy -e '.[test]'
 	touch $(STAMP)
 
-# nothing but ./deploy and its test extra: a dependency that pulls torch in fails the deploy suite
+# nothing but ./deploy with its CPU runtime and its test extra, made afresh each time deploy/pyproject.toml
+# changes: a dependency that pulls torch (or onnxruntime-gpu) in fails the deploy suite
 $(DEPLOY_STAMP): deploy/pyproject.toml
+	rm -rf $(DEPLOY_VENV)
 	$(PYTHON) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_BIN)/python -m pip install --upgrade pip
-	$(DEPLOY_BIN)/python -m pip install -e './deploy[test]'
+	$(DEPLOY_BIN)/python -m pip install -e './deploy[cpu,test]'
 	touch $(DEPLOY_STAMP)
 
 install: $(STAMP)
@@ -36,7 +38,7 @@ test: lint test-deploy
 	$(BIN)/python -m pytest
 
 test-deploy: $(DEPLOY_STAMP)
-	$(DEPLOY_BIN)/python -m pytest deploy/tests
+	PIPELINE_DEPLOY_RUNTIME=cpu $(DEPLOY_BIN)/python -m pytest deploy/tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -51,12 +51,18 @@ def _session(folder: Path, model_file: str, files: dict[str, dict[str, Any]], de
             raise DeployError(f"{folder / model_file} keeps weights in external data outside the bundle ({location!r}); refused")
         _verified(folder, target.relative_to(root).as_posix(), files)
 
-    import onnxruntime
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DeployError(f"onnxruntime is not installed, and {folder / model_file} needs it to run: install the deploy side with one "
+                          f"runtime, pip install 'pipeline-core-deploy[cpu]' (onnxruntime, CPU) or 'pipeline-core-deploy[gpu]' "
+                          f"(onnxruntime-gpu, CUDA and CPU); from a checkout, pip install './deploy[cpu]'") from None
 
     providers = ["CPUExecutionProvider"]
     if device == "cuda":
         if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            raise DeployError("--device cuda: this onnxruntime has no CUDA provider; install onnxruntime-gpu")
+            raise DeployError("--device cuda: this onnxruntime has no CUDA provider; install the gpu runtime in its place: "
+                              "pip uninstall onnxruntime && pip install 'pipeline-core-deploy[gpu]'")
         providers.insert(0, "CUDAExecutionProvider")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3

@@ -133,13 +133,14 @@ def test_a_failed_load_leaves_the_old_version_serving_and_says_why(server, clien
 
 
 def test_unload_lets_queued_requests_finish_then_answers_404(tmp_path):
-    """A model configured on the command line (not from a repository folder), with a 300 ms batching
-    delay that holds requests in its queue while the unload arrives."""
+    """A model configured on the command line (not from a repository folder), with a 3 s batching
+    delay that holds requests in its queue while the unload arrives (long enough for all six to
+    arrive first on a loaded machine)."""
     bundle = build_bundle(tmp_path / "binary", "binary", seed=2)
     rows = rows_for(metadata_of(bundle), 6).astype(np.float32)
     wanted = onnxruntime_outputs(bundle / "model.onnx", rows)
     results: list = []
-    with serving([f"binary:2={bundle}", "--max-queue-delay-us", "300000", "--no-access-log"], tmp_path) as server:
+    with serving([f"binary:2={bundle}", "--max-queue-delay-us", "3000000", "--no-access-log"], tmp_path) as server:
         client = triton.InferenceServerClient(url=server.address)
 
         def ask(row: np.ndarray) -> None:

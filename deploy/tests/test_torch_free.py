@@ -15,7 +15,7 @@ from processes import DEPLOY, run
 ABSENT = ("torch", "torchvision", "pipeline_core", "pipeline_core_plugins")
 ABSENT_DISTRIBUTIONS = ("torch", "torchvision", "pipeline-core")
 REMEDY = (f"the deploy suite must run in an environment holding only the deploy distribution and its test extra "
-          f"(`make test-deploy` builds .venv-deploy with `pip install -e './deploy[test]'`); this is {sys.executable}. "
+          f"(`make test-deploy` builds .venv-deploy with `pip install -e './deploy[cpu,test]'`); this is {sys.executable}. "
           "If that is .venv-deploy, a dependency of deploy/pyproject.toml pulled it in: remove that dependency")
 
 PROBE = f"""
@@ -47,5 +47,5 @@ def test_the_environment_has_no_torch_nor_pipeline_core(tmp_path):
 def test_the_suite_runs_this_checkout_and_its_console_script():
     """An installed copy of another version would be tested in place of the files beside this suite."""
     assert Path(pipeline_core_deploy.__file__).parent == Path(__file__).resolve().parents[1] / "pipeline_core_deploy", (
-        f"pipeline_core_deploy comes from {pipeline_core_deploy.__file__}, not this checkout: install it with pip install -e './deploy[test]'")
+        f"pipeline_core_deploy comes from {pipeline_core_deploy.__file__}, not this checkout: install it with pip install -e './deploy[cpu,test]'")
     assert DEPLOY.is_file(), f"no pipeline-deploy console script beside {sys.executable}: {REMEDY}"
