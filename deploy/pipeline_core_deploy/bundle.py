@@ -88,6 +88,8 @@ class Bundle:
     model_file: str = MODEL
     #: what the verified manifest lists: file name → its sha256 and size
     listed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: False for a plain ONNX file (``opening.open_plain_onnx``): nothing was checked against a manifest
+    verified: bool = True
 
     @property
     def task(self) -> str:
@@ -132,6 +134,10 @@ class Bundle:
     def warnings(self) -> list[str]:
         """What a deployer should know but that does not stop the bundle: files nobody vouches for,
         a model that must run each row alone."""
+        if not self.verified:
+            return [f"{self.folder} is a plain ONNX file, not a bundle: UNVERIFIED (no manifest or signature says it is the file "
+                    "you meant to serve), its input and outputs taken from the graph, no training range to flag rows far "
+                    "from it, and batch independence not measured, so every row runs alone (slower, never wrong)"]
         found = []
         if self.unlisted:
             names = ", ".join(self.unlisted[:10]) + (f" and {len(self.unlisted) - 10} more" if len(self.unlisted) > 10 else "")

@@ -157,7 +157,8 @@ def _read_manifest(path: Path) -> tuple[Path, bytes]:
     the bytes checked are the bytes used."""
     folder = bundle_folder(path)
     if not folder.is_dir():
-        raise DeployError(f"no bundle at {path}: expected a folder holding {MANIFEST}, {METADATA} and {MODEL}")
+        raise DeployError(f"no bundle at {path}: expected a folder holding {MANIFEST}, {METADATA} and {MODEL} "
+                          "(or a plain .onnx file, served unverified)")
     if folder == path and not (path / METADATA).is_file():  # a run folder without a sealed bundle/
         reason = _run_without_bundle(path)
         if reason:

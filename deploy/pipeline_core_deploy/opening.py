@@ -1,5 +1,7 @@
 """Opening a bundle: :func:`open_bundle` (every check, in order, then an onnxruntime session) and
 :func:`verify_bundle` (the same checks on every ONNX file the bundle ships, without predicting).
+:func:`open_bundle` also takes a plain ``.onnx`` file (:func:`open_plain_onnx`): served and predicted
+as it is, its input and outputs read from the graph, and said everywhere to be unverified.
 
 Why its own module: the order of the checks is the security argument, so it is written once, here:
 the signature of the manifest's exact bytes, every listed file hashed, ``metadata.json`` read from
@@ -51,10 +53,15 @@ def _session(folder: Path, model_file: str, files: dict[str, dict[str, Any]], de
             raise DeployError(f"{folder / model_file} keeps weights in external data outside the bundle ({location!r}); refused")
         _verified(folder, target.relative_to(root).as_posix(), files)
 
+    return _new_session(str(folder / model_file) if locations else model, str(folder / model_file), device, threads, b"location" in model)
+
+
+def _new_session(source: str | bytes, name: str, device: str, threads: int, external_hint: bool = False) -> Any:
+    """An onnxruntime session for ``source`` (a path, or a model's bytes), ``name`` in messages."""
     try:
         import onnxruntime
     except ImportError:
-        raise DeployError(f"onnxruntime is not installed, and {folder / model_file} needs it to run: install the deploy side with one "
+        raise DeployError(f"onnxruntime is not installed, and {name} needs it to run: install the deploy side with one "
                           f"runtime, pip install 'pipeline-core-deploy[cpu]' (onnxruntime, CPU) or 'pipeline-core-deploy[gpu]' "
                           f"(onnxruntime-gpu, CUDA and CPU); from a checkout, pip install './deploy[cpu]'") from None
 
@@ -70,11 +77,60 @@ def _session(folder: Path, model_file: str, files: dict[str, dict[str, Any]], de
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
-        return onnxruntime.InferenceSession(str(folder / model_file) if locations else model, options, providers=providers)
+        return onnxruntime.InferenceSession(source, options, providers=providers)
     except Exception as error:  # onnxruntime raises its own exception types for a file it cannot load
         reason = _clip(" ".join(str(error).split()), 300)
-        hint = "; a model with external data needs the onnx package to check those files (pip install onnx)" if b"location" in model else ""
-        raise DeployError(f"{folder / model_file} cannot be loaded by onnxruntime: {reason}{hint}") from None
+        hint = "; a model with external data needs the onnx package to check those files (pip install onnx)" if external_hint else ""
+        raise DeployError(f"{name} cannot be loaded by onnxruntime: {reason}{hint}") from None
+
+
+#: onnxruntime's tensor types and the NumPy dtypes rows are given as
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+              "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool"}
+
+
+def _plain_dims(shape: list[Any], where: str, dynamic_after_batch_ok: bool = False) -> list[Any]:
+    """A graph's shape as bundle metadata writes it: a dynamic batch axis as ``"batch"``, every other
+    dimension a number (-1 where an output's dimension is dynamic)."""
+    if not shape:
+        raise DeployError(f"{where} is a scalar; a model served here takes and gives rows, with the batch axis first")
+    rest = []
+    for position, dim in enumerate(shape[1:], start=1):
+        if isinstance(dim, int):
+            rest.append(dim)
+        elif dynamic_after_batch_ok:
+            rest.append(-1)
+        else:
+            raise DeployError(f"{where}: dimension {position} is dynamic ({dim!r}); a plain ONNX file is served with fixed dimensions "
+                              "after the batch axis (export it with them fixed, or as a bundle with `pipeline export`)")
+    return [shape[0] if isinstance(shape[0], int) else "batch", *rest]
+
+
+def open_plain_onnx(path: Path, device: str = "cpu", threads: int = 0, verify_key: Path | None = None,
+                    variant: str | None = None) -> Bundle:
+    """A plain ``.onnx`` file as a :class:`Bundle` described by its graph: one input (its name, type
+    and shape), every output, the answer written as the first output's values. Nothing vouches for
+    it (no manifest, no signature, no training range; batch independence not measured, so each row
+    runs alone) and ``Bundle.verified`` is False, which every command and endpoint says."""
+    for option, value in (("--verify-key", verify_key), ("--variant", variant)):
+        if value is not None:
+            raise DeployError(f"{option}: {path} is a plain ONNX file, not a bundle: it has no manifest to sign nor variants; "
+                              "use it without the option, or export a bundle with `pipeline export`")
+    session = _new_session(str(path), str(path), device, threads)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise DeployError(f"{path} takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); a model served here takes one")
+    tensor = inputs[0]
+    if tensor.type not in _ORT_TYPES:
+        raise DeployError(f"{path}: input {tensor.name!r} is {tensor.type}; a model served here takes one of {', '.join(_ORT_TYPES)}")
+    metadata = {
+        "pipeline": path.stem,
+        "task": "regression",  # the values of the first output: no labels are known
+        "input": {"name": tensor.name, "dtype": _ORT_TYPES[tensor.type], "shape": _plain_dims(list(tensor.shape), f"{path}: input {tensor.name!r}")},
+        "outputs": [{"name": o.name, "shape": _plain_dims(list(o.shape), f"{path}: output {o.name!r}", True)} for o in outputs],
+        "source": "plain ONNX file",
+    }
+    return Bundle(path, metadata, session, verified=False)
 
 
 def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: Path | None = None, variant: str | None = None) -> Bundle:
@@ -85,6 +141,8 @@ def open_bundle(path: Path, device: str = "cpu", threads: int = 0, verify_key: P
     ``verify_key`` (a public key file) the manifest must carry a valid signature by that key.
     ``variant`` runs one of the bundle's optimized variants instead of model.onnx (see :func:`variant_file`)."""
     path = Path(path)
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        return open_plain_onnx(path, device, threads, verify_key, variant)
     folder, manifest = _read_manifest(path)
     signer = verify_signature(folder, manifest, Path(verify_key)) if verify_key is not None else None
     files = _manifest_files(folder, manifest)
@@ -126,6 +184,9 @@ def verify_bundle(path: Path, verify_key: Path | None = None) -> Verification:
     lists, and every ONNX file it ships (model.onnx and each variant) loaded by onnxruntime and held
     against ``metadata.json``. Raises :class:`DeployError` naming what fails."""
     bundle = open_bundle(path, threads=1, verify_key=verify_key)  # model.onnx, and every listed file hashed
+    if not bundle.verified:
+        raise DeployError(f"{path} is a plain ONNX file, not a bundle: there is no manifest to verify it against; "
+                          "export a bundle with `pipeline export RUN` to ship a model that can be verified")
     files = bundle.listed
     models = {BASELINE_VARIANT: (MODEL, bundle.batch_independent)}
     warnings = bundle.warnings()

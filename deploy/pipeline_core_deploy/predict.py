@@ -61,7 +61,7 @@ from pipeline_core_deploy.common import (
 from pipeline_core_deploy.csv_input import _csv_cells as _csv_cells  # the cell-by-cell reader, which tests hold the fast one to
 from pipeline_core_deploy.images import IMAGE_FORMATS, ImageFiles, decode_image, image_spec, images_from_json, is_image_input
 from pipeline_core_deploy.manifest import bundle_folder, verify_files
-from pipeline_core_deploy.opening import Verification, open_bundle, verify_bundle
+from pipeline_core_deploy.opening import Verification, open_bundle, open_plain_onnx, verify_bundle
 from pipeline_core_deploy.readers import INPUT_FORMATS, read_inputs, read_located, rows_from_json
 from pipeline_core_deploy.records import OUT_OF_RANGE, predictions
 from pipeline_core_deploy.row_checks import (
@@ -89,7 +89,7 @@ __all__ = [
     "RANGE_MARGIN_HELP", "RUN_STATUS", "RUN_WEIGHTS", "SIGNATURE", "SIGNATURE_FORMAT", "TASKS",
     "Bundle", "DeployError", "ImageFiles", "InputRange", "RowChecks", "Verification",
     "bundle_folder", "check_output_path", "check_outputs", "check_rows", "decode_image", "ed25519_api", "image_spec",
-    "images_from_json", "is_image_input", "key_id", "load_public_key", "main", "open_bundle", "out_of_range",
+    "images_from_json", "is_image_input", "key_id", "load_public_key", "main", "open_bundle", "open_plain_onnx", "out_of_range",
     "out_of_range_names", "predict", "predictions", "read_inputs", "read_located", "refuse_out_of_range", "rows_from_json",
     "variant_file", "verify_bundle", "verify_files", "verify_signature", "write_predictions",
 ]

@@ -116,6 +116,9 @@ def sign_bundle(path: Path, key_path: Path, warn: Callable[[str], None] | None =
     atomically and returns its path and the key's id."""
     key = load_private_key(key_path, warn)
     bundle = open_bundle(path, threads=1)
+    if not bundle.verified:
+        raise DeployError(f"{path} is a plain ONNX file, not a bundle: a signature covers a bundle's manifest, which it has not; "
+                          "export a bundle with `pipeline export RUN` and sign that")
     for message in bundle.warnings() if warn is not None else []:
         warn(message)
     manifest = (bundle.folder / MANIFEST).read_bytes()

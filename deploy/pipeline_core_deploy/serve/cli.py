@@ -41,6 +41,8 @@ def _describe(model: Any) -> str:
         batching = f"{measured}: requests never share a batch and each row runs alone, queue {b.max_queue_size}"
     outputs = ", ".join(o.name for o in model.outputs)
     signed = f"; signed by key {model.bundle.signer} (checked)" if model.bundle.signer else ""
+    if not model.bundle.verified:
+        signed = "; UNVERIFIED: a plain ONNX file, no manifest"
     variant = f" (variant {model.bundle.variant})" if model.bundle.variant != "float32" else ""
     ranges = f"; rows outside the training range (margin {model.range_margin:g}): {model.range_check}"
     return (f"model {model.name!r} version {model.version!r} from {model.bundle.folder}{variant}: "

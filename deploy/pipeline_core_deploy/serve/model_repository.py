@@ -24,29 +24,34 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_core_deploy import predict
-from pipeline_core_deploy.common import BUNDLE_DIR, MANIFEST
+from pipeline_core_deploy.common import BUNDLE_DIR, MANIFEST, MODEL
 from pipeline_core_deploy.serve.models import ModelSpec, Repository, ServedModel, by_version, open_models
 from pipeline_core_deploy.serve.protocol import ProtocolError, bad_request
 
 READY, UNAVAILABLE = "READY", "UNAVAILABLE"
 
 
-def _is_bundle(folder: Path) -> bool:
-    return (folder / MANIFEST).is_file() or (folder / BUNDLE_DIR / MANIFEST).is_file()
+def _model_path(folder: Path) -> Path | None:
+    """What serves from ``folder``: the folder when it is a bundle (or a run folder holding one), its
+    ``model.onnx`` when that is a plain ONNX file without a manifest (served unverified), else None."""
+    if (folder / MANIFEST).is_file() or (folder / BUNDLE_DIR / MANIFEST).is_file():
+        return folder
+    return folder / MODEL if (folder / MODEL).is_file() else None
 
 
 def folder_specs(directory: Path, name: str, template: ModelSpec) -> list[ModelSpec]:
-    """The bundles of model ``name`` in the model repository ``directory``: ``DIR/NAME`` itself, or its
+    """The models of ``name`` in the model repository ``directory``: ``DIR/NAME`` itself, or its
     numbered version folders. Raises :class:`predict.DeployError` when there is none."""
     folder = directory / name
-    if _is_bundle(folder):
-        return [dataclasses.replace(template, path=folder, name=name)]
-    versions = sorted((sub for sub in folder.iterdir() if sub.is_dir() and sub.name.isdigit() and _is_bundle(sub)),
+    found = _model_path(folder)
+    if found is not None:
+        return [dataclasses.replace(template, path=found, name=name)]
+    versions = sorted((sub for sub in folder.iterdir() if sub.is_dir() and sub.name.isdigit() and _model_path(sub)),
                       key=lambda sub: int(sub.name)) if folder.is_dir() else []
     if not versions:
-        raise predict.DeployError(f"{folder}: not a model folder; expected a bundle (holding {MANIFEST}) or numbered version "
-                                  f"folders holding bundles ({folder}/1/{MANIFEST})")
-    return [dataclasses.replace(template, path=sub, name=name, version=sub.name) for sub in versions]
+        raise predict.DeployError(f"{folder}: not a model folder; expected a bundle (holding {MANIFEST}), a plain {MODEL}, or numbered "
+                                  f"version folders holding either ({folder}/1/{MANIFEST})")
+    return [dataclasses.replace(template, path=_model_path(sub) or sub, name=name, version=sub.name) for sub in versions]
 
 
 def scan(directory: Path, template: ModelSpec) -> list[ModelSpec]:

@@ -62,6 +62,8 @@ def default_version(folder: Path, metadata: dict[str, Any]) -> str:
     if metadata.get("version") is not None:
         return str(metadata["version"])
     folder = folder.resolve()
+    if folder.is_file():  # a plain ONNX file: its folder's name (Triton's layout: models/iris/1/model.onnx)
+        folder = folder.parent
     name = folder.parent.name if folder.name == predict.BUNDLE_DIR else folder.name
     return name if name.isdigit() else "1"
 
@@ -156,6 +158,8 @@ class ServedModel:
             "inputs": [self.input.as_json()],
             "outputs": [o.as_json() for o in self.outputs],
             "parameters": {
+                # false for a plain ONNX file: nothing checked it against a manifest, and its description comes from the graph
+                "verified": self.bundle.verified,
                 "pipeline": meta.get("pipeline"),
                 "task": self.bundle.task,
                 "classes": self.bundle.classes,
