@@ -12,9 +12,11 @@ inside the access log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
@@ -85,6 +87,7 @@ class StarletteRoutes:
             Route("/v2/health/live", _endpoint("health", self.live)),
             Route("/v2/health/ready", _endpoint("health", self.ready)),
             Route("/metrics", _endpoint("metrics", self.metrics)),
+            Route("/openapi.json", _endpoint("openapi", self.openapi)),
             Route("/v2/models/stats", _endpoint("statistics", self.statistics)),
             Route("/v2/repository/index", _endpoint("repository_index", self.repository_index), methods=["POST"]),
             Route("/v2/repository/models/{name}/load", _endpoint("repository_load", self.load), methods=["POST"]),
@@ -148,6 +151,10 @@ class StarletteRoutes:
         await self.plane.unload(request.path_params["name"])
         return JSONResponse({})
 
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document of these routes (serve/openapi.json, kept beside the code and tested against it)."""
+        return Response(openapi_document(), media_type="application/json")
+
     async def metrics(self, request: Request) -> Response:
         body, media_type = self.plane.metrics_text()
         return Response(body, media_type=media_type)
@@ -158,6 +165,11 @@ class StarletteRoutes:
         status = error.status_code if isinstance(error, HTTPException) else 500
         return _response(route_error(request.method, request.url.path, status, getattr(error, "detail", "error"),
                                      request_id=request.scope.get(REQUEST_ID_KEY)))
+
+
+@functools.cache
+def openapi_document() -> bytes:
+    return resources.files("pipeline_core_deploy.serve").joinpath("openapi.json").read_bytes()
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
