@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from processes import Server, serving
-
 from pipeline_core_deploy.serve.app import StarletteRoutes, openapi_document
 from pipeline_core_deploy.serve.dataplane import DataPlane, ServerSettings
 from pipeline_core_deploy.serve.metrics import Metrics
 from pipeline_core_deploy.serve.models import Repository
+
+from processes import Server, serving
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 FUZZ_SECONDS = 240  # the bound on one fuzzer run; each takes about 20 s on the 2-core machine
