@@ -190,9 +190,12 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc), all its threads."""
+    """User + system CPU time of a process and its live children so far (Linux /proc), all their
+    threads: with --workers the supervisor's worker processes do the serving."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return own + sum(cpu_seconds(int(child)) for child in children.read_text().split()) if children.exists() else own
 
 
 def rss_mib(pid: int) -> float:
@@ -202,9 +205,9 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_server(bundle: Path, port: int, batching: bool, log: Path, grpc_port: int | None = None) -> subprocess.Popen[bytes]:
+def start_server(bundle: Path, port: int, batching: bool, log: Path, grpc_port: int | None = None, workers: int = 1) -> subprocess.Popen[bytes]:
     command = [str(BIN / "pipeline-deploy"), "serve", str(bundle), "--port", str(port),
-               "--dynamic-batching" if batching else "--no-dynamic-batching",
+               "--dynamic-batching" if batching else "--no-dynamic-batching", "--workers", str(workers),
                *(["--grpc-port", str(grpc_port)] if grpc_port is not None else [])]
     with open(log, "wb") as stream:  # the access log stays on, written to a file as a deployment would
         server = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
@@ -317,6 +320,7 @@ def main() -> None:
     parser.add_argument("--client", choices=("curl", "aiohttp"), default="curl", help="the load generator: libcurl (pycurl) or aiohttp")
     parser.add_argument("--grpc", action="store_true", help="also measure gRPC (grpc.aio client) on the same servers")
     parser.add_argument("--modes", default="on,off", help="batching modes to run: on, off, or both")
+    parser.add_argument("--workers", default="1", help="server processes (--workers), one run per value: e.g. 1,2")
     args = parser.parse_args()
 
     scratch = tempfile.TemporaryDirectory()
@@ -332,10 +336,10 @@ def main() -> None:
         ceilings[model] = in_process(bundles[model], rows)
         requests = bodies(model, rows, args.encoding)
         messages = grpc_bodies(model, rows) if args.grpc else []
-        for batching in (mode == "on" for mode in args.modes.split(",")):
-            mode = "batching on" if batching else "batching off"
+        for batching, workers in ((mode == "on", int(w)) for mode in args.modes.split(",") for w in args.workers.split(",")):
+            mode = ("batching on" if batching else "batching off") + (f", {workers} workers" if workers > 1 else "")
             port, grpc_port = free_port(), free_port() if args.grpc else None
-            server = start_server(bundles[model], port, batching, folder / f"{model}-{port}.log", grpc_port)
+            server = start_server(bundles[model], port, batching, folder / f"{model}-{port}.log", grpc_port, workers)
             url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
             loads = [(mode, functools.partial(run_load, args.client, url, requests))]
             if grpc_port is not None:
@@ -343,6 +347,7 @@ def main() -> None:
             try:
                 for _, run in loads:
                     run(16, 500, 30)  # warm-up: connections, caches, allocator
+                time.sleep(1 if workers > 1 else 0)
                 start_rss = rss_mib(server.pid)
                 for concurrency in CONCURRENCY:
                     for label, run in loads:

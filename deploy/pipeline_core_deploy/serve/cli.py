@@ -15,38 +15,18 @@ Exit codes (docs/deploy.md has the same table):
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from pipeline_core_deploy.serve import MAX_BODY_BYTES, MAX_REQUEST_ROWS
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-def _describe(model: Any) -> str:
-    b = model.batching
-    batching = (f"dynamic batching up to {b.max_batch_size} rows, delay {b.max_queue_delay_us} µs, queue {b.max_queue_size}, "
-                f"{b.instances} instance(s)") if b.dynamic_batching else f"no batching, queue {b.max_queue_size}"
-    if not model.shares_batches:
-        measured = "not batch independent (measured at export)" if model.bundle.batch_independent is False else "batch independence not measured"
-        batching = f"{measured}: requests never share a batch and each row runs alone, queue {b.max_queue_size}"
-    outputs = ", ".join(o.name for o in model.outputs)
-    signed = f"; signed by key {model.bundle.signer} (checked)" if model.bundle.signer else ""
-    if not model.bundle.verified:
-        signed = "; UNVERIFIED: a plain ONNX file, no manifest"
-    variant = f" (variant {model.bundle.variant})" if model.bundle.variant != "float32" else ""
-    ranges = f"; rows outside the training range (margin {model.range_margin:g}): {model.range_check}"
-    return (f"model {model.name!r} version {model.version!r} from {model.bundle.folder}{variant}: "
-            f"{model.input.datatype} {list(model.input.shape)} -> {outputs}; {batching}{ranges}{signed}")
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -106,6 +86,8 @@ def listen(host: str, port: int) -> socket.socket:
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Require 'Authorization: Bearer TOKEN' (gRPC: metadata) on every route but the health probes, TOKEN read from "
                    "this file (or from the environment variable PIPELINE_SERVE_TOKEN); never given on the command line.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes on the same port(s), one per core you give it; metrics, statistics and model loads are shared.")
 @click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
               help="Let browsers on ORIGIN (e.g. https://app.example.com; repeat for several, * for any) call the REST routes. Default: CORS off.")
 def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: int, max_batch_size: int | None,
@@ -113,7 +95,7 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
           threads: int, max_body_bytes: int, max_request_rows: int, range_check: str | None, range_margin: float | None, device: str,
           timeout_graceful_shutdown: int, access_log: bool, log_level: str, verify_key: Path | None, variant: str | None,
           grpc_port: int | None, model_repository: Path | None, ssl_certfile: Path | None, ssl_keyfile: Path | None,
-          token_file: Path | None, cors_origins: tuple[str, ...]) -> None:
+          token_file: Path | None, workers: int, cors_origins: tuple[str, ...]) -> None:
     """Serve BUNDLE folders over the Open Inference Protocol (KServe v2 REST, and gRPC with
     --grpc-port), with dynamic batching and Triton's model repository and statistics extensions.
 
@@ -121,23 +103,22 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     --verify-key); a bad one, or an address that cannot be listened on, stops the server with exit
     code 2 before it starts.
     """
-    import uvicorn
-
     from pipeline_core_deploy.predict import DeployError
-    from pipeline_core_deploy.serve import access, config, logs, models
-    from pipeline_core_deploy.serve.app import ServerSettings, create_app
-    from pipeline_core_deploy.serve.dataplane import DataPlane
-    from pipeline_core_deploy.serve.metrics import Metrics
-    from pipeline_core_deploy.serve.model_repository import ModelLoader, scan
+    from pipeline_core_deploy.serve import access, config, logs
+    from pipeline_core_deploy.serve.dataplane import ServerSettings
+    from pipeline_core_deploy.serve.process import ServerOptions, describe, load_repository, run_server
 
     flags = {"max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us, "max_queue_size": max_queue_size,
              "instances": instances, "dynamic_batching": dynamic_batching, "range_check": range_check, "range_margin": range_margin}
     try:
-        configured = config.model_specs(bundles, config_file, flags, verify_key, variant, model_repository)
-        template = config.template(config_file, flags, verify_key, variant)
         tls = access.check_tls(ssl_certfile, ssl_keyfile)
-        token = access.read_token(token_file)
-        repository = models.load([*configured, *(scan(model_repository, template) if model_repository else [])], device, threads)
+        settings = ServerSettings(max_body_bytes=max_body_bytes, max_request_rows=max_request_rows, inference_threads=os.cpu_count() or 2,
+                                  access_log=access_log, token=access.read_token(token_file), cors_origins=cors_origins)
+        options = ServerOptions(
+            config.model_specs(bundles, config_file, flags, verify_key, variant, model_repository), config.template(config_file, flags, verify_key, variant),
+            model_repository, device, threads, settings, host, port, grpc_port, timeout_graceful_shutdown, log_level,
+            (ssl_certfile, ssl_keyfile) if tls and ssl_certfile and ssl_keyfile else None, tls)
+        repository = load_repository(options)  # every bundle verified before anything listens (each worker opens its own)
         sock = listen(host, port)
     except DeployError as error:
         click.echo(f"error: {error}", err=True)
@@ -145,41 +126,28 @@ def serve(bundles: tuple[str, ...], config_file: Path | None, host: str, port: i
     logs.configure(log_level, access_log)
     log = logging.getLogger("pipeline_core_deploy.serve")
     for model in repository:
-        log.info("%s", _describe(model))
+        log.info("%s", describe(model))
         for message in model.bundle.warnings():
             log.warning("%s", message)
-    settings = ServerSettings(max_body_bytes=max_body_bytes, max_request_rows=max_request_rows, inference_threads=os.cpu_count() or 2,
-                              access_log=access_log, token=token, cors_origins=cors_origins)
-    if token is not None:
+    if settings.token is not None:
         log.info("every route and RPC but the health probes needs the bearer token (from %s)", token_file or access.TOKEN_ENV)
         if tls is None and host not in ("127.0.0.1", "::1", "localhost"):
             log.warning("the bearer token travels in clear text over plain HTTP to %s; serve with --ssl-certfile and --ssl-keyfile", host)
-    plane = DataPlane(repository, settings, Metrics(), ModelLoader(repository, configured, model_repository, template, device, threads))
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(plane), host=host, port=port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=timeout_graceful_shutdown, server_header=False,
-        ssl_certfile=ssl_certfile if tls else None, ssl_keyfile=ssl_keyfile if tls else None,
-    ))
-
-    async def run() -> None:
-        if grpc_port is not None:  # made inside the event loop it runs on, bound before anything starts
-            from pipeline_core_deploy.serve.grpc_routes import GrpcServer
-
-            plane.companions.append(GrpcServer(plane, host, grpc_port, timeout_graceful_shutdown, tls).serving)
-        await server.serve(sockets=[sock])
-
-    # uvicorn re-raises the signal it stopped on once it has drained; absorb it so a graceful stop exits 0
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            runner.run(run())
+        if workers > 1:
+            from pipeline_core_deploy.serve.workers import supervise
+
+            del repository  # each worker opens its own
+            code = supervise(options, sock, workers, access_log)
+            if code:
+                sys.exit(code)
+            return
+        started = run_server(options, sock, repository)
     except DeployError as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(error.exit_code) from None
     finally:
         sock.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if not server.started:
+    if not started:
         sys.exit(1)
     log.info("stopped")

@@ -32,6 +32,7 @@ from pipeline_core_deploy.serve.metrics import Metrics
 from pipeline_core_deploy.serve.model_repository import ModelLoader
 from pipeline_core_deploy.serve.models import Repository, ServedModel
 from pipeline_core_deploy.serve.protocol import InferRequest, ProtocolError, bad_request
+from pipeline_core_deploy.serve.statistics import merged
 
 SERVER_NAME = "pipeline-core-deploy"
 #: the v2 response parameter listing the rows (from 0) that lie outside the training range
@@ -70,6 +71,8 @@ class DataPlane:
         self._executor: ThreadPoolExecutor | None = None
         #: async context managers run inside :meth:`running` (another front end, such as the gRPC server)
         self.companions: list[Companion] = []
+        #: with --workers, how this worker agrees with the others (serve/worker_sync.py); None alone
+        self.sync: Any = None
 
     # -- health and metadata: no model runs -----------------------------------------------------
 
@@ -165,9 +168,15 @@ class DataPlane:
     # -- the statistics and model repository extensions -------------------------------------------
 
     def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
-        """Triton's statistics of one model (the newest version, or ``version``), or of every model."""
+        """Triton's statistics of one model (the newest version, or ``version``), or of every model;
+        with --workers, every worker's figures added together."""
         models = [self.model(name, version)] if name else list(self.repository)
-        return {"model_stats": [model.statistics.as_json(model.name, model.version) for model in models]}
+        answers = [model.statistics.as_json(model.name, model.version) for model in models]
+        if self.sync is not None:
+            others = self.sync.others_statistics()
+            answers = [merged(answer, [o for o in others if (o["name"], o["version"]) == (answer["name"], answer["version"])])
+                       for answer in answers]
+        return {"model_stats": answers}
 
     def _loader(self) -> ModelLoader:
         if self.loader is None:
@@ -181,12 +190,16 @@ class DataPlane:
         """Load (or reload) ``name`` from where it was configured; the old versions serve until the new ones do."""
         if not self._ready:
             raise ProtocolError(503, "the server is not ready (starting or stopping); load the model once it is")
-        await self._loader().load(name, self._attach)
+        await self._loader().load(name, self.attach)
+        if self.sync is not None:
+            await self.sync.broadcast("load", name)
 
     async def unload(self, name: str) -> None:
         await self._loader().unload(name)
+        if self.sync is not None:
+            await self.sync.broadcast("unload", name)
 
-    def _attach(self, model: ServedModel) -> None:
+    def attach(self, model: ServedModel) -> None:
         assert self._executor is not None
         model.attach(self._executor, self.metrics.observer(model.name, model.version, model.statistics))
         assert model.batcher is not None
@@ -201,7 +214,7 @@ class DataPlane:
         threads = max(self.settings.inference_threads, sum(m.batching.instances for m in self.repository))
         with ThreadPoolExecutor(threads, thread_name_prefix="inference") as self._executor:
             for model in self.repository:
-                self._attach(model)
+                self.attach(model)
             try:
                 async with AsyncExitStack() as stack:
                     for companion in self.companions:

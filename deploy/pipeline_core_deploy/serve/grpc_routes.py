@@ -254,13 +254,15 @@ class GrpcServer:
     """The gRPC server of one data plane, bound to its port when made (so a port in use is said
     before the server starts) and running while :meth:`serving` is entered."""
 
-    def __init__(self, plane: DataPlane, host: str, port: int, grace_seconds: float = 30.0, tls: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(self, plane: DataPlane, host: str, port: int, grace_seconds: float = 30.0, tls: tuple[bytes, bytes] | None = None,
+                 shared_port: bool = False) -> None:
         self.plane, self.grace_seconds = plane, grace_seconds
         limit = plane.settings.max_body_bytes
         token = plane.settings.token
-        # so_reuseport 0: a port another process holds is an error here, not two servers sharing it
+        # so_reuseport 0: a port another process holds is an error here, not two servers sharing it; the
+        # workers of one server (--workers) share theirs, which the supervisor checked was free
         self.server = aio.server(interceptors=[TokenInterceptor(token)] if token is not None else None,
-                                 options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", limit),
+                                 options=[("grpc.so_reuseport", int(shared_port)), ("grpc.max_receive_message_length", limit),
                                           ("grpc.max_send_message_length", -1)])
         self.server.add_generic_rpc_handlers((InferenceService(plane).handler(),))
         self.health = health.aio.HealthServicer()

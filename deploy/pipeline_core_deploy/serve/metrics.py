@@ -5,9 +5,15 @@ bounded: a request for a model the server does not have is counted under ``model
 client cannot grow the label set by inventing names. Requests of both front ends are counted
 together, told apart by ``protocol`` (``http`` or ``grpc``); ``code`` is the HTTP status for one and
 the gRPC status name (``OK``, ``INVALID_ARGUMENT``, …) for the other.
+
+With ``--workers`` the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, so
+prometheus-client keeps every value in files there, and a scrape answered by any worker merges all
+of them (the queue depth gauge is summed over the workers alive).
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,12 +23,14 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
 )
 
 from pipeline_core_deploy.serve.batching import Observer
 from pipeline_core_deploy.serve.statistics import ModelStatistics
 
 disable_created_metrics()  # the *_created series only double the output
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -52,6 +60,7 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "pipeline_serve_queue_depth", "Requests waiting for a batch", ("model", "version"), registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self._children: dict[tuple[str, str, str, int | str, str], tuple[Counter, Histogram]] = {}
 
@@ -69,6 +78,10 @@ class Metrics:
         return _ModelObserver(self, model, version, statistics or ModelStatistics())
 
     def render(self) -> bytes:
+        if MULTIPROCESS_ENV in os.environ:  # --workers: every worker's values, merged from their files
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)
 
 

@@ -18,6 +18,7 @@ executions per batch size. Every duration is in nanoseconds.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,3 +104,24 @@ class ModelStatistics:
                 for size, stats in sorted(self.batches.items())
             ],
         }
+
+
+def merged(answer: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
+    """``answer`` (one model version's :meth:`ModelStatistics.as_json`) with the same model version's
+    figures from other worker processes added: counts and durations summed, batch sizes joined, the
+    latest ``last_inference``."""
+    total = json.loads(json.dumps(answer))  # a deep copy
+    for other in others:
+        total["last_inference"] = max(total["last_inference"], other["last_inference"])
+        for key in ("inference_count", "execution_count"):
+            total[key] += other[key]
+        for key, duration in other["inference_stats"].items():
+            mine = total["inference_stats"].setdefault(key, {"count": 0, "ns": 0})
+            mine["count"], mine["ns"] = mine["count"] + duration["count"], mine["ns"] + duration["ns"]
+        sizes = {entry["batch_size"]: entry for entry in total["batch_stats"]}
+        for entry in other["batch_stats"]:
+            mine = sizes.setdefault(entry["batch_size"], {"batch_size": entry["batch_size"], **{k: {"count": 0, "ns": 0} for k in PHASES}})
+            for key in PHASES:
+                mine[key] = {"count": mine[key]["count"] + entry[key]["count"], "ns": mine[key]["ns"] + entry[key]["ns"]}
+        total["batch_stats"] = [sizes[size] for size in sorted(sizes)]
+    return total
