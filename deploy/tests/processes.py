@@ -120,3 +120,12 @@ def serving(args: list[str], folder: Path, grpc: bool = False, tls_ca: Path | No
     finally:
         code = server.stop()
         assert code == 0, f"the server exited with {code} on SIGTERM:\n{server.output()}"
+
+
+def metric(server: Server, series: str) -> float:
+    """The value of one Prometheus series (``name{labels}`` as the exposition writes it) from the
+    server's ``/metrics``, 0 when it is absent."""
+    for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from processes import Server, deploy, free_port, serving, start
+from processes import Server, deploy, free_port, metric, serving, start
 from samples import metadata_of, onnxruntime_outputs, rows_for
 
 
@@ -221,21 +221,13 @@ def test_statistics_and_metrics_count_both_front_ends(server, client, iris_bundl
     assert count(after, "fail") - count(before, "fail") == 1
     assert int(after["inference_count"]) - int(before.get("inference_count", 0)) == 6
     rest = httpx.get(f"{server.url}/v2/models/iris/stats").json()["model_stats"][0]
-    metrics = httpx.get(f"{server.url}/metrics").text
-    batches = _sample(metrics, 'pipeline_serve_batch_size_count{model="iris",version="1"}')
-    rows_run = _sample(metrics, 'pipeline_serve_batch_size_sum{model="iris",version="1"}')
+    batches = metric(server, 'pipeline_serve_batch_size_count{model="iris",version="1"}')
+    rows_run = metric(server, 'pipeline_serve_batch_size_sum{model="iris",version="1"}')
     assert rest["execution_count"] == batches and rest["inference_count"] == rows_run
-    assert _sample(metrics, 'pipeline_serve_requests_total{code="INVALID_ARGUMENT",endpoint="infer",model="iris",protocol="grpc",version="1"}') >= 1
-    successes = sum(_sample(metrics, f'pipeline_serve_requests_total{{code="{code}",endpoint="infer",model="iris",protocol="{protocol}",version="1"}}')
+    assert metric(server, 'pipeline_serve_requests_total{code="INVALID_ARGUMENT",endpoint="infer",model="iris",protocol="grpc",version="1"}') >= 1
+    successes = sum(metric(server, f'pipeline_serve_requests_total{{code="{code}",endpoint="infer",model="iris",protocol="{protocol}",version="1"}}')
                     for code, protocol in (("200", "http"), ("OK", "grpc")))
     assert successes == rest["inference_stats"]["success"]["count"]
-
-
-def _sample(metrics: str, series: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_sigterm_lets_rpcs_in_flight_finish_and_exits_0(iris_bundle, tmp_path):

@@ -21,7 +21,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from bundles import build_bundle
-from processes import Server, deploy, serving
+from processes import Server, deploy, metric, serving
 from samples import metadata_of, onnxruntime_outputs, rows_for
 
 
@@ -173,11 +173,7 @@ def test_unload_lets_queued_requests_finish_then_answers_404(tmp_path):
 
 
 def _queued(server: Server) -> float:
-    metrics = httpx.get(f"{server.url}/metrics").text
-    for line in metrics.splitlines():
-        if line.startswith('pipeline_serve_queue_depth{model="binary",version="2"} '):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric(server, 'pipeline_serve_queue_depth{model="binary",version="2"}')
 
 
 @pytest.mark.parametrize(("name", "body", "words"), [

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from processes import Server, deploy, free_port, start
+from processes import Server, deploy, free_port, metric, start
 from samples import metadata_of, onnxruntime_outputs, rows_for
 
 
@@ -52,13 +52,6 @@ def _infer(server: Server, rows: np.ndarray) -> httpx.Response:
     return httpx.post(f"{server.url}/v2/models/iris/infer", json=body, timeout=30)  # a new connection each time
 
 
-def _sample(metrics: str, series: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_both_workers_answer_and_the_figures_are_merged(server, iris_bundle):
     rows = rows_for(metadata_of(iris_bundle), 40).astype(np.float32)
     wanted = onnxruntime_outputs(iris_bundle / "model.onnx", rows)["probabilities"]
@@ -71,7 +64,7 @@ def test_both_workers_answer_and_the_figures_are_merged(server, iris_bundle):
     tensor.set_data_from_numpy(rows[:2])
     np.testing.assert_allclose(client.infer("iris", [tensor]).as_numpy("probabilities"), wanted[:2], rtol=1e-6)
     series = 'pipeline_serve_requests_total{code="200",endpoint="infer",model="iris",protocol="http",version="1"}'
-    scrapes = {_sample(httpx.get(f"{server.url}/metrics").text, series) for _ in range(6)}
+    scrapes = {metric(server, series) for _ in range(6)}
     assert scrapes == {40.0}, scrapes  # the same merged count whichever worker answers the scrape
     time.sleep(1.0)  # each worker writes its statistics at most every half second
     successes = {httpx.get(f"{server.url}/v2/models/iris/stats").json()["model_stats"][0]["inference_stats"]["success"]["count"]

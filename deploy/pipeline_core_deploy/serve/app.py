@@ -42,7 +42,7 @@ from pipeline_core_deploy.serve.hot_routes import (
 from pipeline_core_deploy.serve.metrics import Metrics
 from pipeline_core_deploy.serve.model_repository import ModelLoader, no_parameters
 from pipeline_core_deploy.serve.models import Repository, ServedModel
-from pipeline_core_deploy.serve.protocol import bad_request, loads
+from pipeline_core_deploy.serve.protocol import bad_request, json_object
 
 access_log = logging.getLogger("pipeline_core_deploy.access")
 
@@ -175,15 +175,7 @@ def openapi_document() -> bytes:
 async def _json_body(request: Request) -> dict[str, Any]:
     """An optional JSON object body (the repository extension's requests may be empty)."""
     body = await request.body()
-    if not body.strip():
-        return {}
-    try:
-        document = loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise bad_request(f"the request body is not valid JSON: {error}") from None
-    if not isinstance(document, dict):
-        raise bad_request(f"the request body must be a JSON object, got {type(document).__name__}")
-    return document
+    return json_object(body) if body.strip() else {}
 
 
 def create_app(repository: Repository | DataPlane, settings: ServerSettings | None = None, metrics: Metrics | None = None,

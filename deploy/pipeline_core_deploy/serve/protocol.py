@@ -113,13 +113,18 @@ def parse_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
         json_part, binary = body[:size], body[size:]
     if not json_part.strip():
         raise bad_request("the request body is empty: expected a JSON object")
+    return json_object(json_part), binary
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object, or the 400 that says what it is instead."""
     try:
-        document = loads(json_part)
+        document = loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise bad_request(f"the request body is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(document).__name__}")
-    return document, binary
+    return document
 
 
 def _shape(tensor: dict[str, Any], where: str) -> list[int]:
