@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline_core_deploy import __version__, predict
 from pipeline_core_deploy.serve import MAX_BODY_BYTES, MAX_REQUEST_ROWS
-from pipeline_core_deploy.serve.batching import Retired
+from pipeline_core_deploy.serve.batching import Overloaded, Retired
 from pipeline_core_deploy.serve.metrics import Metrics
 from pipeline_core_deploy.serve.model_repository import ModelLoader
 from pipeline_core_deploy.serve.models import Repository, ServedModel
@@ -41,6 +41,8 @@ EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "
 #: what else runs while the data plane does (the gRPC server): entered once the models serve, left before they stop
 Companion = Callable[[], Any]
 T = TypeVar("T")
+#: how often a request follows its model to a replacement before it is answered 503 (loads in quick succession)
+RETIRED_RETRIES = 3
 #: what decodes an ``…/infer`` request for the model it names (a front end's decoder, bound to the request)
 Decoder = Callable[[ServedModel], InferRequest]
 
@@ -153,12 +155,16 @@ class DataPlane:
         and version now (a replacement), or to the 404 of a model no longer served."""
         started = time.perf_counter_ns()
         try:
-            try:
-                result = await answer(model)
-            except Retired:
-                model = self.repository.get(model.name, model.version)
-                started = time.perf_counter_ns()
-                result = await answer(model)
+            for _ in range(RETIRED_RETRIES):
+                try:
+                    result = await answer(model)
+                    break
+                except Retired:
+                    model = self.repository.get(model.name, model.version)
+                    started = time.perf_counter_ns()
+            else:
+                raise Overloaded(f"model {model.name!r} version {model.version!r} was replaced {RETIRED_RETRIES} times while this "
+                                 "request waited; retry it")
         except BaseException:
             model.statistics.request_done(time.perf_counter_ns() - started, ok=False)
             raise
