@@ -206,3 +206,41 @@ def test_a_signed_model_is_verified_again_on_load(iris_bundle, tmp_path):
         client.load_model("iris")
         wanted = onnxruntime_outputs(bundle / "model.onnx", rows)["probabilities"]
         np.testing.assert_allclose(answer(probabilities(server, "iris", rows)), wanted, rtol=1e-6)
+
+
+def test_a_request_read_for_a_replaced_version_goes_to_its_replacement_only_if_it_reads_rows_alike(tmp_path):
+    """In process, on the real data plane: rows put in one version's feature order are answered by
+    a replacement with the same features, and refused (503, retry) by one whose features are in
+    another order, which would take every value for another feature and answer wrong."""
+    import asyncio
+
+    from pipeline_core_deploy.serve.batching import Overloaded
+    from pipeline_core_deploy.serve.dataplane import DataPlane, ServerSettings
+    from pipeline_core_deploy.serve.metrics import Metrics
+    from pipeline_core_deploy.serve.models import ModelSpec, Repository, open_models
+
+    first = build_bundle(tmp_path / "first", seed=0)
+    names = metadata_of(first)["feature_names"]
+    alike = build_bundle(tmp_path / "alike", seed=5)
+    reordered = build_bundle(tmp_path / "reordered", seed=5, metadata={"feature_names": list(reversed(names))})
+    rows = rows_for(metadata_of(first), 2).astype(np.float32)
+
+    async def scenario() -> None:
+        plane = DataPlane(Repository(open_models([ModelSpec(first, "iris", "1")])), ServerSettings(), Metrics())
+        async with plane.running():
+            for replacement, answered in ((alike, True), (reordered, False)):
+                old = plane.model("iris")
+                [new] = open_models([ModelSpec(replacement, "iris", "1")])
+                plane.attach(new)
+                plane.repository.replace("iris", [new])
+                assert old.batcher is not None
+                await old.batcher.retire()
+                if answered:
+                    records = await plane.predict(old, rows)
+                    wanted = onnxruntime_outputs(replacement / "model.onnx", rows)["probabilities"]
+                    np.testing.assert_allclose([[r[k] for k in r if k.startswith("probability_")] for r in records], wanted, rtol=1e-6)
+                else:
+                    with pytest.raises(Overloaded, match="reads rows differently"):
+                        await plane.predict(old, rows)
+
+    asyncio.run(scenario())

@@ -62,6 +62,14 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ()
 
 
+def _reads_rows_alike(new: ServedModel, old: ServedModel) -> bool:
+    """Whether rows read for ``old`` mean the same to ``new``: the same feature names, input shape,
+    type and image description."""
+    a, b = new.bundle, old.bundle
+    return (a.feature_names, a.input_shape, a.input_dtype, a.metadata.get("image")) == \
+        (b.feature_names, b.input_shape, b.input_dtype, b.metadata.get("image"))
+
+
 class DataPlane:
     """The server's answers to the protocol's requests, for any front end. Errors are raised, not
     answered: a front end turns them into its own error shape (``hot_routes.answer_to`` for REST)."""
@@ -136,9 +144,14 @@ class DataPlane:
     async def predict(self, model: ServedModel, array: np.ndarray, source: str = "request body") -> list[dict[str, Any]]:
         """One record per row of ``array``, as ``predict.py`` writes them in a JSON file (the label and
         its probabilities, or the values), with ``out_of_range`` naming the features of each row
-        outside the training range."""
+        outside the training range. ``array`` was read for ``model`` (feature names put in its order,
+        images decoded to its shape): a replacement that reads rows otherwise does not take it."""
+        read_for = model
 
         async def answer(model: ServedModel) -> list[dict[str, Any]]:
+            if model is not read_for and not _reads_rows_alike(model, read_for):
+                raise Overloaded(f"model {model.name!r} version {model.version!r} was replaced while this request waited, by one that "
+                                 "reads rows differently (feature names, shape or type); send the request again")
             rows = self.checked_rows(model, array, source)
             outputs, outside = await model.infer(rows, source)
             records = predict.predictions(model.bundle, outputs)
