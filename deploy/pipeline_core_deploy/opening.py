@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_core_deploy.bundle import Bundle, variant_file
-from pipeline_core_deploy.common import BASELINE_VARIANT, METADATA, MODEL, DeployError, _clip, _sha256
+from pipeline_core_deploy.common import BASELINE_VARIANT, MANIFEST, METADATA, MODEL, DeployError, _clip, _sha256
 from pipeline_core_deploy.consistency import _check_metadata, _cross_check
 from pipeline_core_deploy.manifest import _manifest_files, _read_manifest, _unlisted, _verified, verify_files
 from pipeline_core_deploy.signature import verify_signature
@@ -116,6 +116,10 @@ def open_plain_onnx(path: Path, device: str = "cpu", threads: int = 0, verify_ke
         if value is not None:
             raise DeployError(f"{option}: {path} is a plain ONNX file, not a bundle: it has no manifest to sign nor variants; "
                               "use it without the option, or export a bundle with `pipeline export`")
+    beside = [name for name in (MANIFEST, METADATA) if (path.parent / name).exists()]
+    if beside:  # a bundle's model taken out of its bundle (or a bundle whose manifest was removed) is never served unverified
+        raise DeployError(f"{path} belongs to a bundle ({', '.join(beside)} beside it); serve or predict with the bundle folder "
+                          f"{path.parent}, which is verified, not with its model file alone")
     session = _new_session(str(path), str(path), device, threads)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:

@@ -16,8 +16,8 @@ import onnx
 import pytest
 import tritonclient.http as triton
 
-from bundles import make_model, sample_inputs
-from processes import deploy, serving
+from bundles import copy_bundle, make_model, sample_inputs
+from processes import deploy, free_port, serving
 from samples import onnxruntime_outputs
 
 
@@ -92,3 +92,17 @@ def test_a_plain_file_with_two_inputs_is_refused_with_why(tmp_path):
     (tmp_path / "rows.json").write_text(json.dumps([[1.0, 2.0]]))
     done = deploy("predict", "two.onnx", "--input", "rows.json", cwd=tmp_path)
     assert done.returncode == 2 and "takes 2 inputs (a, b); a model served here takes one" in done.stderr, done.stderr
+
+
+def test_a_bundle_never_becomes_a_plain_file_by_losing_its_manifest(iris_bundle, tmp_path):
+    """The model file of a bundle, named alone, and a repository folder whose bundle lost its
+    manifest are refused: removing a file must not turn a verified bundle into an unverified one
+    that is served."""
+    np.save(tmp_path / "rows.npy", sample_inputs("multiclass", count=2))
+    done = deploy("predict", iris_bundle / "model.onnx", "--input", "rows.npy", cwd=tmp_path)
+    assert done.returncode == 2 and "belongs to a bundle (manifest.json, metadata.json beside it)" in done.stderr, done.stderr
+    repository = tmp_path / "repository"
+    stripped = copy_bundle(iris_bundle, repository)
+    (stripped / "manifest.json").unlink()
+    done = deploy("serve", "--model-repository", repository, "--port", str(free_port()), cwd=tmp_path)
+    assert done.returncode == 2 and "manifest is missing" in done.stderr and "UNVERIFIED" not in done.stdout + done.stderr, done.stderr

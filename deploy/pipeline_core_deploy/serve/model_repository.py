@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_core_deploy import predict
-from pipeline_core_deploy.common import BUNDLE_DIR, MANIFEST, MODEL
+from pipeline_core_deploy.common import BUNDLE_DIR, MANIFEST, METADATA, MODEL
 from pipeline_core_deploy.serve.models import ModelSpec, Repository, ServedModel, by_version, open_models
 from pipeline_core_deploy.serve.protocol import ProtocolError, bad_request
 
@@ -32,9 +32,10 @@ READY, UNAVAILABLE = "READY", "UNAVAILABLE"
 
 
 def _model_path(folder: Path) -> Path | None:
-    """What serves from ``folder``: the folder when it is a bundle (or a run folder holding one), its
-    ``model.onnx`` when that is a plain ONNX file without a manifest (served unverified), else None."""
-    if (folder / MANIFEST).is_file() or (folder / BUNDLE_DIR / MANIFEST).is_file():
+    """What serves from ``folder``: the folder when it is a bundle (or a run folder holding one; also
+    one whose manifest is gone, which opening then refuses), its ``model.onnx`` when that is a plain
+    ONNX file with nothing of a bundle beside it (served unverified), else None."""
+    if any((folder / name).is_file() for name in (MANIFEST, METADATA)) or (folder / BUNDLE_DIR / MANIFEST).is_file():
         return folder
     return folder / MODEL if (folder / MODEL).is_file() else None
 
