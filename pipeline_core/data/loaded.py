@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pipeline_core._moved import renamed_names
+from pipeline_core.data.columns import RawColumns
 from pipeline_core.data.spec import INTERPOLATIONS, RESIZE_OPS, TASKS, DatasetContext, DataSpec, ImageSpec, Task
 from pipeline_core.data.splits import Augment, Split
 from pipeline_core.data.streaming import StreamedSplit
@@ -37,6 +38,9 @@ class LoadedData:
     description: str = ""
     #: what the host decided for streamed splits (memory or stream, sizes, workers); empty without any
     loading: dict[str, Any] = field(default_factory=dict)
+    #: for a table of typed columns (:func:`~pipeline_core.split_columns`): the fitted encoder and the
+    #: raw splits; the splits above then hold the encoded matrix, and the exported model takes raw columns
+    columns: RawColumns | None = None
 
     def __post_init__(self) -> None:
         if self.spec.task not in TASKS:

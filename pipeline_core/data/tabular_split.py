@@ -1,5 +1,7 @@
 """Tabular arrays into a :class:`~pipeline_core.LoadedData`: seeded splits and feature
-standardization, with torch; the options a tabular dataset registers are in :mod:`pipeline_core.data.tabular`."""
+standardization (:func:`split_tabular`), or typed raw columns encoded with statistics of the training
+split (:func:`split_columns`), with torch; the options a tabular dataset registers are in
+:mod:`pipeline_core.data.tabular`."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline_core.data.columns import ColumnEncoder, ColumnKind, Fill, RawColumns, fit_column
 from pipeline_core.data.loaded import DataSpec, LoadedData, Split, Task
 from pipeline_core.data.tabular import SplitOptions
 
@@ -30,6 +33,25 @@ def _targets(y: np.ndarray, task: Task) -> torch.Tensor:
     return values.view(-1, 1) if values.ndim == 1 else values
 
 
+def _split_rows(rows: int, y: np.ndarray, split: SplitOptions, task: Task, seed: int) -> dict[str, np.ndarray]:
+    """The row indices of each split (``test``, optional ``validation``, ``train``), drawn with ``seed``."""
+    from sklearn.model_selection import train_test_split  # imported when used: keeps the CLI fast
+
+    by_class = split.stratify and task != "regression"
+    rest, test = train_test_split(np.arange(rows), test_size=split.test_size, random_state=seed, stratify=y if by_class else None)
+    indices = {"test": test}
+    if split.val_size > 0:
+        fraction = split.val_size / (1.0 - split.test_size)
+        rest, validation = train_test_split(rest, test_size=fraction, random_state=seed + 1, stratify=y[rest] if by_class else None)
+        indices["validation"] = validation
+    indices["train"] = rest
+    return indices
+
+
+def _num_outputs(task: Task, classes: tuple[str, ...], targets: torch.Tensor) -> int:
+    return len(classes) if task == "multiclass" else (1 if task == "binary" else int(targets.shape[1]))
+
+
 def split_tabular(
     x: np.ndarray,
     y: np.ndarray,
@@ -45,30 +67,52 @@ def split_tabular(
     ``train``/``test`` (and ``validation`` when ``split.val_size`` > 0) splits drawn with ``seed``;
     targets take the task's shape (see :class:`~pipeline_core.DataSpec`). Classes without names are
     named by their index."""
-    from sklearn.model_selection import train_test_split  # imported when used: keeps the CLI fast
-
     x = np.asarray(x, dtype=np.float32)
     if task == "multiclass" and not classes:
         classes = tuple(str(index) for index in range(int(np.max(y)) + 1))
-    by_class = split.stratify and task != "regression"
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=split.test_size, random_state=seed, stratify=y if by_class else None
-    )
-    splits = {"test": (x_test, y_test)}
-    if split.val_size > 0:
-        fraction = split.val_size / (1.0 - split.test_size)
-        x_rest, x_val, y_rest, y_val = train_test_split(
-            x_rest, y_rest, test_size=fraction, random_state=seed + 1, stratify=y_rest if by_class else None
-        )
-        splits["validation"] = (x_val, y_val)
-    splits["train"] = (x_rest, y_rest)
-    tensors = {name: Split(torch.from_numpy(xs), _targets(ys, task)) for name, (xs, ys) in splits.items()}
+    indices = _split_rows(len(x), np.asarray(y), split, task, seed)
+    tensors = {name: Split(torch.from_numpy(x[rows]), _targets(np.asarray(y)[rows], task)) for name, rows in indices.items()}
 
     preprocess: nn.Module = nn.Identity()
     if split.standardize:
         train_inputs = tensors["train"].inputs
         std = train_inputs.std(dim=0)
         preprocess = Standardize(train_inputs.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std)))
-    num_outputs = len(classes) if task == "multiclass" else (1 if task == "binary" else int(tensors["train"].targets.shape[1]))
-    spec = DataSpec(task=task, input_shape=(x.shape[1],), num_outputs=num_outputs, classes=classes, feature_names=feature_names)
+    spec = DataSpec(task=task, input_shape=(x.shape[1],), num_outputs=_num_outputs(task, classes, tensors["train"].targets),
+                    classes=classes, feature_names=feature_names)
     return LoadedData(spec, tensors, preprocess, description)
+
+
+def split_columns(
+    raw: dict[str, np.ndarray],
+    kinds: dict[str, ColumnKind],
+    y: np.ndarray,
+    split: SplitOptions,
+    *,
+    task: Task,
+    seed: int,
+    classes: tuple[str, ...] = (),
+    fill: Fill = "mean",
+    missing_indicator: bool = False,
+    description: str = "",
+) -> LoadedData:
+    """Loaded data of typed raw columns (``raw``: each column's values as
+    :func:`~pipeline_core.data.columns.parse_column` gives them; ``kinds``: each column's type, in
+    order) and targets ``y``, split as :func:`split_tabular` splits. Each column's encoding (fill,
+    standardization with ``split.standardize``, one-hot) is fitted on the training split only; the
+    splits hold the encoded float matrix, and the data carries the encoder and the raw splits
+    (``LoadedData.columns``), from which the export puts the encoding inside the shipped model."""
+    y = np.asarray(y)
+    if task == "multiclass" and not classes:
+        classes = tuple(str(index) for index in range(int(np.max(y)) + 1))
+    indices = _split_rows(len(y), y, split, task, seed)
+    train = indices["train"]
+    encoder = ColumnEncoder(tuple(
+        fit_column(name, kind, raw[name][train], fill=fill, missing_indicator=missing_indicator, standardize=split.standardize)
+        for name, kind in kinds.items()
+    ))
+    raw_splits = {name: {column: values[rows] for column, values in raw.items()} for name, rows in indices.items()}
+    tensors = {name: Split(torch.from_numpy(encoder.encode(raw_splits[name])), _targets(y[rows], task)) for name, rows in indices.items()}
+    spec = DataSpec(task=task, input_shape=(len(encoder.encoded_names),), num_outputs=_num_outputs(task, classes, tensors["train"].targets),
+                    classes=classes, feature_names=tuple(encoder.encoded_names))
+    return LoadedData(spec, tensors, nn.Identity(), description, columns=RawColumns(encoder, raw_splits))

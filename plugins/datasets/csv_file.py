@@ -1,7 +1,10 @@
-"""Your own tabular data from a CSV file: a header row, one column as the target.
+"""Your own tabular data from a CSV (or Parquet) file: a header row, one column as the target.
 
 Class labels are read from the file (strings or integers) and kept with the loaded data, so predictions come
-back as your labels. Every cell is checked: a non-numeric feature names its row and column.
+back as your labels. A table whose features are all numbers without blanks is a float matrix, as it
+always was. A table with text, yes/no or blank cells has typed columns (``number``, ``category``,
+``binary``; :mod:`pipeline_core.data.columns` has the rules, ``[data.columns]`` overrides them): each
+column's encoding is fitted on the training split and the exported model takes the raw columns.
 """
 
 from __future__ import annotations
@@ -13,16 +16,53 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from pipeline_core import ConfigError, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, split_options
+from pipeline_core import (
+    MAX_CATEGORIES,
+    ColumnKind,
+    ConfigError,
+    DatasetContext,
+    DataSpec,
+    Register,
+    SplitOptions,
+    hookimpl,
+    infer_kind,
+    is_blank,
+    parse_column,
+    split_options,
+)
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from pipeline_core import LoadedData
 
 #: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20
 
 
+def _read_parquet(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A Parquet file as text cells (a null as a blank, a number as its exact decimal text), so its
+    columns are typed by the rules a CSV's are."""
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise ConfigError(f"[data] path: {path} is a Parquet file, which needs pyarrow: pip install pyarrow") from None
+    try:
+        table = parquet.read_table(path)
+    except FileNotFoundError:
+        raise ConfigError(f"[data] path: Parquet file not found: {path}") from None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"[data] path: cannot read {path} as Parquet: {error}") from None
+    columns = [["" if value is None else repr(value) if isinstance(value, float) else str(value) for value in column.to_pylist()]
+               for column in table.columns]
+    if table.num_rows == 0:
+        raise ConfigError(f"{path}: expected at least one data row")
+    return list(table.column_names), [list(row) for row in zip(*columns, strict=True)]
+
+
 def _read(path: Path, delimiter: str) -> tuple[list[str], list[list[str]]]:
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as stream:
             rows = [row for row in csv.reader(stream, delimiter=delimiter) if any(cell.strip() for cell in row)]
@@ -106,6 +146,51 @@ def _table(context: DatasetContext, path: str, target: str, features: list[str] 
     return _Table(file, header, rows, chosen, labels, kind, classes)
 
 
+def _is_plain_numbers(table: _Table, declared: dict[str, ColumnKind]) -> bool:
+    """Whether every feature cell is a number (no blank, no text) and no type is declared: such a
+    table is read as a float matrix, exactly as before typed columns existed."""
+    if declared:
+        return False
+    columns = [table.header.index(name) for name in table.features]
+    return all(not is_blank(row[c]) and _is_number(row[c]) for row in table.rows for c in columns)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _typed_columns(table: _Table, declared: dict[str, ColumnKind], max_categories: int) -> tuple[dict[str, np.ndarray], dict[str, ColumnKind]]:
+    """Every feature column typed (declared, else inferred) and parsed to raw values."""
+    unknown = sorted(set(declared) - set(table.features))
+    if unknown:
+        raise ConfigError(f"[data.columns] names {unknown}, which are not feature columns; the feature columns are {table.features}")
+    raw, kinds = {}, {}
+    for name in table.features:
+        index = table.header.index(name)
+        cells = [row[index] for row in table.rows]
+        kinds[name] = infer_kind(name, cells, declared.get(name), max_categories, str(table.file))
+        raw[name] = parse_column(name, kinds[name], cells, str(table.file))
+    return raw, kinds
+
+
+def _targets(table: _Table, target: str) -> np.ndarray:
+    import numpy as np
+
+    blank = [line for line, value in enumerate(table.labels, start=2) if is_blank(value)]
+    if blank:
+        lines = ", ".join(map(str, blank[:10])) + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
+        raise ConfigError(f"{table.file}: the target column {target!r} is blank on line(s) {lines}; a row without a target "
+                          "teaches nothing: remove those rows (or fill them) before training")
+    if table.task == "regression":
+        return np.array([_as_float(v, table.file, line, target) for line, v in enumerate(table.labels, start=2)], dtype=np.float32)
+    index = {label: i for i, label in enumerate(table.classes)}
+    return np.array([index[v] for v in table.labels], dtype=np.int64)
+
+
 @split_options()
 def csv_dataset(
     context: DatasetContext,
@@ -115,40 +200,54 @@ def csv_dataset(
     features: list[str] | None = None,
     task: Literal["auto", "multiclass", "binary", "regression"] = "auto",
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ",",
+    columns: dict[str, ColumnKind] | None = None,
+    fill: Literal["mean", "median"] = "mean",
+    missing_indicator: bool = False,
+    max_categories: Annotated[int, Field(ge=2)] = MAX_CATEGORIES,
     split: SplitOptions,
 ) -> LoadedData:
-    """A CSV file with a header; ``target`` is the label column, ``features`` the inputs (default: the rest).
+    """A CSV (or ``.parquet``) file with a header; ``target`` is the label column, ``features`` the inputs (default: the rest).
 
     ``path`` is relative to the pipeline file. ``task = "auto"`` treats text labels and whole numbers
-    with at most 20 distinct values as classes, anything else as regression.
+    with at most 20 distinct values as classes, anything else as regression. Columns with text,
+    yes/no values or blanks are typed (``columns`` declares a column's type: ``number``, ``category``
+    or ``binary``); blank numbers are filled with the training ``fill`` (``mean`` or ``median``), with
+    a was-missing column when ``missing_indicator``; a text column with more than ``max_categories``
+    distinct values is refused.
     """
     import numpy as np
 
-    from pipeline_core import split_tabular
+    from pipeline_core import split_columns, split_tabular
 
     table = _table(context, path, target, features, task, delimiter)
-    file, header = table.file, table.header
-    columns = [header.index(name) for name in table.features]
-    x = np.array(
-        [[_as_float(row[c], file, line, header[c]) for c in columns] for line, row in enumerate(table.rows, start=2)],
-        dtype=np.float32,
-    )
-    if table.task == "regression":
-        y = np.array([_as_float(v, file, line, target) for line, v in enumerate(table.labels, start=2)], dtype=np.float32)
-    else:
-        index = {label: i for i, label in enumerate(table.classes)}
-        y = np.array([index[v] for v in table.labels], dtype=np.int64)
-    return split_tabular(
-        x, y, split, task=table.task, seed=context.seed, classes=table.classes, feature_names=tuple(table.features),  # type: ignore[arg-type]
-        description=f"CSV file {file.name}",
-    )
+    y = _targets(table, target)
+    declared = dict(columns or {})
+    if _is_plain_numbers(table, declared):
+        file, header = table.file, table.header
+        indices = [header.index(name) for name in table.features]
+        x = np.array(
+            [[_as_float(row[c], file, line, header[c]) for c in indices] for line, row in enumerate(table.rows, start=2)],
+            dtype=np.float32,
+        )
+        return split_tabular(
+            x, y, split, task=table.task, seed=context.seed, classes=table.classes, feature_names=tuple(table.features),  # type: ignore[arg-type]
+            description=f"CSV file {file.name}",
+        )
+    raw, kinds = _typed_columns(table, declared, max_categories)
+    return split_columns(raw, kinds, y, split, task=table.task, seed=context.seed, classes=table.classes,  # type: ignore[arg-type]
+                         fill=fill, missing_indicator=missing_indicator, description=f"table {table.file.name}")
 
 
 def csv_spec(
-    context: DatasetContext, *, path: str, target: str, features: list[str] | None, task: str, delimiter: str, **split: object
+    context: DatasetContext, *, path: str, target: str, features: list[str] | None, task: str, delimiter: str,
+    columns: dict[str, ColumnKind] | None, fill: str, missing_indicator: bool, max_categories: int, **split: object
 ) -> DataSpec:
-    """The loaded data's spec from the header and the target column, without parsing a feature."""
+    """The loaded data's spec from the header and the target column, without parsing a feature; a
+    table of typed columns is loaded, since its width follows from the categories of its training split."""
     table = _table(context, path, target, features, task, delimiter)
+    if not _is_plain_numbers(table, dict(columns or {})):
+        return csv_dataset(context, path=path, target=target, features=features, task=task, delimiter=delimiter, columns=columns,
+                           fill=fill, missing_indicator=missing_indicator, max_categories=max_categories, **split).spec
     outputs = 1 if table.task != "multiclass" else len(table.classes)
     return DataSpec(table.task, (len(table.features),), outputs, table.classes, tuple(table.features))  # type: ignore[arg-type]
 
