@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline_core import Register, hookimpl
+from pipeline_core import Register, atomic_write, hookimpl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 STAGING = ".bundle.staging"
 FAILED = "bundle.failed"
+#: the network alone, before the column encoding goes in front of it (never shipped)
+NETWORK_FILE = ".network.onnx"
 
 
 def _reject(run: RunContext, staging: Path, failures: list[str]) -> None:
@@ -72,6 +74,9 @@ def export(run: RunContext) -> None:
     onnx = next((name for name, exporter in exporters.items() if exporter.filename == ONNX_FILE), None)
     if settings.variants and onnx is None:
         raise ConfigError(f"export.optimize.variants are made from {ONNX_FILE}, which no format in export.formats writes: add \"onnx\"")
+    if settings.variants and data.columns is not None:
+        raise ConfigError("export.optimize.variants are not made yet for a model that takes raw table columns (strings and "
+                          "blanks); leave export.optimize.variants out for this pipeline")
 
     staging = run.run_dir / STAGING
     shutil.rmtree(staging, ignore_errors=True)
@@ -93,6 +98,8 @@ def export(run: RunContext) -> None:
         run.export_report[component.name] = {**entry, **report, "providers": list(loaded.providers), **details}
         if not report["passed"]:
             failures.append(f"{component.name}: " + "; ".join(report["problems"]))
+        elif data.columns is not None:
+            failures += _takes_columns(run, component.name, path, exporter.filename == ONNX_FILE, reference, split, names, noise, tolerance)
     if failures:
         _reject(run, staging, failures)
     variants = make_variants(run, staging / ONNX_FILE)  # each gated; a failed required one fails the run
@@ -103,27 +110,68 @@ def export(run: RunContext) -> None:
 
     metadata = {**info.metadata, "variants": variants.shipped} if variants.shipped else dict(info.metadata)
     if onnx is not None and settings.dynamic_batch:
-        metadata["batch_independent"] = _batch_independence(run, staging, str(onnx), variants, checked.numpy(), metadata, noise, tolerance)
+        metadata["batch_independent"] = _batch_independence(run, staging, str(onnx), variants, checked.numpy(), noise, tolerance)
+    (staging / NETWORK_FILE).unlink(missing_ok=True)
     seal_bundle(staging, run.run_dir / BUNDLE_DIR, metadata, run.export_report)
     shutil.rmtree(run.run_dir / FAILED, ignore_errors=True)
     run.write_json(RunFiles.EXPORT_REPORT, run.export_report)
 
 
-def _batch_independence(run: RunContext, staging: Path, onnx: str, variants: Variants, rows: np.ndarray, metadata: dict[str, Any],
+def _takes_columns(run: RunContext, name: str, path: Path, is_onnx: bool, reference: Any, split: str, names: tuple[str, ...],
+                   noise: Noise, tolerance: Tolerance) -> list[str]:
+    """For a table of typed columns: put the column encoding inside the ONNX file (keeping the network
+    alone beside it, unshipped, for the batch independence check) and check the file end to end on raw
+    rows; other formats take the encoded matrix, which their report entry says. Returns the failures."""
+    import onnx
+
+    from pipeline_core.engine import attach_columns, check_raw_columns
+    from pipeline_core_plugins.optimize.gate import CPU_PROVIDER, open_session
+
+    data, entry = run.require_data("export"), run.export_report[name]
+    assert data.columns is not None
+    if not is_onnx:
+        entry["takes"] = "the encoded matrix (metadata.json's encoded_input), not the raw columns model.onnx takes"
+        return []
+    network = onnx.load(str(path))
+    try:
+        merged = attach_columns(network, data.columns.encoder)
+    except ValueError as error:
+        entry.update(passed=False, problems=[str(error)])
+        return [f"{name}: {error}"]
+    path.replace(path.with_name(NETWORK_FILE))
+    atomic_write(path, lambda temp: onnx.save_model(merged, str(temp)))
+    onnx.checker.check_model(str(path), full_check=True)
+    session = open_session(path, [CPU_PROVIDER], threads=1)
+    outputs = [output.name for output in session.get_outputs()]
+
+    def answer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(outputs, session.run(outputs, feeds), strict=True))
+
+    report = check_raw_columns(answer, reference, data.columns.encoder, data.columns.splits[split], names, noise, tolerance)
+    entry["raw_columns"] = report
+    if report["passed"]:
+        return []
+    entry.update(passed=False, problems=[*entry.get("problems", []), *report["problems"]])
+    return [f"{name}: " + "; ".join(report["problems"])]
+
+
+def _batch_independence(run: RunContext, staging: Path, onnx: str, variants: Variants, rows: np.ndarray,
                         noise: Noise, tolerance: Tolerance) -> dict[str, bool]:
     """Measure every shipped ONNX file for batch independence (:mod:`pipeline_core.export.batch_independence`)
     on the CPU provider the deploy side runs by default, and record it in the export report; returns
     ``{file: batch_independent}`` for metadata.json. A file that fails still ships, marked, and the
-    deploy side runs it one row per call (the report and the model card say so)."""
-    from pipeline_core.engine import check_batch_independence, extreme_rows
+    deploy side runs it one row per call (the report and the model card say so). A model that takes
+    raw columns is measured on its network (the encoding in front of it works row by row)."""
+    from pipeline_core.engine import check_batch_independence, extreme_rows, input_range
     from pipeline_core_plugins.optimize import BASELINE, ONNX_FILE
     from pipeline_core_plugins.optimize.gate import CPU_PROVIDER, open_session
 
-    extremes = extreme_rows(metadata["input_range"], tuple(rows.shape[1:]), rows.dtype)
+    extremes = extreme_rows(input_range(run.require_data("export")), tuple(rows.shape[1:]), rows.dtype)
     files = {BASELINE: ONNX_FILE, **{name: listed["file"] for name, listed in variants.shipped.items() if name != BASELINE}}
     found = {}
     for name, file in files.items():
-        session = open_session(staging / file, [CPU_PROVIDER], threads=1)
+        measured = NETWORK_FILE if file == ONNX_FILE and (staging / NETWORK_FILE).exists() else file
+        session = open_session(staging / measured, [CPU_PROVIDER], threads=1)
         input_name, outputs = session.get_inputs()[0].name, [output.name for output in session.get_outputs()]
 
         def answer(batch: np.ndarray, session: Any = session, input_name: str = input_name, outputs: list[str] = outputs) -> dict[str, np.ndarray]:

@@ -77,15 +77,33 @@ def bundle_metadata(run: RunContext, info: ExportInfo, reference: torch.nn.Modul
         "description": config.pipeline.description or data.description,
         "task": data.spec.task,
         "classes": list(data.spec.classes),
-        "feature_names": list(data.spec.feature_names),
-        "input": {"name": info.input_name, "shape": [batch, *data.spec.input_shape], "dtype": str(data.spec.input_dtype).removeprefix("torch.")},
+        **_inputs(data, info, batch),
         **({"image": image_metadata(data.spec)} if data.spec.image is not None else {}),
         "outputs": [{"name": name, "shape": [batch, *value.shape[1:]]} for name, value in outputs.items()],
-        "input_range": input_range(data),
         "metrics": run.metrics.get(config.evaluate.split, {}),
         "training": training,
         "config_sha256": config.sha256(),
         "versions": versions(),
+    }
+
+
+#: what ``metadata.json`` calls the input of a model that takes raw columns (one ONNX input per column)
+COLUMNS_INPUT = "columns"
+
+
+def _inputs(data: LoadedData, info: ExportInfo, batch: int | str) -> dict[str, Any]:
+    """``metadata.json``'s feature names, input and training range; for a table of typed columns,
+    the raw columns ``model.onnx`` takes (``columns``, each with its type and the values it knows),
+    and the encoded matrix the network takes (``encoded_input``: what TorchScript and .pt2 files take)."""
+    encoded = {"name": info.input_name, "shape": [batch, *data.spec.input_shape], "dtype": str(data.spec.input_dtype).removeprefix("torch.")}
+    if data.columns is None:
+        return {"feature_names": list(data.spec.feature_names), "input": encoded, "input_range": input_range(data)}
+    encoder = data.columns.encoder
+    return {
+        "feature_names": encoder.names,
+        "input": {"name": COLUMNS_INPUT, "shape": [batch, len(encoder.names)], "dtype": "object"},
+        "columns": encoder.describe(),
+        "encoded_input": {**encoded, "names": encoder.encoded_names},
     }
 
 
@@ -216,12 +234,51 @@ def _range_note(metadata: dict[str, Any]) -> str:
             "`pipeline serve` flags rows far outside it in its answers, and `predict.py --range-check flag|refuse` flags or refuses them.")
 
 
+def _column_line(column: dict[str, Any]) -> str:
+    if column["type"] == "number":
+        return f"- `{column['name']}`: number, float32 (NaN for a blank: filled with {column['fill']:.6g})"
+    if column["type"] == "binary":
+        return f"- `{column['name']}`: yes/no, string ({'/'.join(column['true'])} or {'/'.join(column['false'])}, any case; \"\" for a blank)"
+    values = column["values"]
+    shown = ", ".join(values[:12]) + (f" and {len(values) - 12} more" if len(values) > 12 else "")
+    return f"- `{column['name']}`: category, string, one of {shown} (\"\" for a blank; a value never seen in training counts as unknown)"
+
+
+def _inputs_note(metadata: dict[str, Any]) -> str:
+    """The Inputs section: one input per raw column, or the one input tensor."""
+    features = metadata.get("feature_names") or []
+    if "columns" in metadata:
+        encoded = metadata["encoded_input"]
+        lines = "\n".join(_column_line(column) for column in metadata["columns"])
+        return (f"`model.onnx` takes the raw columns, one input each, named as the column, shape [batch, 1]; it fills blanks, "
+                f"scales and one-hot encodes them itself, with statistics of the training split:\n\n{lines}\n\n"
+                f"`predict.py` reads them from a CSV or JSON file with strings and blanks. TorchScript and .pt2 files take the "
+                f"encoded matrix instead (`{encoded['name']}`: shape {encoded['shape']}, float32, columns "
+                f"{', '.join(encoded['names'][:8])}{' …' if len(encoded['names']) > 8 else ''}).")
+    return (f"`{metadata['input']['name']}`: shape {metadata['input']['shape']}, {metadata['input']['dtype']}, **raw** values (the\n"
+            f"model applies its own preprocessing).{' Features, in order: ' + ', '.join(features) + '.' if features else ''}"
+            f"{_image_note(metadata)}{_range_note(metadata)}")
+
+
+def _call_example(metadata: dict[str, Any]) -> str:
+    """One line of Python that calls model.onnx with onnxruntime."""
+    if "columns" in metadata:
+        def feed(column: dict[str, Any]) -> str:
+            value, dtype = ("np.nan", "np.float32") if column["type"] == "number" else ('""', "object")
+            return f'"{column["name"]}": np.array([[{value}]], dtype={dtype})'
+
+        feeds = ", ".join(feed(column) for column in metadata["columns"][:3])
+        more = ", ..." if len(metadata["columns"]) > 3 else ""
+        return f"outputs = session.run(None, {{{feeds}{more}}})  # one [rows, 1] array per column (blanks here)"
+    features = metadata.get("feature_names") or []
+    first_row = ", ".join("…" for _ in features[:4]) if features else "…"
+    return f'outputs = session.run(None, {{"{metadata["input"]["name"]}": np.array([[{first_row}]], dtype=np.{metadata["input"]["dtype"]})}})'
+
+
 def model_card(metadata: dict[str, Any], export_report: dict[str, dict[str, Any]], training: dict[str, Any]) -> str:
     """A Markdown model card generated from the run: data, training, metrics, inputs, outputs, usage."""
-    features = metadata.get("feature_names") or []
     classes = metadata.get("classes") or []
     outputs = "\n".join(f"- `{o['name']}`: shape {o['shape']}, float32" for o in metadata["outputs"])
-    first_row = ", ".join("…" for _ in features[:4]) if features else "…"
     return f"""# Model card: {metadata['pipeline']}
 
 {metadata.get('description') or 'A model trained with pipeline-core.'}
@@ -241,8 +298,7 @@ def model_card(metadata: dict[str, Any], export_report: dict[str, dict[str, Any]
 
 ## Inputs
 
-`{metadata['input']['name']}`: shape {metadata['input']['shape']}, {metadata['input']['dtype']}, **raw** values (the
-model applies its own preprocessing).{f" Features, in order: {', '.join(features)}." if features else ''}{_image_note(metadata)}{_range_note(metadata)}
+{_inputs_note(metadata)}
 
 ## Outputs
 
@@ -277,7 +333,7 @@ or from Python:
 ```python
 import numpy as np, onnxruntime as ort
 session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
-outputs = session.run(None, {{"{metadata['input']['name']}": np.array([[{first_row}]], dtype=np.{metadata['input']['dtype']})}})
+{_call_example(metadata)}
 ```
 
 Versions that made it: {', '.join(f"{k} {v}" for k, v in metadata.get('versions', {}).items())}.
