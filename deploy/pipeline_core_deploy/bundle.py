@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_core_deploy.common import BASELINE_VARIANT, MODEL, DeployError
+from pipeline_core_deploy.table_columns import TableColumns
 
 
 @dataclass
@@ -113,6 +114,13 @@ class Bundle:
         return np.dtype(self.metadata["input"]["dtype"])
 
     @functools.cached_property
+    def columns(self) -> TableColumns | None:
+        """The raw table columns the model takes, one input each (``metadata.json``'s ``columns``), or
+        None for a model of one input tensor."""
+        entries = self.metadata.get("columns")
+        return TableColumns.from_metadata(entries) if entries else None
+
+    @functools.cached_property
     def input_range(self) -> InputRange | None:
         """Each input value's training range, or None for a bundle exported before ranges were recorded."""
         return _input_range(self.metadata, self.input_shape, self.feature_names)
@@ -149,12 +157,14 @@ class Bundle:
         elif self.batch_independent is None:
             found.append(f"{self.folder} was exported before batch independence was measured, so every row of {self.model_file} "
                          "runs alone (slower, never wrong); export it again with `pipeline export RUN` to measure it")
-        if self.input_range is None:
+        if self.input_range is None and self.columns is None:
             found.append(f"{self.folder} records no training range of its inputs (exported by an earlier version), "
                          "so rows far outside it cannot be flagged; export it again with `pipeline export RUN` to record it")
         return found
 
     def describe_input(self) -> str:
+        if self.columns is not None:
+            return self.columns.describe()
         width = math.prod(self.input_shape)
         names = f": {', '.join(self.feature_names)}" if self.feature_names else ""
         return f"{width} {self.input_dtype.name} value(s) per row, shape {list(self.input_shape)}{names}"
@@ -184,7 +194,9 @@ class Bundle:
         names = [output["name"] for output in self.metadata["outputs"]]
         parts: list[list[np.ndarray]] = [[] for _ in names]
         for start in range(0, len(inputs), step):
-            for index, value in enumerate(self.session.run(names, {input_name: inputs[start : start + step]})):
+            chunk = inputs[start : start + step]
+            feeds = self.columns.feeds(chunk) if self.columns is not None else {input_name: chunk}
+            for index, value in enumerate(self.session.run(names, feeds)):
                 parts[index].append(value)
         return {name: part[0] if len(part) == 1 else np.concatenate(part) for name, part in zip(names, parts, strict=True)}
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline_core_deploy.common import TASKS, DeployError, _show
+from pipeline_core_deploy.table_columns import COLUMN_TYPES
 
 _ONNX_DTYPES = {"float": "float32", "double": "float64", "float16": "float16", "uint8": "uint8", "int8": "int8",
                 "uint16": "uint16", "int16": "int16", "int32": "int32", "int64": "int64", "bool": "bool"}
@@ -35,8 +36,11 @@ def _check_metadata(path: Path, metadata: Any) -> None:
         raise bad(f"'task' must be one of {list(TASKS)}", metadata.get("task"))
     spec = metadata.get("input")
     if not (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("shape"), list) and len(spec["shape"]) >= 2
-            and all(isinstance(d, int) and d > 0 for d in spec["shape"][1:]) and spec.get("dtype") in _ONNX_DTYPES.values()):
+            and all(isinstance(d, int) and d > 0 for d in spec["shape"][1:])
+            and (spec.get("dtype") in _ONNX_DTYPES.values() or (spec.get("dtype") == "object" and "columns" in metadata))):
         raise bad("'input' must be {\"name\": ..., \"shape\": [batch, positive sizes...], \"dtype\": ...}", spec)
+    if "columns" in metadata:
+        _check_columns(path, metadata)
     outputs = metadata.get("outputs")
     if not (isinstance(outputs, list) and outputs and all(isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("shape"), list) for o in outputs)):
         raise bad("'outputs' must be a list of {\"name\": ..., \"shape\": [...]}", outputs)
@@ -47,6 +51,24 @@ def _check_metadata(path: Path, metadata: Any) -> None:
     if not (isinstance(independent, dict) and all(isinstance(k, str) and isinstance(v, bool) for k, v in independent.items())):
         raise bad("'batch_independent' must map file names to true or false", independent)
     _check_input_range(path, metadata.get("input_range"))
+
+
+def _check_columns(path: Path, metadata: dict[str, Any]) -> None:
+    """``columns``: one entry per raw column the model takes, with a known type, named as ``feature_names``
+    and counted by the input shape; a category lists its values, a yes/no column its spellings."""
+    columns = metadata["columns"]
+    sound = isinstance(columns, list) and columns and all(
+        isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("type") in COLUMN_TYPES
+        and (c["type"] != "category" or (isinstance(c.get("values"), list) and all(isinstance(v, str) for v in c["values"])))
+        and (c["type"] != "binary" or all(isinstance(c.get(k), list) and all(isinstance(v, str) for v in c[k]) for k in ("true", "false")))
+        for c in columns)
+    if not sound:
+        raise DeployError(f"{path}: 'columns' must list {{\"name\", \"type\": one of {list(COLUMN_TYPES)}, ...}} for each column; "
+                          f"got {_show(columns)}; is it a pipeline-core bundle's metadata?")
+    names = [c["name"] for c in columns]
+    if names != metadata.get("feature_names") or [len(names)] != metadata["input"]["shape"][1:] or metadata["input"]["dtype"] != "object":
+        raise DeployError(f"{path}: 'columns' {_show(names)} disagree with 'feature_names' {_show(metadata.get('feature_names'))} or "
+                          f"the input {_show(metadata['input'])}; is it a pipeline-core bundle's metadata?")
 
 
 def _check_input_range(path: Path, record: Any) -> None:
@@ -130,7 +152,9 @@ def _graph_disagreements(metadata: dict[str, Any], session: Any) -> list[str]:
     """``metadata.json``'s input and outputs against the ONNX graph's own declarations."""
     problems = []
     spec, inputs = metadata["input"], session.get_inputs()
-    if len(inputs) != 1:
+    if "columns" in metadata:
+        problems += _column_disagreements(metadata["columns"], inputs)
+    elif len(inputs) != 1:
         problems.append(f"metadata.json describes one input {spec['name']!r}, but model.onnx's graph takes {len(inputs)}: {[i.name for i in inputs]}")
     else:
         graph = inputs[0]
@@ -148,6 +172,21 @@ def _graph_disagreements(metadata: dict[str, Any], session: Any) -> list[str]:
     for name in stated.keys() & declared.keys():
         if not _dims_agree(stated[name], declared[name]):
             problems.append(f"metadata.json gives the output {name!r} the shape {stated[name]}, but model.onnx's graph declares {list(declared[name])}")
+    return problems
+
+
+def _column_disagreements(columns: list[dict[str, Any]], inputs: Sequence[Any]) -> list[str]:
+    """``metadata.json``'s columns against the graph's inputs: one per column, named and typed as it."""
+    declared = {graph.name: graph for graph in inputs}
+    if [c["name"] for c in columns] != [graph.name for graph in inputs]:
+        return [f"metadata.json lists the columns {[c['name'] for c in columns]}, but model.onnx's graph takes the inputs {list(declared)}"]
+    problems = []
+    for column in columns:
+        graph = declared[column["name"]]
+        wanted = "tensor(float)" if column["type"] == "number" else "tensor(string)"
+        if graph.type != wanted or not _dims_agree(["batch", 1], graph.shape):
+            problems.append(f"metadata.json says column {column['name']!r} is a {column['type']} ({wanted}, [batch, 1]), but model.onnx's "
+                            f"graph takes {graph.type} {list(graph.shape)}")
     return problems
 
 

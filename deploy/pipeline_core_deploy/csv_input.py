@@ -142,7 +142,28 @@ def _delimiter_hint(path: Path) -> str:
             "table as CSV with commas between columns (and points, not commas, as decimal marks)")
 
 
+def _read_csv_columns(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str]]:
+    """The cells of a table for a model that takes raw columns (text and blanks kept as they are, typed
+    by :func:`~pipeline_core_deploy.row_checks.check_rows`); the header naming the columns is required."""
+    rows = _csv_rows(path, header=False)
+    first = next(rows, None)
+    if first is None:
+        raise DeployError(f"{path} is empty: expected a header naming the columns, then rows of {bundle.describe_input()}")
+    _, header_line, header = first
+    order = _columns_by_name([cell.strip() for cell in header], bundle, f"{path}, line {header_line}")
+    cells = []
+    for number, line, row in rows:
+        if len(row) != len(header):
+            raise DeployError(f"{path}, line {line}: data row {number - 1} has {len(row)} cells, the header {len(header)}")
+        cells.append([row[index] for index in order])
+    if not cells:
+        raise DeployError(f"{path} has a header but no rows")
+    return np.asarray(cells, dtype=object), _csv_line(path, True)
+
+
 def _read_csv(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str]]:
+    if bundle.columns is not None:
+        return _read_csv_columns(path, bundle)
     try:
         header, skip = _csv_header(path, bundle)
         order = _columns_by_name(header, bundle, f"{path}, line {skip}") if header and bundle.feature_names else None

@@ -56,6 +56,8 @@ def rows_from_json(data: Any, bundle: Bundle, source: str) -> np.ndarray:
         for number, row in enumerate(data, start=1):
             _columns_by_name(list(row), bundle, f"{source}: data row {number}")
         data = [[row[name] for name in bundle.feature_names] for row in data]
+    if bundle.columns is not None:  # raw table columns: text and blanks are values here, typed by check_rows
+        return np.asarray(data, dtype=object)
     culprit = _first_non_number(data)
     if culprit is not None:
         number, value = culprit
@@ -98,6 +100,9 @@ def _first_non_number(data: list[Any]) -> tuple[int, Any] | None:
 
 
 def _read_npy(path: Path, bundle: Bundle) -> tuple[np.ndarray, None]:
+    if bundle.columns is not None:
+        raise DeployError(f"{path}: this model takes raw table columns ({bundle.describe_input()}), which a .npy array of "
+                          "numbers cannot hold; give a .csv or .json file with a header or keys naming the columns")
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:

@@ -41,6 +41,8 @@ def check_rows(array: np.ndarray, bundle: Bundle, source: str, locate: Callable[
     (prefixed with ``source``, and with what ``locate`` says of a row's place in its file). Another
     layout with the same count, (N, 2, 2) for a model of 4 features say, is refused: it is far more
     likely a mistake than a meaning."""
+    if bundle.columns is not None:  # raw table columns: typed cell by cell
+        return bundle.columns.typed(array, source, locate)
     shape, width = bundle.input_shape, math.prod(bundle.input_shape)
     if array.ndim == 1 and array.size == width:
         array = array.reshape(1, width)

@@ -27,7 +27,7 @@ from pipeline_core_deploy import __version__
 
 PACKAGE = "pipeline_core_deploy"
 #: the modules of the script, each after every module it imports; the last one's docstring opens the script
-MODULES = ("common", "manifest", "signature", "consistency", "bundle", "opening", "row_checks", "images", "csv_input",
+MODULES = ("common", "table_columns", "manifest", "signature", "consistency", "bundle", "opening", "row_checks", "images", "csv_input",
            "readers", "records", "writers", "predict")
 
 

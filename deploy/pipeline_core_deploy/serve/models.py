@@ -83,6 +83,12 @@ class ServedModel:
             raise predict.DeployError(f"{bundle.folder}: range_check = \"refuse\" needs the training range of the inputs, which this "
                                       "bundle does not record (exported by an earlier version); export it again with `pipeline export RUN`, "
                                       "or use range_check = \"flag\"")
+        if bundle.columns is not None:
+            raise predict.DeployError(
+                f"{bundle.folder}: its model takes raw table columns ({bundle.describe_input()}), one input per column with "
+                "strings for categories; the server does not take such inputs yet (V2 BYTES tensors): predict its rows from a "
+                "CSV or JSON file with `pipeline-deploy predict BUNDLE --input rows.csv`"
+            )
         metadata = bundle.metadata
         fixed = metadata["input"]["shape"][0]
         if not isinstance(fixed, str):
