@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,3 +164,28 @@ def start(args: list[str], tmp: Path, command: list[str] | None = None) -> Serve
         time.sleep(0.1)
     process.kill()
     raise AssertionError(f"server not ready in 60 s:\n{server.output()}")
+
+
+_MIXED_TABLE = """\
+    species,island,bill,mass,sex,tagged
+    {rows}
+"""
+
+
+def write_mixed_table(folder: Path, rows: int = 120, blanks: bool = True) -> Path:
+    """A small table like the penguins: a category, two numbers, a category with blanks, a yes/no column;
+    blanks at every position of the feature columns (first row, last row, each column), and a class
+    learnable from the numbers."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(rows):
+        species = ["A", "B", "C"][i % 3]
+        bill = 40 + 5 * (i % 3) + rng.normal()
+        mass = 3500 + 400 * (i % 3) + rng.normal() * 50
+        cells = [species, ["North", "South"][i % 2], f"{bill:.2f}", f"{mass:.0f}", ["male", "female"][i % 2], ["yes", "no"][i % 2]]
+        if blanks:
+            cells[1 + i % 5] = ["", "NA", "", "N/A", ""][i % 5] if i % 4 == 0 else cells[1 + i % 5]
+        lines.append(",".join(cells))
+    path = folder / "table.csv"
+    path.write_text(textwrap.dedent(_MIXED_TABLE).format(rows="\n".join(lines)))
+    return path

@@ -145,20 +145,30 @@ def _delimiter_hint(path: Path) -> str:
 def _read_csv_columns(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str]]:
     """The cells of a table for a model that takes raw columns (text and blanks kept as they are, typed
     by :func:`~pipeline_core_deploy.row_checks.check_rows`); the header naming the columns is required."""
-    rows = _csv_rows(path, header=False)
-    first = next(rows, None)
-    if first is None:
+    lines: list[int] = []
+    cells: list[list[str]] = []
+    header: list[str] | None = None
+    try:
+        with _open_text(path) as stream:
+            reader = csv.reader(stream)
+            for row in reader:
+                if row in ([], [""]):  # an empty line; a line of commas is a row of blanks, and is kept
+                    continue
+                if header is None:
+                    header, header_line = row, reader.line_num
+                    order = _columns_by_name([cell.strip() for cell in header], bundle, f"{path}, line {header_line}")
+                    continue
+                if len(row) != len(header):
+                    raise DeployError(f"{path}, line {reader.line_num}: data row {len(cells) + 1} has {len(row)} cells, the header {len(header)}")
+                cells.append([row[index] for index in order])
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as error:
+        raise DeployError(f"{path} is not UTF-8 text: {error}") from None
+    if header is None:
         raise DeployError(f"{path} is empty: expected a header naming the columns, then rows of {bundle.describe_input()}")
-    _, header_line, header = first
-    order = _columns_by_name([cell.strip() for cell in header], bundle, f"{path}, line {header_line}")
-    cells = []
-    for number, line, row in rows:
-        if len(row) != len(header):
-            raise DeployError(f"{path}, line {line}: data row {number - 1} has {len(row)} cells, the header {len(header)}")
-        cells.append([row[index] for index in order])
     if not cells:
         raise DeployError(f"{path} has a header but no rows")
-    return np.asarray(cells, dtype=object), _csv_line(path, True)
+    return np.asarray(cells, dtype=object), lambda index: f", line {lines[index]}"
 
 
 def _read_csv(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str]]:

@@ -111,7 +111,8 @@ class TestCsv:
     @pytest.mark.parametrize("text, options, message", [
         ("a,b\n1,x\n2,y\n", {"target": "c"}, "no target column 'c'; the columns are ['a', 'b']"),
         ("a,b\n1,x\n2,y\n", {"target": "b", "features": ["z"]}, "unknown feature column(s) ['z']"),
-        ("a,b\n1,x\nfoo,y\n", {"target": "b"}, "line 3, column 'a': 'foo' is not a number"),
+        ("a,b\n1,x\nfoo,y\n", {"target": "b"}, "column 'a' mixes numbers ('1') and text ('foo')"),
+        ("a,b\n1,x\nfoo,y\n", {"target": "b", "columns": {"a": "number"}}, "line 3, column 'a': 'foo' is not a number"),
         ("a,b\n1,x,3\n", {"target": "b"}, "line 2 has 3 cells, the header has 2"),
         ("a,b\n", {"target": "b"}, "expected a header row and at least one data row"),
         ("a,b\n1,x\n2,y\n3,z\n", {"target": "b", "task": "binary"}, "task 'binary' needs exactly 2 labels in 'b', found 3"),
