@@ -66,11 +66,7 @@ _EXPORTS = {
     "Standardize": "pipeline_core.data.tabular_split",
     "split_tabular": "pipeline_core.data.tabular_split",
     "split_columns": "pipeline_core.data.tabular_split",
-    "ColumnKind": "pipeline_core.data.columns",
-    "infer_kind": "pipeline_core.data.columns",
-    "parse_column": "pipeline_core.data.columns",
     "is_blank": "pipeline_core.data.columns",
-    "MAX_CATEGORIES": "pipeline_core.data.columns",
     # schedulers, metrics
     "LRSchedule": "pipeline_core.training.schedule",
     "TrainingPlan": "pipeline_core.training.schedule",

@@ -9,9 +9,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline_core.data.columns import ColumnEncoder, ColumnKind, Fill, RawColumns, fit_column
+from pipeline_core.data.columns import (
+    MAX_CATEGORIES,
+    ColumnEncoder,
+    ColumnKind,
+    Fill,
+    RawColumns,
+    fit_column,
+    infer_kind,
+    parse_column,
+)
 from pipeline_core.data.loaded import DataSpec, LoadedData, Split, Task
 from pipeline_core.data.tabular import SplitOptions
+from pipeline_core.errors import ConfigError
 
 
 class Standardize(nn.Module):
@@ -84,24 +94,33 @@ def split_tabular(
 
 
 def split_columns(
-    raw: dict[str, np.ndarray],
-    kinds: dict[str, ColumnKind],
+    cells: dict[str, list[str]],
     y: np.ndarray,
     split: SplitOptions,
     *,
     task: Task,
     seed: int,
     classes: tuple[str, ...] = (),
+    declared: dict[str, ColumnKind] | None = None,
+    max_categories: int = MAX_CATEGORIES,
     fill: Fill = "mean",
     missing_indicator: bool = False,
+    where: str = "the table",
     description: str = "",
 ) -> LoadedData:
-    """Loaded data of typed raw columns (``raw``: each column's values as
-    :func:`~pipeline_core.data.columns.parse_column` gives them; ``kinds``: each column's type, in
-    order) and targets ``y``, split as :func:`split_tabular` splits. Each column's encoding (fill,
-    standardization with ``split.standardize``, one-hot) is fitted on the training split only; the
-    splits hold the encoded float matrix, and the data carries the encoder and the raw splits
-    (``LoadedData.columns``), from which the export puts the encoding inside the shipped model."""
+    """Loaded data of a table's feature columns as text (``cells``: column name → every row's cell,
+    in order) and targets ``y``, split as :func:`split_tabular` splits. Each column is typed
+    (``declared``, else by the rules of :mod:`pipeline_core.data.columns`) and checked cell by cell,
+    errors naming ``where`` (the file), the column and the line; its encoding (fill, standardization
+    with ``split.standardize``, one-hot) is fitted on the training split only. The splits hold the
+    encoded float matrix; the data carries the encoder and the raw splits (``LoadedData.columns``),
+    from which the export puts the encoding inside the shipped model, so it takes the raw columns."""
+    declared = declared or {}
+    unknown = sorted(set(declared) - set(cells))
+    if unknown:
+        raise ConfigError(f"[data.columns] names {unknown}, which are not feature columns; the feature columns are {list(cells)}")
+    kinds = {name: infer_kind(name, column, declared.get(name), max_categories, where) for name, column in cells.items()}
+    raw = {name: parse_column(name, kinds[name], column, where) for name, column in cells.items()}
     y = np.asarray(y)
     if task == "multiclass" and not classes:
         classes = tuple(str(index) for index in range(int(np.max(y)) + 1))

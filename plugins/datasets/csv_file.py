@@ -16,25 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from pipeline_core import (
-    MAX_CATEGORIES,
-    ColumnKind,
-    ConfigError,
-    DatasetContext,
-    DataSpec,
-    Register,
-    SplitOptions,
-    hookimpl,
-    infer_kind,
-    is_blank,
-    parse_column,
-    split_options,
-)
+from pipeline_core import ConfigError, DatasetContext, DataSpec, Register, SplitOptions, hookimpl, is_blank, split_options
 
 if TYPE_CHECKING:
     import numpy as np
 
     from pipeline_core import LoadedData
+
+ColumnKind = Literal["number", "category", "binary"]
 
 #: With ``task = "auto"``, whole-number targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20
@@ -163,20 +152,6 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _typed_columns(table: _Table, declared: dict[str, ColumnKind], max_categories: int) -> tuple[dict[str, np.ndarray], dict[str, ColumnKind]]:
-    """Every feature column typed (declared, else inferred) and parsed to raw values."""
-    unknown = sorted(set(declared) - set(table.features))
-    if unknown:
-        raise ConfigError(f"[data.columns] names {unknown}, which are not feature columns; the feature columns are {table.features}")
-    raw, kinds = {}, {}
-    for name in table.features:
-        index = table.header.index(name)
-        cells = [row[index] for row in table.rows]
-        kinds[name] = infer_kind(name, cells, declared.get(name), max_categories, str(table.file))
-        raw[name] = parse_column(name, kinds[name], cells, str(table.file))
-    return raw, kinds
-
-
 def _targets(table: _Table, target: str) -> np.ndarray:
     import numpy as np
 
@@ -203,7 +178,7 @@ def csv_dataset(
     columns: dict[str, ColumnKind] | None = None,
     fill: Literal["mean", "median"] = "mean",
     missing_indicator: bool = False,
-    max_categories: Annotated[int, Field(ge=2)] = MAX_CATEGORIES,
+    max_categories: Annotated[int, Field(ge=2)] = 50,
     split: SplitOptions,
 ) -> LoadedData:
     """A CSV (or ``.parquet``) file with a header; ``target`` is the label column, ``features`` the inputs (default: the rest).
@@ -233,9 +208,10 @@ def csv_dataset(
             x, y, split, task=table.task, seed=context.seed, classes=table.classes, feature_names=tuple(table.features),  # type: ignore[arg-type]
             description=f"CSV file {file.name}",
         )
-    raw, kinds = _typed_columns(table, declared, max_categories)
-    return split_columns(raw, kinds, y, split, task=table.task, seed=context.seed, classes=table.classes,  # type: ignore[arg-type]
-                         fill=fill, missing_indicator=missing_indicator, description=f"table {table.file.name}")
+    cells = {name: [row[table.header.index(name)] for row in table.rows] for name in table.features}
+    return split_columns(cells, y, split, task=table.task, seed=context.seed, classes=table.classes, declared=declared,  # type: ignore[arg-type]
+                         max_categories=max_categories, fill=fill, missing_indicator=missing_indicator, where=str(table.file),
+                         description=f"table {table.file.name}")
 
 
 def csv_spec(

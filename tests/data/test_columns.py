@@ -94,6 +94,18 @@ class TestCsvColumns:
         assert data.splits["train"].inputs.shape[1] == data.spec.input_shape[0]
         assert not np.isnan(data.splits["test"].inputs.numpy()).any()
 
+    def test_split_columns_is_the_api_a_dataset_of_its_own_calls(self):
+        from pipeline_core import SplitOptions, is_blank, split_columns
+        from pipeline_core.engine import input_range
+
+        cells = {"colour": ["red", "blue", "", "red"] * 10, "size": ["1", "NA", "3", "4"] * 10}
+        data = split_columns(cells, np.array([0, 1] * 20), SplitOptions(), task="binary", seed=0, classes=("no", "yes"), where="mine")
+        assert data.columns.kinds() == {"colour": "category", "size": "number"}
+        assert is_blank(" NA ") and is_blank("") and not is_blank("0")
+        assert len(input_range(data)["min"]) == data.spec.input_shape[0]  # the network's range: what batch independence probes
+        with pytest.raises(ConfigError, match="mine: line 3, column 'size': 'big' is not a number"):
+            split_columns({"size": ["1", "big"]}, np.array([0, 1]), SplitOptions(), task="binary", seed=0, declared={"size": "number"}, where="mine")
+
     def test_all_numeric_files_are_read_as_before(self, tmp_path):
         (tmp_path / "n.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i * 2},{i % 2}" for i in range(30)))
         data = csv_dataset(DatasetContext(0, tmp_path), path="n.csv", target="y")
@@ -108,6 +120,13 @@ class TestCsvColumns:
         (tmp_path / "t.csv").write_text("a,empty,y\n" + "\n".join(f"{i},,{i % 2}" for i in range(10)))
         with pytest.raises(ConfigError, match="column 'empty' is blank in every row"):
             csv_dataset(DatasetContext(0, tmp_path), path="t.csv", target="y")
+
+    def test_the_datasets_default_limit_is_the_documented_one(self):
+        import inspect
+
+        from pipeline_core.data.columns import MAX_CATEGORIES
+
+        assert inspect.signature(csv_dataset).parameters["max_categories"].default == MAX_CATEGORIES
 
     def test_declared_columns_must_be_features(self, tmp_path):
         write_mixed_table(tmp_path)
