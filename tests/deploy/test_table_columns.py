@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnx
 import onnxruntime
@@ -23,7 +24,7 @@ from pipeline_core.data.columns import ColumnEncoder, ColumnEncoding
 from pipeline_core.engine import Noise, Tolerance, attach_columns, check_raw_columns
 from pipeline_core_deploy import predict
 
-from helpers import write_mixed_table
+from helpers import free_port, start, write_mixed_table
 
 PIPELINE = """
 [pipeline]
@@ -153,11 +154,90 @@ def test_the_bundles_own_predict_script_reads_raw_columns_without_torch(run_dir,
     assert result.stdout.splitlines()[0].startswith("label,") and len(result.stdout.splitlines()) == 5
 
 
-def test_the_server_refuses_raw_column_bundles_until_it_takes_strings(run_dir):
-    result = subprocess.run([str(Path(sys.executable).with_name("pipeline-deploy")), "serve", str(run_dir / "bundle"), "--port", "0"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert "takes raw table columns" in result.stderr and "pipeline-deploy predict" in result.stderr
+@pytest.fixture(scope="module")
+def served(run_dir, tmp_path_factory):
+    """The raw-column bundle served over REST and gRPC, with a batching window so requests share batches."""
+    tmp = tmp_path_factory.mktemp("served")
+    grpc_port = free_port()
+    server = start([str(run_dir / "bundle"), "--grpc-port", str(grpc_port), "--max-queue-delay-us", "2000"], tmp)
+    yield server, grpc_port
+    assert server.stop() == 0, server.output()
+
+
+FEEDS = {  # three rows: a blank in every string spelling, a NaN number, an unseen category
+    "island": np.array([["North"], [""], ["Atlantis"]], dtype=object),
+    "bill": np.array([[40.1], [np.nan], [46.0]], dtype=np.float32),
+    "mass": np.array([[3510], [np.nan], [np.nan]], dtype=np.float32),
+    "sex": np.array([["male"], ["NA"], [""]], dtype=object),
+    "tagged": np.array([["yes"], [""], ["NO"]], dtype=object),
+}
+
+
+def _inputs(module, binary: bool = True):
+    inputs = []
+    for name in ["tagged", "mass", "bill", "sex", "island"]:  # any order
+        value = FEEDS[name]
+        tensor = module.InferInput(name, list(value.shape), "FP32" if value.dtype == np.float32 else "BYTES")
+        tensor.set_data_from_numpy(value, **({"binary_data": binary} if module.__name__.endswith("http") else {}))
+        inputs.append(tensor)
+    return inputs
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_http_sends_one_input_per_column(run_dir, served, binary):
+    import tritonclient.http as triton
+
+    server, _ = served
+    client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
+    metadata = client.get_model_metadata("table")
+    assert [(i["name"], i["datatype"], i["shape"]) for i in metadata["inputs"]] == [
+        ("island", "BYTES", [-1, 1]), ("bill", "FP32", [-1, 1]), ("mass", "FP32", [-1, 1]), ("sex", "BYTES", [-1, 1]), ("tagged", "BYTES", [-1, 1])]
+    assert metadata["parameters"]["columns"][0]["values"] == ["North", "South"]
+    if not binary:  # JSON has no NaN: a blank number is null
+        body = {"inputs": [{"name": n, "datatype": "FP32" if v.dtype == np.float32 else "BYTES", "shape": list(v.shape),
+                            "data": [None if isinstance(x, float) and np.isnan(x) else x for x in v.reshape(-1).tolist()]}
+                           for n, v in FEEDS.items()]}
+        answer = httpx.post(f"{server.url}/v2/models/table/infer", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        got = np.array(next(o for o in answer.json()["outputs"] if o["name"] == "probabilities")["data"]).reshape(3, 3)
+    else:
+        got = client.infer("table", _inputs(triton)).as_numpy("probabilities")
+    assert np.allclose(got, _session_answers(run_dir / "bundle", {k: v for k, v in FEEDS.items()}), rtol=0, atol=1e-7)
+    records = [{"island": "Atlantis", "bill": 46.0, "mass": None, "sex": "", "tagged": "NO"}]  # row 3 of FEEDS, as JSON records
+    answer = httpx.post(f"{server.url}/v2/models/table/predict", json=records, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert np.allclose([answer.json()[0][f"probability_{c}"] for c in "ABC"], got[2], rtol=0, atol=1e-7)
+
+
+def test_tritonclient_grpc_and_bad_cells_get_invalid_argument(run_dir, served):
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    _, grpc_port = served
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    got = client.infer("table", _inputs(triton_grpc)).as_numpy("probabilities")
+    assert np.allclose(got, _session_answers(run_dir / "bundle", FEEDS), rtol=0, atol=1e-7)
+    bad = _inputs(triton_grpc)
+    bad[0].set_data_from_numpy(np.array([["yes"], ["maybe"], ["no"]], dtype=object))  # 'tagged'
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("table", bad)
+    assert "StatusCode.INVALID_ARGUMENT" in str(caught.value.status()) and "data row 2, column 'tagged': 'maybe' is not a yes/no value" in caught.value.message()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda inputs: inputs[:-1], "missing ['tagged']"),
+    (lambda inputs: [{**inputs[0], "datatype": "FP32"}, *inputs[1:]], "input 'island': datatype 'FP32' does not match the model's; expected BYTES"),
+    (lambda inputs: [{**inputs[0], "shape": [3]}, *inputs[1:]], "input 'island': shape [3] does not match the model's input; expected [N, 1]"),
+    (lambda inputs: [{**inputs[0], "data": [1, 2, 3]}, *inputs[1:]], "input 'island': data row 1 holds 1; a BYTES column takes strings"),
+    (lambda inputs: [*inputs[:1], {**inputs[1], "data": ["40", None, 46]}, *inputs[2:]], "input 'bill': data row 1 holds '40'; a FP32 column takes numbers"),
+    (lambda inputs: [{**inputs[0], "shape": [2, 1], "data": ["North", "South"]}, *inputs[1:]], "every column holds one value per row"),
+])
+def test_bad_column_tensors_get_400_saying_what_is_expected(served, change, message):
+    server, _ = served
+    inputs = [{"name": n, "datatype": "FP32" if v.dtype == np.float32 else "BYTES", "shape": list(v.shape),
+               "data": [None if isinstance(x, float) and np.isnan(x) else x for x in v.reshape(-1).tolist()]} for n, v in FEEDS.items()]
+    answer = httpx.post(f"{server.url}/v2/models/table/infer", json={"inputs": change(inputs)}, timeout=30)
+    assert answer.status_code == 400 and message in answer.json()["error"], answer.text
 
 
 def test_the_raw_check_fails_when_the_graph_encodes_differently(run_dir):

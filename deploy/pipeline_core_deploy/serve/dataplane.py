@@ -66,8 +66,8 @@ def _reads_rows_alike(new: ServedModel, old: ServedModel) -> bool:
     """Whether rows read for ``old`` mean the same to ``new``: the same feature names, input shape,
     type and image description."""
     a, b = new.bundle, old.bundle
-    return (a.feature_names, a.input_shape, a.input_dtype, a.metadata.get("image")) == \
-        (b.feature_names, b.input_shape, b.input_dtype, b.metadata.get("image"))
+    return (a.feature_names, a.input_shape, a.input_dtype, a.metadata.get("image"), a.columns) == \
+        (b.feature_names, b.input_shape, b.input_dtype, b.metadata.get("image"), b.columns)
 
 
 class DataPlane:

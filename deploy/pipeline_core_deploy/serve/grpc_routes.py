@@ -35,6 +35,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pipeline_core_deploy import predict
 from pipeline_core_deploy.serve import protos, request_ids
 from pipeline_core_deploy.serve.access import TokenInterceptor
+from pipeline_core_deploy.serve.column_inputs import grpc_columns
 from pipeline_core_deploy.serve.dataplane import DataPlane
 from pipeline_core_deploy.serve.hot_routes import error_status
 from pipeline_core_deploy.serve.model_repository import no_parameters
@@ -55,9 +56,12 @@ SERVICE_NAME = protos.SERVICE
 Rpc = Callable[[Any, aio.ServicerContext], Awaitable[Any]]
 
 
-def decode_infer(request: Any, model_input: TensorSpec, outputs: list[TensorSpec]) -> InferRequest:
-    """A ``ModelInferRequest`` checked against the model's input and outputs, its tensor decoded from
-    ``raw_input_contents`` or from the typed ``contents``: the REST side's checks and messages."""
+def decode_infer(request: Any, model_input: TensorSpec, outputs: list[TensorSpec], columns: list[TensorSpec] | None = None) -> InferRequest:
+    """A ``ModelInferRequest`` checked against the model's input (or its ``columns`` inputs) and
+    outputs, its tensors decoded from ``raw_input_contents`` or from the typed ``contents``: the REST
+    side's checks and messages."""
+    if columns is not None:
+        return InferRequest(request.id or None, grpc_columns(request, columns), _wanted(request, outputs), set())
     names = [tensor.name for tensor in request.inputs]
     if names != [model_input.name]:
         raise bad_request(f"inputs {names} do not match the model's; it takes one input {model_input.describe()}")
@@ -85,12 +89,17 @@ def decode_infer(request: Any, model_input: TensorSpec, outputs: list[TensorSpec
         if len(typed) != count:
             raise bad_request(f"{where}: contents.{field} holds {len(typed)} value(s) but shape {shape} needs {count}")
         array = np.asarray(typed, dtype=dtype).reshape(shape)
+    return InferRequest(request.id or None, array, _wanted(request, outputs), set())
+
+
+def _wanted(request: Any, outputs: list[TensorSpec]) -> list[str] | None:
+    """The outputs a request asks for (None: every one); an unknown name is a bad request."""
     known = [o.name for o in outputs]
     wanted = [o.name for o in request.outputs] or None
     for name in wanted or ():
         if name not in known:
             raise bad_request(f"unknown output {name!r}; the model's outputs are {known}")
-    return InferRequest(request.id or None, array, wanted, set())
+    return wanted
 
 
 def encode_infer(response: Any, model: ServedModel, request: InferRequest, values: dict[str, np.ndarray],
@@ -213,7 +222,7 @@ class InferenceService:
 
     async def _infer(self, request: Any) -> Any:
         model = self.plane.model(request.model_name, request.model_version or None)
-        decoded, outputs, parameters = await self.plane.infer(model, lambda model: decode_infer(request, model.input, model.outputs))
+        decoded, outputs, parameters = await self.plane.infer(model, lambda model: decode_infer(request, model.input, model.outputs, model.column_inputs))
         return encode_infer(self.messages["ModelInfer"][1](), model, decoded, outputs, parameters)
 
     async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: aio.ServicerContext) -> AsyncIterator[Any]:

@@ -198,7 +198,7 @@ class HotRoutes:
     async def answer_infer(self, model: ServedModel, headers: dict[str, str], body: bytes) -> Answer:
         """``…/infer``: a v2 request (JSON, or JSON then binary tensor data) in, the v2 response out."""
         header = headers.get(HEADER_LENGTH.lower())
-        decoded, outputs, parameters = await self.plane.infer(model, lambda model: decode_infer(*parse_body(body, header), model.input, model.outputs))
+        decoded, outputs, parameters = await self.plane.infer(model, lambda model: decode_infer(*parse_body(body, header), model.input, model.outputs, model.column_inputs))
         content, header_length = encode_infer(model.name, model.version, decoded, outputs, parameters)
         if header_length is None:
             return Answer(content)

@@ -29,6 +29,7 @@ import numpy as np
 
 from pipeline_core_deploy import predict
 from pipeline_core_deploy.serve.batching import Batcher, BatchingConfig, Observer
+from pipeline_core_deploy.serve.column_inputs import column_specs
 from pipeline_core_deploy.serve.protocol import ProtocolError, TensorSpec, datatype
 from pipeline_core_deploy.serve.statistics import ModelStatistics
 
@@ -83,12 +84,6 @@ class ServedModel:
             raise predict.DeployError(f"{bundle.folder}: range_check = \"refuse\" needs the training range of the inputs, which this "
                                       "bundle does not record (exported by an earlier version); export it again with `pipeline export RUN`, "
                                       "or use range_check = \"flag\"")
-        if bundle.columns is not None:
-            raise predict.DeployError(
-                f"{bundle.folder}: its model takes raw table columns ({bundle.describe_input()}), one input per column with "
-                "strings for categories; the server does not take such inputs yet (V2 BYTES tensors): predict its rows from a "
-                "CSV or JSON file with `pipeline-deploy predict BUNDLE --input rows.csv`"
-            )
         metadata = bundle.metadata
         fixed = metadata["input"]["shape"][0]
         if not isinstance(fixed, str):
@@ -96,7 +91,11 @@ class ServedModel:
                 f"{bundle.folder}: the model takes exactly {fixed} rows per call (exported with export.dynamic_batch = false); "
                 "the server batches requests of any size, so re-export it with export.dynamic_batch = true"
             )
-        self.input = TensorSpec(metadata["input"]["name"], datatype(bundle.input_dtype), (-1, *bundle.input_shape))
+        #: a model of raw table columns takes one V2 input per column (``column_inputs``); ``input`` then
+        #: names them together, for logs and messages
+        self.column_inputs = column_specs(bundle.columns) if bundle.columns is not None else None
+        self.input = (TensorSpec(metadata["input"]["name"], "BYTES", (-1, *bundle.input_shape)) if bundle.columns is not None
+                      else TensorSpec(metadata["input"]["name"], datatype(bundle.input_dtype), (-1, *bundle.input_shape)))
         types = {o.name: o.type for o in bundle.session.get_outputs()}
         self.outputs = [
             TensorSpec(o["name"], _onnx_datatype(types.get(o["name"], "tensor(float)")), (-1, *(int(d) for d in o["shape"][1:])))
@@ -161,7 +160,7 @@ class ServedModel:
             "name": self.name,
             "versions": versions,
             "platform": PLATFORM,
-            "inputs": [self.input.as_json()],
+            "inputs": [spec.as_json() for spec in self.column_inputs or [self.input]],
             "outputs": [o.as_json() for o in self.outputs],
             "parameters": {
                 # false for a plain ONNX file: nothing checked it against a manifest, and its description comes from the graph
@@ -171,6 +170,7 @@ class ServedModel:
                 "classes": self.bundle.classes,
                 "feature_names": self.bundle.feature_names,
                 **({"image": meta["image"]} if "image" in meta else {}),  # an image model also takes PNG/JPEG on …/predict
+                **({"columns": meta["columns"]} if "columns" in meta else {}),  # each raw column's type and known values
                 "metrics": meta.get("metrics", {}),
                 "config_sha256": meta.get("config_sha256"),
                 # which file serves: model.onnx (float32) or an optimized variant, with its measured figures
@@ -195,7 +195,7 @@ class ServedModel:
             "name": self.name,
             "platform": PLATFORM,
             "max_batch_size": self.batching.max_batch_size,
-            "input": [tensor(self.input)],
+            "input": [tensor(spec) for spec in self.column_inputs or [self.input]],
             "output": [tensor(o) for o in self.outputs],
             "instance_group": [{"count": self.batching.instances, "kind": "KIND_CPU"}],
             # Triton's string parameters: why this model's requests never share a batch, when they do not

@@ -213,16 +213,23 @@ def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec, binary: memoryview,
     return array.reshape(shape), offset
 
 
-def decode_infer(document: dict[str, Any], binary: bytes, model_input: TensorSpec, outputs: list[TensorSpec]) -> InferRequest:
-    """Check an ``…/infer`` request against the model's input and outputs and decode its tensor."""
+def decode_infer(document: dict[str, Any], binary: bytes, model_input: TensorSpec, outputs: list[TensorSpec],
+                 columns: list[TensorSpec] | None = None) -> InferRequest:
+    """Check an ``…/infer`` request against the model's input (or, for a model of raw table columns,
+    its ``columns`` inputs) and outputs, and decode its tensors."""
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
         raise bad_request(f"'inputs' must be a list of tensors; the model takes {model_input.describe()}")
     names = [t.get("name") for t in inputs]
-    unknown = [n for n in names if n != model_input.name]
-    if unknown or len(names) != 1:
-        raise bad_request(f"inputs {names} do not match the model's; it takes one input {model_input.describe()}")
-    array, used = _decode_tensor(inputs[0], model_input, memoryview(binary), 0, f"input {model_input.name!r}")
+    if columns is not None:
+        from pipeline_core_deploy.serve.column_inputs import rest_columns
+
+        array, used = rest_columns(inputs, memoryview(binary), columns)
+    else:
+        unknown = [n for n in names if n != model_input.name]
+        if unknown or len(names) != 1:
+            raise bad_request(f"inputs {names} do not match the model's; it takes one input {model_input.describe()}")
+        array, used = _decode_tensor(inputs[0], model_input, memoryview(binary), 0, f"input {model_input.name!r}")
     if used != len(binary):
         raise bad_request(f"the body holds {len(binary) - used} byte(s) of binary data that no input claims")
     parameters = document.get("parameters") or {}
