@@ -206,7 +206,7 @@ def test_tritonclient_http_sends_one_input_per_column(run_dir, served, binary):
     records = [{"island": "Atlantis", "bill": 46.0, "mass": None, "sex": "", "tagged": "NO"}]  # row 3 of FEEDS, as JSON records
     answer = httpx.post(f"{server.url}/v2/models/table/predict", json=records, timeout=30)
     assert answer.status_code == 200, answer.text
-    assert np.allclose([answer.json()[0][f"probability_{c}"] for c in "ABC"], got[2], rtol=0, atol=1e-7)
+    assert np.allclose([answer.json()["predictions"][0][f"probability_{c}"] for c in "ABC"], got[2], rtol=0, atol=1e-7)
 
 
 def test_tritonclient_grpc_and_bad_cells_get_invalid_argument(run_dir, served):
