@@ -120,6 +120,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def _add_builtin_commands() -> None:
     from pipeline_core.cli import (
         export,
+        init,
         inspect,
         plugin_authoring,
         plugin_listing,
@@ -132,7 +133,7 @@ def _add_builtin_commands() -> None:
         validate,
     )
 
-    for module in (run, sweep, export, validate, inspect, predict, serve, sign, runs, plugin_listing, plugin_authoring):
+    for module in (run, sweep, export, validate, init, inspect, predict, serve, sign, runs, plugin_listing, plugin_authoring):
         for command in module.COMMANDS:
             cli.add_command(command)
 
