@@ -40,7 +40,7 @@ def _size_after(size: int, kernel: int, stride: int, padding: int) -> int:
 def cnn(
     spec: DataSpec,
     *,
-    channels: Annotated[list[Positive], Field(min_length=1)],
+    channels: Annotated[list[Positive], Field(min_length=1)] = [16, 32],  # noqa: B006 - options are validated copies, never mutated
     kernel_size: Positive | list[Positive] = 3,
     stride: Positive | list[Positive] = 1,
     padding: Padding | list[Padding] = "same",
@@ -54,7 +54,8 @@ def cnn(
     head_dropout: Fraction = 0.0,
     channels_last: bool = False,
 ) -> nn.Module:
-    """``channels[i]`` output channels in block ``i``. ``padding = "same"`` pads ``kernel_size // 2``
+    """``channels[i]`` output channels in block ``i`` (default two blocks, 16 and 32: the MNIST
+    tutorials' small CNN). ``padding = "same"`` pads ``kernel_size // 2``
     (the image keeps its size at stride 1). ``pool`` halves the image (``pool_size``) after a block;
     ``dropout`` follows it. ``global_pool`` ("avg" or "max") reduces the last feature maps to one value
     per channel before the head instead of flattening them. The head has ``hidden_sizes`` layers

@@ -97,6 +97,8 @@ def test_cnn_takes_its_shapes_from_the_data():
     assert per_block(torch.zeros(2, 3, 32, 32)).shape == (2, 4)
     binary = cnn(DataSpec("binary", (3, 16, 16), 1), channels=[4])
     assert binary(torch.zeros(2, 3, 16, 16)).shape == (2, 1)
+    default = cnn(DataSpec("multiclass", (1, 28, 28), 10))  # channels need not be written: two blocks, 16 and 32
+    assert [c.out_channels for c in default.modules() if isinstance(c, torch.nn.Conv2d)] == [16, 32]
 
 
 def test_cnn_list_options_must_agree_with_the_blocks(tmp_path):
