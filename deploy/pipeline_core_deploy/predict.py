@@ -28,7 +28,7 @@ In the deploy package, this module holds the command line (:func:`main`) and :fu
 one call behind it, and imports every public name of the modules the work is split into
 (``__all__``), so that ``from pipeline_core_deploy import predict`` then ``predict.open_bundle`` and
 the like work wherever they are used. Those modules, each needing only the ones before it:
-``common`` (file names, :class:`DeployError`), ``manifest`` (hashes), ``signature`` (Ed25519),
+``common`` (file names, :class:`DeployError`), ``table_columns`` (raw table columns), ``manifest`` (hashes), ``signature`` (Ed25519),
 ``consistency`` (what the bundle states twice), ``bundle`` (:class:`Bundle`), ``opening``
 (:func:`open_bundle`, :func:`verify_bundle`), ``row_checks`` (shape, dtype, training range, outputs),
 ``images``, ``csv_input`` and ``readers`` (rows in), ``records`` and ``writers`` (predictions out). A
@@ -74,6 +74,7 @@ from pipeline_core_deploy.row_checks import (
     refuse_out_of_range,
 )
 from pipeline_core_deploy.signature import ed25519_api, key_id, load_public_key, verify_signature
+from pipeline_core_deploy.table_columns import BLANK_TOKENS, COLUMN_TYPES, TableColumn, TableColumns, is_blank
 from pipeline_core_deploy.writers import (
     IMAGE_CHUNK,
     OUTPUT_CHUNK,
@@ -84,6 +85,7 @@ from pipeline_core_deploy.writers import (
 )
 
 __all__ = [
+    "BLANK_TOKENS", "COLUMN_TYPES", "TableColumn", "TableColumns", "is_blank",
     "BASELINE_VARIANT", "BUNDLE_DIR", "FAILED_BUNDLE", "IMAGE_CHUNK", "IMAGE_FORMATS", "INPUT_FORMATS", "MANIFEST", "METADATA",
     "MODEL", "OUTPUT_CHUNK", "OUTPUT_FORMATS", "OUT_OF_RANGE", "RANGE_CHECKS", "RANGE_CHECK_HELP", "RANGE_MARGIN",
     "RANGE_MARGIN_HELP", "RUN_STATUS", "RUN_WEIGHTS", "SIGNATURE", "SIGNATURE_FORMAT", "TASKS",
