@@ -113,6 +113,9 @@ def parse_column(name: str, kind: ColumnKind, cells: Sequence[str], where: str, 
             except ValueError:
                 raise ConfigError(f"{where}: line {first_line + index}, column {name!r}: {cell.strip()!r} is not a number, and "
                                   f"{name!r} is a number column; fix the cell, or declare {name} = \"category\" in [data.columns]") from None
+            if not math.isfinite(values[index]):
+                raise ConfigError(f"{where}: line {first_line + index}, column {name!r}: {cell.strip()!r} is not a finite number; "
+                                  "a model cannot learn from it (leave the cell empty, or NA, for a blank)")
         return values
     texts = np.array(["" if is_blank(cell) else cell.strip() for cell in cells], dtype=object)
     if kind == "binary":
@@ -190,6 +193,9 @@ def fit_column(name: str, kind: ColumnKind, train: np.ndarray, *, fill: Fill, mi
     blanks = any(text == "" for text in train)
     if kind == "category":
         levels = tuple(sorted({str(text) for text in train if text != ""}))
+        if MISSING_LEVEL in levels:  # the name a blank takes among the values: a real value so named would be mistaken for it
+            raise ConfigError(f"column {name!r} holds the value {MISSING_LEVEL!r}, which is how a blank is named among a "
+                              "category's values; rename that value in the table")
         return ColumnEncoding(name, kind, levels=levels + ((MISSING_LEVEL,) if blanks else ()))
     return ColumnEncoding(name, kind, indicator=blanks)
 

@@ -49,6 +49,10 @@ class TestInference:
         with pytest.raises(ConfigError, match=r"t.csv: line 4, column 'c': 'x' is not a number"):
             parse_column("c", "number", ["1", "2", "x"], "t.csv")
 
+    def test_an_infinite_number_names_its_line(self):
+        with pytest.raises(ConfigError, match=r"line 3, column 'c': 'inf' is not a finite number"):
+            parse_column("c", "number", ["1", "inf"], "t.csv")
+
     def test_an_unknown_yes_no_value_names_its_line(self):
         with pytest.raises(ConfigError, match=r"line 3, column 'c': 'maybe' is not a yes/no value"):
             parse_column("c", "binary", ["yes", "maybe"], "t.csv")
