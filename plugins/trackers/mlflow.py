@@ -1,7 +1,7 @@
 """Runs, models and sweeps in MLflow, switched on by a ``[trackers.mlflow]`` table (``pip install -e '.[mlflow]'``).
 
 A run is an MLflow run: the resolved configuration as parameters (dotted keys), every epoch's row
-with its step, the final metrics per split (``test_accuracy``), tags (config hash, seed, versions,
+with its step, the final metrics per split (``test.accuracy``: the epoch rows' ``train_loss`` stays apart from ``train.loss``), tags (config hash, seed, versions,
 git commit), and the run folder as artifacts (``report.html``, ``plots/``, ``metrics.json``,
 ``history.csv``, the sealed ``bundle/``, ...). The ONNX model is logged in MLflow's ``onnx``
 flavour and, with ``register_as``, registered. A resumed run continues its MLflow run; a failed run
@@ -108,10 +108,10 @@ def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None
 
 
 def _final_metrics(run: RunContext) -> dict[str, float]:
-    found = {f"{split}_{name}": value for split, values in run.metrics.items() for name, value in scalars(values).items()}
+    found = {f"{split}.{name}": value for split, values in run.metrics.items() for name, value in scalars(values).items()}
     sweep = run.config.sweep
     if sweep is not None and _sweep_of(run) is not None and isinstance(run.metrics.get("validation", {}).get(sweep.metric), (int, float)):
-        found["sweep_objective"] = float(run.metrics["validation"][sweep.metric])
+        found["sweep.objective"] = float(run.metrics["validation"][sweep.metric])
     return found
 
 
@@ -184,8 +184,8 @@ def after_sweep(config: PipelineConfig, folder: Path, study: str, record: dict[s
         return
     tracked = runs.TrackedRun(runs.client_for(saved["tracking_uri"]), saved["tracking_uri"], saved["run_id"], saved["experiment_id"])
     best = record.get("best") or {}
-    values = {"best_value": best.get("value")} | {f"best_test_{key}": value for key, value in (best.get("test") or {}).items()}
-    values |= {f"trials_{state}": count for state, count in (record.get("trials") or {}).items()}
+    values = {"best.value": best.get("value")} | {f"best.test.{key}": value for key, value in (best.get("test") or {}).items()}
+    values |= {f"trials.{state}": count for state, count in (record.get("trials") or {}).items()}
     tracked.log_metrics({key: value for key, value in values.items() if isinstance(value, (int, float))}, step=0)
     if best:
         tracked.set_tags({runs.TAG_PREFIX + "sweep.best_trial": str(best.get("trial"))})

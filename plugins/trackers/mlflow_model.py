@@ -67,10 +67,10 @@ def log_model(tracked: TrackedRun, bundle: Path, example: np.ndarray | None, reg
     tracked.log_files(bundle.parent, [BUNDLE_ARTIFACT])
     signature, example = _signature(model_file, example)
     mlflow.set_tracking_uri(tracked.uri)
-    with mlflow.start_run(run_id=tracked.run_id, nested=mlflow.active_run() is not None):
+    with mlflow.start_run(run_id=tracked.run_id):
         info = mlflow.onnx.log_model(
             onnx.load(str(model_file)), name=MODEL_NAME, signature=signature, input_example=example,
-            registered_model_name=register_as or None, tags={MANIFEST_TAG: sha},
+            registered_model_name=register_as or None, tags={MANIFEST_TAG: sha}, onnx_execution_providers=["CPUExecutionProvider"],
         )
     registered = None
     if register_as:
