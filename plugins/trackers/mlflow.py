@@ -173,7 +173,7 @@ def before_sweep(config: PipelineConfig, folder: Path, study: str) -> None:
     tags = _tags(config) | {runs.TAG_PREFIX + "sweep.study": study, runs.TAG_PREFIX + "sweep_folder": str(folder.resolve())}
     tracked = runs.TrackedRun.start(uri, settings.experiment or config.name, f"sweep {study}", tags)
     tracked.save(folder)
-    sweep = config.sweep.model_dump(mode="json") if config.sweep is not None else {}
+    sweep = config.sweep.model_dump(mode="json", warnings=False) if config.sweep is not None else {}
     tracked.log_params(dict(runs.flatten({"sweep": sweep})))
 
 
