@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from pipeline_core import RunContext, RunFailed, RunFailure, hookimpl
-from pipeline_core.host.build import build_host
 from pipeline_core.cli import cli as cli_main
+from pipeline_core.host.build import build_host
 from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 
 from helpers import IRIS_FAST, hookspec_names
