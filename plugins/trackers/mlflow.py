@@ -104,7 +104,7 @@ def before_pipeline(run: RunContext) -> None:
 def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
     tracked = run.plugin_state(TrackerState).tracked
     if tracked is not None:
-        tracked.log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step=epoch, wait=False)
+        tracked.gather({key: value for key, value in metrics.items() if key != "epoch"}, step=epoch)
 
 
 def _final_metrics(run: RunContext) -> dict[str, float]:

@@ -2,8 +2,11 @@
 
 The MLflow run's id is kept in the run folder (``mlflow.json``), so ``pipeline run --resume``
 continues the same MLflow run, and in a sweep's folder, so each trial can name its parent. Epoch
-metrics are logged asynchronously (MLflow's ``log_batch(synchronous=False)``): training does not
-wait for the server; :meth:`TrackedRun.flush` waits for every pending batch before the run ends.
+rows are batched and sent asynchronously: they are gathered for :data:`SEND_SECONDS`, then sent in
+one ``log_batch(synchronous=False)`` that training does not wait for (one request per epoch made
+the iris job's 200 short epochs about 20% slower on a 2-core machine; batched, the server sees a few
+requests a run and the UI is at most that many seconds behind). :meth:`TrackedRun.flush` sends what
+is left and waits for every pending batch before the run ends.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ RECORD = "mlflow.json"
 REACH_SECONDS = 5.0
 #: MLflow's limits on one ``log_batch`` call and on a parameter's value
 BATCH_METRICS, BATCH_PARAMS, PARAM_CHARS = 1000, 100, 6000
+#: how long epoch rows are gathered before they are sent in one request
+SEND_SECONDS = 2.0
 TAG_PREFIX = "pipeline."
 
 
@@ -109,6 +114,8 @@ class TrackedRun:
     run_id: str
     experiment_id: str
     pending: list[Any] = field(default_factory=list)  # RunOperations of asynchronous batches
+    gathered: list[Any] = field(default_factory=list)  # epoch metrics not sent yet
+    sent: float = field(default_factory=time.monotonic)  # when gathered rows were last sent
 
     @classmethod
     def start(cls, uri: str, experiment: str, name: str, tags: dict[str, str], parent: str | None = None) -> TrackedRun:
@@ -143,19 +150,34 @@ class TrackedRun:
 
         self.client.log_batch(self.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
 
-    def log_metrics(self, values: dict[str, float], step: int, wait: bool = True) -> None:
-        """Numbers only (a confusion matrix is an artifact); ``wait=False``: queued, not waited for."""
+    def log_metrics(self, values: dict[str, float], step: int) -> None:
+        """Numbers only (a confusion matrix is an artifact), sent now."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, step) for key, value in values.items() if isinstance(value, (int, float))]
         for chunk in _chunks(metrics, BATCH_METRICS):
-            operation = self.client.log_batch(self.run_id, metrics=chunk, synchronous=wait)
-            if not wait and operation is not None:
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def gather(self, values: dict[str, float], step: int) -> None:
+        """An epoch's row, sent with the others gathered once :data:`SEND_SECONDS` passed (not waited for)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.gathered += [Metric(key, float(value), now, step) for key, value in values.items() if isinstance(value, (int, float))]
+        if time.monotonic() - self.sent >= SEND_SECONDS or len(self.gathered) >= BATCH_METRICS:
+            self._send()
+
+    def _send(self) -> None:
+        gathered, self.gathered, self.sent = self.gathered, [], time.monotonic()
+        for chunk in _chunks(gathered, BATCH_METRICS):
+            operation = self.client.log_batch(self.run_id, metrics=chunk, synchronous=False)
+            if operation is not None:
                 self.pending.append(operation)
 
     def flush(self) -> None:
-        """Wait for every asynchronous batch; the first that failed raises here."""
+        """Send the rows gathered and wait for every asynchronous batch; the first that failed raises here."""
+        self._send()
         pending, self.pending = self.pending, []
         for operation in pending:
             operation.wait()
