@@ -106,7 +106,10 @@ def pull(uri: str, folder: Path, tracking_uri: str | None = None, verify_key: Pa
             downloaded = Path(download_artifacts(run_id=version.run_id, artifact_path=artifact, dst_path=str(staging), tracking_uri=tracking_uri))
         except (MlflowException, OSError) as error:
             raise DeployError(f"{uri}: cannot download the bundle (artifact {artifact!r} of run {version.run_id}): {_first_line(error)}") from None
-        checked = verify_bundle(downloaded, verify_key)
+        try:
+            checked = verify_bundle(downloaded, verify_key)
+        except DeployError as error:  # named by the artifact's path in the run, not the staging folder that is removed
+            raise DeployError(f"{uri} (run {version.run_id}): {str(error).replace(str(downloaded), artifact)}") from None
         if checked.manifest_sha256 != expected:
             raise DeployError(f"{uri}: the bundle downloaded from run {version.run_id} has manifest sha256 {checked.manifest_sha256}, "
                               f"but the registry version names {expected}: refused (the run's bundle was replaced after registration)")

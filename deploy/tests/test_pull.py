@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bundles import copy_bundle
 from processes import deploy
 from samples import metadata_of, rows_for, write_inputs
 
@@ -78,3 +79,28 @@ def test_an_unreachable_tracking_server_is_one_line(tmp_path):
     done = deploy("pull", "models:/iris/1", "pulled", "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path)
     assert done.returncode == 2 and "cannot ask the registry at http://127.0.0.1:9" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "pulled").exists()
+
+
+def test_a_signed_version_is_pulled_only_with_the_signers_key(iris_bundle, tmp_path, monkeypatch):
+    """``--verify-key``: the signature is checked as ``predict`` and ``serve`` check it; a bundle signed
+    by another key is refused and nothing lands in the folder."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    for name in ("signer", "other"):
+        assert deploy("keygen", "--out", tmp_path / "keys", "--name", name, cwd=tmp_path).returncode == 0
+    bundle = copy_bundle(iris_bundle, tmp_path / "signed")
+    assert deploy("sign", bundle, "--key", tmp_path / "keys" / "signer.key", cwd=tmp_path).returncode == 0
+    uri = (tmp_path / "registry").as_uri()
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.create_run(client.create_experiment("iris"))
+    client.log_artifacts(run.info.run_id, str(bundle), "bundle")
+    manifest = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    client.create_registered_model("iris")
+    client.create_model_version("iris", f"runs:/{run.info.run_id}/bundle", run_id=run.info.run_id, tags={MANIFEST_TAG: manifest})
+
+    refused = deploy("pull", "models:/iris/1", "other", "--tracking-uri", uri, "--verify-key", tmp_path / "keys" / "other.pub", cwd=tmp_path)
+    assert refused.returncode == 2 and not (tmp_path / "other").exists(), refused.stderr
+    assert "models:/iris/1 (run " in refused.stderr and "bundle/manifest.json.sig: the bundle was signed with key" in refused.stderr
+    assert ".pull-" not in refused.stderr  # named as the run's artifact, not the staging folder that is gone
+    done = deploy("pull", "models:/iris/1", "pulled", "--tracking-uri", uri, "--verify-key", tmp_path / "keys" / "signer.pub", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "pulled" / "manifest.json.sig").read_bytes() == (bundle / "manifest.json.sig").read_bytes()
