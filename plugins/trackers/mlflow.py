@@ -5,7 +5,8 @@ with its step, the final metrics per split (``test.accuracy``: the epoch rows' `
 git commit), and the run folder as artifacts (``report.html``, ``plots/``, ``metrics.json``,
 ``history.csv``, the sealed ``bundle/``, ...). The ONNX model is logged in MLflow's ``onnx``
 flavour and, with ``register_as``, registered. A resumed run continues its MLflow run; a failed run
-ends ``FAILED`` with its error, a pruned or interrupted one ``KILLED``. A sweep is a parent run,
+ends ``FAILED`` with its error, a pruned or interrupted one ``KILLED``; ``pipeline export RUN``
+logs its new bundle and model to the run's MLflow run too. A sweep is a parent run,
 each trial a run nested in it.
 
 An unreachable tracking server stops the run at its start, in one line (exit code 2), before any
@@ -82,9 +83,9 @@ def before_pipeline(run: RunContext) -> None:
     runs.check_reachable(uri)
     record = runs.read_record(run.run_dir)
     state = run.plugin_state(TrackerState)
-    if run.resuming and record is not None:
+    if record is not None:  # this folder's MLflow run: a resumed run, or `pipeline export RUN` exporting it again
         state.tracked = runs.TrackedRun.reopen(record)
-        state.tracked.set_tags({runs.TAG_PREFIX + "resumed": "true"})
+        state.tracked.set_tags({runs.TAG_PREFIX + ("resumed" if run.resuming else "reexported"): "true"})
         return
     sweep = _sweep_of(run)
     tags = _tags(run.config) | {runs.TAG_PREFIX + "run_dir": str(run.run_dir.resolve())}
