@@ -12,6 +12,8 @@ is left and waits for every pending batch before the run ends.
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -49,14 +51,25 @@ def check_reachable(uri: str) -> None:
         return
     health = uri.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(health, timeout=REACH_SECONDS) as answer:  # noqa: S310 (an http(s) URI, checked above)
+        with urllib.request.urlopen(health, timeout=REACH_SECONDS, context=_tls_context()) as answer:  # noqa: S310 (http(s), checked above)
             answer.read()
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy's 401 or 404 included): the client's own requests say the rest
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise ConfigError(
             f"trackers.mlflow: the MLflow tracking server at {uri} does not answer ({reason}); the run is not started. "
             "Start the server, correct tracking_uri (or MLFLOW_TRACKING_URI), or remove [trackers.mlflow] to train without it"
         ) from None
+
+
+def _tls_context() -> ssl.SSLContext:
+    """TLS as MLflow's client is told to check it: ``MLFLOW_TRACKING_SERVER_CERT_PATH`` (a CA bundle)
+    or ``MLFLOW_TRACKING_INSECURE_TLS``."""
+    context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
 
 
 def client_for(uri: str) -> Any:

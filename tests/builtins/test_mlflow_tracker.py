@@ -341,3 +341,31 @@ def test_a_bad_trackers_table_is_exit_2_naming_the_key(write_pipeline, table, me
     path = write_pipeline(IRIS_FAST + "\n" + table + "\n")
     done = invoke("validate", path)
     assert done.exit_code == 2 and message in done.output, done.output
+
+
+def test_a_server_that_answers_even_with_an_error_is_reachable():
+    """A tracking server behind a proxy may answer /health with 401 or 404: it is there, and the
+    client's own requests (with its credentials) decide the rest; only no answer stops the run."""
+    import http.server
+    import threading
+
+    from pipeline_core import ConfigError
+    from pipeline_core_plugins.trackers.mlflow_runs import check_reachable
+
+    class Refuses(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    proxy = http.server.HTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        check_reachable(f"http://127.0.0.1:{proxy.server_port}")
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    with pytest.raises(ConfigError, match="does not answer"):
+        check_reachable(f"http://127.0.0.1:{free_port()}")
