@@ -26,6 +26,9 @@ from pipeline_core_plugins.trackers.mlflow_settings import NAME, MlflowSettings,
 
 #: run-folder entries not sent to MLflow: training's resumable state (the results are all logged)
 NOT_LOGGED = ("checkpoints", runs.RECORD)
+#: written by the host after the last hook of a successful run: here they would still say "running"
+#: (``status.json``) or describe the previous attempt (``manifest.json``); the MLflow run's status says it
+WRITTEN_AFTER = (RunFiles.STATUS, RunFiles.MANIFEST)
 ERROR_CHARS = 5000
 
 
@@ -126,7 +129,7 @@ def after_pipeline(run: RunContext) -> Any:
     last_epoch = int(run.history[-1].get("epoch", len(run.history))) if run.history else 0
     tracked.log_metrics(_final_metrics(run), step=last_epoch)
     bundle = run.run_dir / "bundle"
-    tracked.log_files(run.run_dir, [name for name in runs.run_files(run.run_dir, NOT_LOGGED) if name != "bundle"])
+    tracked.log_files(run.run_dir, runs.run_files(run.run_dir, (*NOT_LOGGED, *WRITTEN_AFTER, "bundle")))
     if (bundle / "manifest.json").is_file():
         from pipeline_core_plugins.trackers.mlflow_model import example_rows, log_model
 
@@ -156,7 +159,7 @@ def on_pipeline_error(run: RunContext, error: BaseException) -> None:
         if failure is not None and failure.stage:
             tags[runs.TAG_PREFIX + "failed_stage"] = failure.stage
         tracked.set_tags(tags)
-        tracked.log_files(run.run_dir, runs.run_files(run.run_dir, (*NOT_LOGGED, "bundle")))
+        tracked.log_files(run.run_dir, runs.run_files(run.run_dir, (*NOT_LOGGED, RunFiles.MANIFEST, "bundle")))
         tracked.end("KILLED" if status in ("pruned", "interrupted") else "FAILED")
 
 

@@ -111,6 +111,7 @@ def test_a_run_is_an_mlflow_run_with_everything_of_its_folder(registered):
     assert tags["torch.version"] and tags["pipeline.version"]
     artifacts = {item.path for item in client.list_artifacts(logged.info.run_id)}
     assert {"report.html", "plots", "metrics.json", "history.csv", "bundle", "config.toml", "training.json"} <= artifacts
+    assert "status.json" not in artifacts  # it still said "running" when the tracker logged; the MLflow run's status says it
     bundle = {item.path for item in client.list_artifacts(logged.info.run_id, "bundle")}
     assert {f"bundle/{p.name}" for p in (run.run_dir / "bundle").iterdir()} == bundle
     history = Path(mlflow.artifacts.download_artifacts(run_id=logged.info.run_id, artifact_path="history.csv", tracking_uri=client.tracking_uri))
