@@ -100,7 +100,9 @@ def before_pipeline(run: RunContext) -> None:
     name = f"trial {sweep.get('trial')}" if sweep is not None else run.run_dir.name
     tracked = runs.TrackedRun.start(uri, settings.experiment or run.config.name, name, tags, parent)
     tracked.save(run.run_dir)
-    tracked.log_params(dict(runs.flatten(run.config.resolved())))
+    params = dict(runs.flatten(run.config.resolved()))
+    params[f"trackers.{NAME}.tracking_uri"] = runs.shown(settings.tracking_uri)
+    tracked.log_params(params)
     state.tracked = tracked
 
 

@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -103,6 +104,14 @@ def flatten(table: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]
         else:
             text = json.dumps(value) if isinstance(value, (list, tuple, bool)) or value is None else str(value)
             yield name, text if len(text) <= PARAM_CHARS else text[: PARAM_CHARS - 3] + "..."
+
+
+def shown(uri: str) -> str:
+    """``uri`` without a password (``http://me:secret@host`` → ``http://me:***@host``), for parameters others read."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def git_commit(folder: Path) -> str | None:

@@ -101,6 +101,7 @@ def test_a_run_is_an_mlflow_run_with_everything_of_its_folder(registered):
     assert logged.info.status == "FINISHED"
     assert client.get_experiment(logged.info.experiment_id).name == "tracked"
     params = logged.data.params
+    assert params["trackers.mlflow.tracking_uri"] == client.tracking_uri
     assert params["train.optimizer.lr"] == "0.01" and params["model.hidden_sizes"] == "[16, 8]" and params["trackers.mlflow.register_as"] == "iris-tracked"
     assert steps(client, logged.info.run_id, "train_loss") == [1, 2, 3]  # each epoch with its step
     metrics = json.loads((run.run_dir / "metrics.json").read_text())
@@ -370,3 +371,10 @@ def test_a_server_that_answers_even_with_an_error_is_reachable():
         proxy.server_close()
     with pytest.raises(ConfigError, match="does not answer"):
         check_reachable(f"http://127.0.0.1:{free_port()}")
+
+
+def test_a_password_in_the_tracking_uri_is_not_shown_in_the_runs_parameters():
+    from pipeline_core_plugins.trackers.mlflow_runs import shown
+
+    assert shown("https://team:s3cret@mlflow.example:5000/") == "https://team:***@mlflow.example:5000/"
+    assert shown("http://127.0.0.1:5000") == "http://127.0.0.1:5000" and shown("") == ""
