@@ -137,7 +137,7 @@ def after_pipeline(run: RunContext) -> Any:
 
         settings = settings_of(run.config)
         split = (run.data.splits.get("test") or next(iter(run.data.splits.values()))) if run.data else None
-        logged = log_model(tracked, bundle, example_rows(split.inputs) if split is not None else None, settings.register_as if settings else "")
+        logged = log_model(tracked, bundle, example_rows(getattr(split, "inputs", None)), settings.register_as if settings else "")
         tags = {runs.TAG_PREFIX + "bundle_manifest_sha256": logged.manifest_sha256, runs.TAG_PREFIX + "model_uri": logged.uri}
         if logged.registered:
             tags[runs.TAG_PREFIX + "registered_model"] = f"models:/{logged.registered[0]}/{logged.registered[1]}"

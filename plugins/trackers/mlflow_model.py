@@ -82,7 +82,7 @@ def log_model(tracked: TrackedRun, bundle: Path, example: np.ndarray | None, reg
 
 
 def example_rows(inputs: Any) -> np.ndarray | None:
-    """The first rows of a split's inputs as a NumPy array, or None when they are not one tensor."""
+    """The first rows of a split's inputs as a NumPy array, or None when they are not one tensor (a streamed split, several inputs)."""
     try:
         return np.asarray(inputs[:EXAMPLE_ROWS].detach().cpu().numpy())
     except (AttributeError, TypeError):
