@@ -25,7 +25,7 @@ $(DEPLOY_STAMP): deploy/pyproject.toml
 	rm -rf $(DEPLOY_VENV)
 	$(PYTHON) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_BIN)/python -m pip install --upgrade pip
-	$(DEPLOY_BIN)/python -m pip install -e './deploy[cpu,test]'
+	$(DEPLOY_BIN)/python -m pip install -e './deploy[cpu,test,mlflow]'
 	touch $(DEPLOY_STAMP)
 
 install: $(STAMP)

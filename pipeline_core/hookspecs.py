@@ -13,7 +13,8 @@ The typed ``register`` callables are importable from here, to annotate a hook wi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import pluggy
@@ -30,9 +31,11 @@ from pipeline_core.components.kinds import (  # noqa: F401  (the registration ho
     RegisterPlots,
     RegisterSchedulers,
     RegisterStages,
+    RegisterTrackers,
 )
 
 if TYPE_CHECKING:
+    from pipeline_core.config.file import PipelineConfig
     from pipeline_core.run.context import RunContext
 
 PROJECT = "pipeline_core"
@@ -95,3 +98,13 @@ def on_pipeline_error(run: RunContext, error: BaseException) -> None:
 @hookspec
 def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
     """Called after each training epoch with that epoch's row of the history (losses, metrics, lr)."""
+
+
+@hookspec
+def before_sweep(config: PipelineConfig, folder: Path, study: str) -> None:
+    """Called once by ``pipeline sweep`` when it starts or continues study ``study`` (its folder ``folder``), before its trials."""
+
+
+@hookspec
+def after_sweep(config: PipelineConfig, folder: Path, study: str, record: dict[str, Any]) -> None:
+    """Called once ``pipeline sweep`` wrote the study's results (``record`` is ``sweep.json``), even when no trial completed."""

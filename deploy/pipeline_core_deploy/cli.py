@@ -1,5 +1,6 @@
 """``pipeline-deploy``: the deploy side's own command line, for an environment without PyTorch
-or pipeline-core (``pip install ./deploy``): ``serve``, ``predict``, ``verify``, ``keygen`` and ``sign``.
+or pipeline-core (``pip install ./deploy``): ``serve``, ``predict``, ``verify``, ``keygen``, ``sign``, and ``pull``
+(a registered model's bundle from MLflow).
 
 The commands are defined here once; the training CLI (``pipeline predict|serve|keygen|sign``) adds
 the same ones, so both say the same things."""
@@ -126,7 +127,32 @@ def sign(bundle: Path, key_path: Path) -> None:
     click.echo(f"signed with key {identity}: {path}")
 
 
-for command in (predict, verify, serve, keygen, sign):
+@click.command()
+@click.argument("model_uri", metavar="MODEL_URI")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--tracking-uri", help="The MLflow tracking server holding the registry; default: MLFLOW_TRACKING_URI.")
+@click.option("--verify-key", type=click.Path(path_type=Path, dir_okay=False), help=VERIFY_KEY_HELP)
+def pull(model_uri: str, folder: Path, tracking_uri: str | None, verify_key: Path | None) -> None:
+    """Fetch a registered model's bundle (MODEL_URI: models:/NAME/VERSION, models:/NAME/latest or
+    models:/NAME@ALIAS) from an MLflow registry into FOLDER, verified, for `predict` and `serve`.
+
+    FOLDER must be new or empty; it receives the bundle only once every file matches its manifest,
+    the manifest is the one the registry version names, and (with --verify-key) the signature holds.
+    Needs MLflow's light client: pip install 'pipeline-core-deploy[mlflow]'."""
+    from pipeline_core_deploy import predict as deploy
+    from pipeline_core_deploy.pull import pull as pull_bundle
+
+    try:
+        checked = pull_bundle(model_uri, folder, tracking_uri, verify_key)
+    except deploy.DeployError as error:
+        raise _fail(error) from None
+    for message in checked.warnings:
+        _warn(message)
+    click.echo(f"pulled {model_uri} into {checked.folder}: {len(checked.files)} file(s) match manifest.json "
+               f"(sha256 {checked.manifest_sha256[:16]}…, the registry version's)")
+
+
+for command in (predict, verify, serve, keygen, sign, pull):
     cli.add_command(command)
 
 

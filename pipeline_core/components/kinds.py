@@ -143,6 +143,16 @@ class RegisterPlots(Register):
         self._add(name, component, description, None, misplaced)
 
 
+class RegisterTrackers(Register):
+    """``register(name, settings, *, description="", check=None)`` for ``register_trackers``: a
+    tracker is switched on by a ``[trackers.<name>]`` table, whose options ``settings(**options)``
+    declares and turns into the tracker's settings; the tracker itself works on the lifecycle hooks."""
+
+    def __call__(self, name: str, component: Callable[..., Any], *, description: str = "", check: Check | None = None,
+                 **misplaced: Never) -> None:
+        self._add(name, component, description, check, misplaced)
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of component, declared once."""
@@ -208,6 +218,8 @@ ALL: tuple[Kind, ...] = (
     Kind("exporter", "exporters", "export formats", "factory", (), "Exporter", RegisterExporters),
     Kind("stage", "stages", "pipeline stages", "stage", ("run: RunContext",), "None", RegisterStages),
     Kind("plot", "plots", "plots, drawn by the evaluate stage", "plot", ("run: RunContext",), "None", RegisterPlots, configured=False),
+    Kind("tracker", "trackers", "experiment trackers, switched on by a [trackers.<name>] table", "settings", (), "its settings",
+         RegisterTrackers),
 )
 
 _BY_NAME = {kind.name: kind for kind in ALL}

@@ -62,6 +62,7 @@ class PipelineConfig(pydantic.BaseModel):
     export: ExportSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict, validation_alias="stages", validate_default=True)
     sweep: SweepSection | None = None  # `pipeline sweep` searches it; not part of a run's resolved config
+    trackers: dict[str, ComponentConfig] = Field(default_factory=dict, validate_default=True)
 
     _source: Path = PrivateAttr(Path("pipeline.toml"))
     _overrides: tuple[str, ...] = PrivateAttr(())
@@ -135,6 +136,33 @@ class PipelineConfig(pydantic.BaseModel):
             raise problems(found, value)
         return options
 
+    @field_validator("trackers", mode="plain")
+    @classmethod
+    def _trackers(cls, value: Any, info: ValidationInfo) -> dict[str, ComponentConfig]:
+        """``[trackers.<name>]`` tables: each switches a registered tracker on, with its options
+        checked against the tracker's signature."""
+        registry = registry_of(info)
+        value = required_table("trackers", value)
+        found: Found = []
+        chosen: dict[str, ComponentConfig] = {}
+        for name, table in value.items():
+            if isinstance(table, ComponentConfig):
+                chosen[name] = table
+            elif name not in registry.components["tracker"]:
+                found.append(((name,), problem(registry.unknown_message("tracker", name))))
+            elif not isinstance(table, dict):
+                found.append(((name,), problem(f"expected a table of options for tracker {name!r}, got {table!r}")))
+            elif "name" in table:
+                found.append(((name, "name"), problem(f"a tracker is named by its table, [trackers.{name}]: drop 'name'")))
+            else:
+                tracker, errors = check_component("tracker", {**table, "name": name}, registry)
+                found += [((name, *path), error) for path, error in errors]
+                if tracker is not None:
+                    chosen[name] = tracker
+        if found:
+            raise problems(found, value)
+        return chosen
+
     @property
     def source(self) -> Path:
         """The pipeline file this config was read from."""
@@ -183,10 +211,12 @@ class PipelineConfig(pydantic.BaseModel):
         table["export"] = export
         if self.stage_options:
             table["stages"] = to_plain(self.stage_options)
+        if self.trackers:
+            table["trackers"] = {name: to_plain(tracker.options) for name, tracker in self.trackers.items()}
         return table
 
 
-SECTIONS = ("pipeline", "data", "model", "train", "evaluate", "export", "stages", "sweep")
+SECTIONS = ("pipeline", "data", "model", "train", "evaluate", "export", "stages", "sweep", "trackers")
 
 
 def _holds(table: dict[str, Any], path: tuple[str | int, ...]) -> bool:

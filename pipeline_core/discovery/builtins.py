@@ -45,6 +45,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.plots.boundary",
     "plugins.plots.confusion",
     "plugins.trackers.jsonl",
+    "plugins.trackers.mlflow",  # imports mlflow only where a [trackers.mlflow] table switches it on
     "plugins.report",
 )
 #: Shipped, but loaded only where a pipeline file lists them under ``[pipeline] plugins``.

@@ -166,6 +166,7 @@ def start(prepared: Sweep) -> optuna.Study:
             "they belong to an earlier study; remove the folder or name another study (--study NAME)"
         )
     results.write_record(study, prepared.source, prepared.folder, prepared.shown_storage, "running")
+    prepared.host.hook.before_sweep(config=prepared.config, folder=prepared.folder.root, study=prepared.study_name)
     return study
 
 
@@ -235,6 +236,7 @@ def finish(prepared: Sweep, deaths: Sequence[processes.WorkerEnd] = (), jobs: in
         state = "running" if unfinished else "finished"
     record = results.write_record(study, prepared.source, prepared.folder, prepared.shown_storage, state, best)
     report.write(study, prepared.sweep, prepared.folder, record)
+    prepared.host.hook.after_sweep(config=prepared.config, folder=prepared.folder.root, study=prepared.study_name, record=record)
     died = _deaths_note(prepared, deaths, jobs, record)
     if died is not None:
         raise died

@@ -48,7 +48,7 @@ def signature(name: str) -> str:
 
 
 def test_there_are_hookspecs():
-    assert len(hookspec_names()) == 17
+    assert len(hookspec_names()) == 20
 
 
 @pytest.mark.parametrize("kind", kinds.ALL, ids=lambda kind: kind.name)

@@ -35,7 +35,8 @@ def test_every_kind_has_its_hook_and_its_own_register():
     hooks = [kind.hook for kind in kinds.ALL]
     assert [name for name in hookspec_names() if name.startswith("register_") and name != "register_commands"] == sorted(hooks)
     assert len({kind.register for kind in kinds.ALL}) == len(kinds.ALL)
-    assert [kind.name for kind in kinds.ALL] == ["dataset", "model", "optimizer", "loss", "metric", "scheduler", "exporter", "stage", "plot"]
+    assert [kind.name for kind in kinds.ALL] == ["dataset", "model", "optimizer", "loss", "metric", "scheduler", "exporter", "stage", "plot", "tracker"]
+    assert kinds.of("tracker").call == "settings(**options) -> its settings"
     assert Registry().components.keys() == {kind.name for kind in kinds.ALL}
     assert kinds.of("plot").call == "plot(run: RunContext) -> None"
     assert kinds.of("dataset").call == "loader(context: DatasetContext, **options) -> LoadedData"

@@ -13,6 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from pipeline_core import RunContext, RunFailed, RunFailure, hookimpl
+from pipeline_core.cli import cli as cli_main
 from pipeline_core.host.build import build_host
 from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 
@@ -234,6 +235,81 @@ def test_hook_register_plots(with_plugin, tmp_path):
     run = run_pipeline(config, host, out=tmp_path / "run", quiet=True)
     assert json.loads((run.run_dir / "plots" / "index.json").read_text())["rows"]["data"] == {"rows": 38}
     assert host.registry.get("plot", "rows").plugin == "hook_plugin.py"
+
+
+def test_hook_register_trackers(with_plugin, tmp_path):
+    config, host = with_plugin("""
+        from dataclasses import dataclass
+
+        @dataclass(frozen=True)
+        class Note:
+            path: str
+
+        def note(*, path: str = "note.json") -> Note:
+            return Note(path)
+
+        @hookimpl
+        def register_trackers(register):
+            register("note", note)
+
+        @hookimpl
+        def after_pipeline(run):
+            chosen = run.config.trackers.get("note")
+            if chosen is not None:
+                run.write_json(note(**chosen.options).path, {"epochs": len(run.history)})
+    """, 'trackers.note={path="final.json"}')
+    assert config.trackers["note"].options == {"path": "final.json"} and config.resolved()["trackers"] == {"note": {"path": "final.json"}}
+    run = run_pipeline(config, host, out=tmp_path / "run", quiet=True)
+    assert json.loads((run.run_dir / "final.json").read_text()) == {"epochs": 3}
+    assert host.registry.get("tracker", "note").plugin == "hook_plugin.py"
+
+
+SWEEP_WATCHER = """
+import json
+from pipeline_core import hookimpl
+
+@hookimpl
+def before_sweep(config, folder, study):
+    with open(folder / "calls.jsonl", "a") as stream:
+        stream.write(json.dumps(["before_sweep", config.name, study, sorted(p.name for p in folder.iterdir())]) + "\\n")
+
+@hookimpl
+def after_sweep(config, folder, study, record):
+    with open(folder / "calls.jsonl", "a") as stream:
+        stream.write(json.dumps(["after_sweep", config.name, study, record["state"], record["trials"]["complete"],
+                                 sorted(p.name for p in (folder / "trials").iterdir())]) + "\\n")
+"""
+
+SWEPT = IRIS_FAST.replace('name = "iris"', 'name = "iris"\nval_size = 0.25').replace("seed = 3", 'seed = 3\nplugins = ["watcher.py"]') + """
+[sweep]
+objective = "val_loss"
+trials = 1
+
+[sweep.parameters]
+"train.optimizer.lr" = { type = "float", low = 0.001, high = 0.1, log = true }
+"""
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One sweep of one trial with a plugin that writes each sweep hook's call into the sweep's folder."""
+    folder = tmp_path_factory.mktemp("swept")
+    (folder / "watcher.py").write_text(SWEEP_WATCHER)
+    (folder / "pipeline.toml").write_text(textwrap.dedent(SWEPT).lstrip())
+    result = CliRunner().invoke(cli_main, ["sweep", str(folder / "pipeline.toml"), "--artifacts", str(folder / "artifacts")])
+    assert result.exit_code == 0, result.output
+    sweep = folder / "artifacts" / "iris_fast" / "sweeps" / "iris_fast"
+    return [json.loads(line) for line in (sweep / "calls.jsonl").read_text().splitlines()]
+
+
+def test_hook_before_sweep(swept):
+    name, pipeline, study, files = swept[0]
+    assert (name, pipeline, study) == ("before_sweep", "iris_fast", "iris_fast")
+    assert "sweep.json" in files and "trials" not in files  # the study is opened, and no trial has run yet
+
+
+def test_hook_after_sweep(swept):
+    assert swept[1:] == [["after_sweep", "iris_fast", "iris_fast", "finished", 1, ["0000"]]]  # once, with the results written
 
 
 def test_hook_register_commands(tmp_path, monkeypatch):
