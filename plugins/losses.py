@@ -50,7 +50,7 @@ def mse(*, reduction: Reduction = "mean") -> nn.Module:
 
 @hookimpl
 def register_losses(register: Register) -> None:
-    register("cross_entropy", cross_entropy)
+    register("cross_entropy", cross_entropy, default_for=("multiclass",))
     register("nll", nll)
-    register("bce_with_logits", bce_with_logits)
-    register("mse", mse)
+    register("bce_with_logits", bce_with_logits, default_for=("binary",))
+    register("mse", mse, default_for=("regression",))

@@ -118,7 +118,7 @@ def check_betas(*, betas: tuple[float, float], **_: object) -> None:
 @hookimpl
 def register_optimizers(register: Register) -> None:
     register("sgd", sgd, check=check_sgd)
-    register("adam", adam, check=check_betas)
+    register("adam", adam, check=check_betas, default=True)
     register("adamw", adamw, check=check_betas)
     register("adagrad", adagrad)
     register("rmsprop", rmsprop)

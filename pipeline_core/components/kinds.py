@@ -83,11 +83,14 @@ class RegisterModels(Register):
 
 
 class RegisterOptimizers(Register):
-    """``register(name, factory, *, description="", check=None)`` for ``register_optimizers``."""
+    """``register(name, factory, *, description="", check=None, default=False)`` for ``register_optimizers``.
+
+    ``default=True`` makes it the optimizer of a pipeline file without ``[train.optimizer]``, with
+    its options' defaults (one optimizer may be the default)."""
 
     def __call__(self, name: str, component: Callable[..., Any], *, description: str = "", check: Check | None = None,
-                 **misplaced: Never) -> None:
-        self._add(name, component, description, check, misplaced)
+                 default: bool = False, **misplaced: Never) -> None:
+        self._add(name, component, description, check, {"default": default, **misplaced})
 
 
 class RegisterSchedulers(Register):
@@ -99,11 +102,14 @@ class RegisterSchedulers(Register):
 
 
 class RegisterLosses(Register):
-    """``register(name, factory, *, description="", check=None)`` for ``register_losses``."""
+    """``register(name, factory, *, description="", check=None, default_for=())`` for ``register_losses``.
+
+    ``default_for`` names the tasks (``multiclass``, ``binary``, ``regression``) this loss is the
+    default of: a pipeline file without ``[train.loss]`` trains with the loss of its data's task."""
 
     def __call__(self, name: str, component: Callable[..., Any], *, description: str = "", check: Check | None = None,
-                 **misplaced: Never) -> None:
-        self._add(name, component, description, check, misplaced)
+                 default_for: tuple[str, ...] = (), **misplaced: Never) -> None:
+        self._add(name, component, description, check, {"default_for": default_for, **misplaced})
 
 
 class RegisterMetrics(Register):

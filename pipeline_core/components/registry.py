@@ -45,6 +45,9 @@ class Component:
     #: a stage's requirements and results, by name (``data``, ``model``, ...): the stage order is checked with them
     needs: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()
+    #: a loss's tasks it is the default of; an optimizer's being the default (``[train]`` without its table)
+    default_for: tuple[str, ...] = ()
+    default: bool = False
 
     def problems(self, options: dict[str, Any]) -> list[str]:
         """Cross-option rules the types cannot express (``check`` raises ValueError to report one)."""
@@ -95,6 +98,17 @@ def _check_keywords(kind: kinds.Kind, owner: str, spec: Any, needs: Any, provide
             raise PluginError(f"{owner} {what}={names!r}: expected a tuple of lower-case names, such as ('data', 'model')")
 
 
+#: the tasks a loss may be the default of (``DataSpec.task``)
+TASK_NAMES = ("multiclass", "binary", "regression")
+
+
+def _check_defaults(owner: str, default_for: Any, default: Any) -> None:
+    if not isinstance(default_for, (tuple, list)) or not all(task in TASK_NAMES for task in default_for):
+        raise PluginError(f"{owner} default_for={default_for!r}: expected a tuple of tasks from {TASK_NAMES}")
+    if not isinstance(default, bool):
+        raise PluginError(f"{owner} default={default!r}: expected True or False")
+
+
 @dataclass
 class Registry:
     """Components of every kind, filled by the ``register_*`` hooks of all loaded plugins."""
@@ -115,6 +129,8 @@ class Registry:
         spec: Callable[..., Any] | None = None,
         needs: tuple[str, ...] = (),
         provides: tuple[str, ...] = (),
+        default_for: tuple[str, ...] = (),
+        default: bool = False,
     ) -> None:
         """Check and store one component; raises :class:`PluginError` naming the plugin at fault."""
         declared = kinds.of(kind)
@@ -137,7 +153,9 @@ class Registry:
         if check is not None and not callable(check):
             raise PluginError(f"plugin {plugin!r} gave {kind} {name!r} a non-callable check {check!r}")
         _check_keywords(declared, f"plugin {plugin!r} gave {kind} {name!r}", spec, needs, provides)
-        self.components[kind][name] = Component(kind, name, factory, plugin, schema, text, check, spec, tuple(needs), tuple(provides))
+        _check_defaults(f"plugin {plugin!r} gave {kind} {name!r}", default_for, default)
+        self.components[kind][name] = Component(kind, name, factory, plugin, schema, text, check, spec, tuple(needs), tuple(provides),
+                                                 tuple(default_for), bool(default))
 
     def get(self, kind: str, name: str) -> Component:
         """The component, or a :class:`KeyError` whose message lists the names that do exist."""
@@ -152,6 +170,10 @@ class Registry:
         hint = suggest(str(name), available)
         listing = ", ".join(available) if available else "none are registered"
         return f"unknown {kind} {name!r}{'; ' + hint if hint else ''} (available {plural}: {listing})"
+
+    def defaults(self, kind: str, task: str | None = None) -> list[Component]:
+        """The components of ``kind`` registered as its default: a loss ``default_for`` ``task``, an optimizer ``default``."""
+        return [c for c in self.components[kind].values() if (task in c.default_for if task is not None else c.default)]
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])

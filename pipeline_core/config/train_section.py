@@ -60,12 +60,9 @@ class TrainSection(pydantic.BaseModel):
     checkpoint_every: Annotated[int, Field(ge=0)] = 0
     checkpoint_seconds: Annotated[float, Field(gt=0)] = 60.0
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2
-    optimizer: Annotated[ComponentConfig, component("optimizer", "missing table [train.optimizer] (name one of: {names})")] = Field(
-        None, validate_default=True
-    )
-    loss: Annotated[ComponentConfig, component("loss", "missing table [train.loss] (name one of: {names})")] = Field(
-        None, validate_default=True
-    )
+    # without its table, the registered default optimizer, and the loss registered as the default of the data's task
+    optimizer: Annotated[ComponentConfig | None, component("optimizer")] = None
+    loss: Annotated[ComponentConfig | None, component("loss")] = None
     scheduler: Annotated[ComponentConfig | None, component("scheduler")] = None
     early_stopping: EarlyStoppingSection | None = None
 

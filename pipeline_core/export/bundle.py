@@ -66,8 +66,8 @@ def bundle_metadata(run: RunContext, info: ExportInfo, reference: torch.nn.Modul
     training = {
         "data": _describe(config.data, "unknown"),
         "model": _describe(config.model, "unknown"),
-        "optimizer": _describe(train.optimizer if train else None, "none"),
-        "loss": _describe(train.loss if train else None, "none"),
+        "optimizer": _describe(run.optimizer_config() if train else None, "none"),
+        "loss": _describe(run.loss_config(data.spec.task) if train else None, "none"),
         "seed": config.pipeline.seed,
         **(run.training.as_dict() if run.training else {}),
     }

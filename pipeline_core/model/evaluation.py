@@ -68,7 +68,7 @@ class Evaluator:
     def for_run(cls, run: RunContext, task: Task) -> Evaluator:
         """The run's metrics for data of ``task``, with a fresh instance of its ``[train.loss]`` (on its device)."""
         chosen = run.config.evaluate.metrics or [ComponentConfig("metric", name) for name in DEFAULT_METRICS[task]]
-        loss = run.create(run.config.train.loss) if run.config.train is not None else None
+        loss = run.create(run.loss_config(task)) if run.config.train is not None else None
         loss_fn = loss.to(run.device) if isinstance(loss, nn.Module) else loss
         return cls(run.host.registry, tuple(chosen), task, loss_fn)
 

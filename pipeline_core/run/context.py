@@ -14,7 +14,7 @@ from torch import nn
 from pipeline_core.components.host import Host
 from pipeline_core.config.file import ComponentConfig, PipelineConfig
 from pipeline_core.data.loaded import LoadedData
-from pipeline_core.errors import PipelineError
+from pipeline_core.errors import ConfigError, PipelineError
 from pipeline_core.run import artifacts
 from pipeline_core.run.distributed import SINGLE, Distributed
 from pipeline_core.run.failure import RunFailure
@@ -64,6 +64,35 @@ class RunContext:
         file's folder (``config.root``), wherever the command was run from."""
         factory = self.host.registry.get(component.kind, component.name).factory
         return factory(*context, **component.resolved_options(self.config.root))
+
+    def loss_config(self, task: str) -> ComponentConfig:
+        """``[train.loss]``, or else the loss registered as the default of ``task`` (the data's task):
+        a pipeline file need not name the loss its data implies."""
+        train = self.config.train
+        if train is not None and train.loss is not None:
+            return train.loss
+        return self._default("loss", task, f"[train.loss] is not given and no registered loss is the default for a {task} task")
+
+    def optimizer_config(self) -> ComponentConfig:
+        """``[train.optimizer]``, or else the optimizer registered as the default, with its options' defaults."""
+        train = self.config.train
+        if train is not None and train.optimizer is not None:
+            return train.optimizer
+        return self._default("optimizer", None, "[train.optimizer] is not given and no registered optimizer is the default")
+
+    def _default(self, kind: str, task: str | None, missing: str) -> ComponentConfig:
+        registry = self.host.registry
+        found = registry.defaults(kind, task)
+        if len(found) != 1:
+            names = ", ".join(registry.names(kind))
+            reason = missing if not found else (f"[train.{kind}] is not given and {len(found)} plugins register the default: "
+                                                + ", ".join(f"{c.name!r} ({c.plugin})" for c in found))
+            raise ConfigError(f"{reason}; add a [train.{kind}] table (name one of: {names})")
+        values, problems = found[0].options.validate({})  # its options' defaults, as a table naming it alone would give
+        if problems:
+            raise ConfigError(f"the default {kind} {found[0].name!r} ({found[0].plugin}) needs options: "
+                              f"{'; '.join(item.message for item in problems)}; add a [train.{kind}] table")
+        return ComponentConfig(kind, found[0].name, values)
 
     def require_data(self, stage: str) -> LoadedData:
         if self.data is None:

@@ -37,7 +37,7 @@ def fit(run: RunContext) -> TrainingSummary:
         raise PipelineError("training needs a [train] section (epochs, batch_size, optimizer and loss)")
     data, model = run.require_data("train"), run.require_model("train")
     evaluator = Evaluator.for_run(run, data.spec.task)
-    optimizer = run.create(settings.optimizer, model.parameters())
+    optimizer = run.create(run.optimizer_config(), model.parameters())
     train = data.splits["train"].to(run.device)
     size, _ = settings.batch_bounds(len(train))
     rows_per_step = max(1, min(size, len(train)) // run.distributed.world_size)

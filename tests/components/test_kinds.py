@@ -52,7 +52,8 @@ def test_each_kinds_register_is_typed_with_what_the_kind_takes(kind):
     assert list(parameters)[:3] == ["self", "name", "component"]  # register(name, component) as before, by position or keyword
     hints = typing.get_type_hints(kind.register.__call__)
     assert hints["misplaced"] is typing.Never and hints["return"] is type(None)
-    assert {"dataset": ("spec",), "stage": ("needs", "provides")}.get(kind.name, ()) == kind.keywords
+    assert {"dataset": ("spec",), "stage": ("needs", "provides"), "loss": ("default_for",), "optimizer": ("default",)}.get(kind.name, ()) \
+        == kind.keywords
 
 
 @pytest.mark.parametrize("kind", kinds.ALL, ids=lambda kind: kind.name)
