@@ -122,8 +122,20 @@ class Bundle:
 
     @functools.cached_property
     def input_range(self) -> InputRange | None:
-        """Each input value's training range, or None for a bundle exported before ranges were recorded."""
+        """Each input value's training range, or None for a bundle exported before ranges were recorded;
+        for raw table columns, the number columns' ranges (:meth:`range_values` gives their values)."""
+        if self.columns is not None:
+            ranged = [self.columns.columns[i] for i in self.columns.ranged]
+            if not ranged:
+                return None
+            return InputRange(np.asarray([c.low for c in ranged], dtype=np.float64), np.asarray([c.high for c in ranged], dtype=np.float64),
+                              tuple(c.name for c in ranged))
         return _input_range(self.metadata, self.input_shape, self.feature_names)
+
+    def range_values(self, rows: np.ndarray) -> np.ndarray:
+        """The values of checked ``rows`` that :attr:`input_range` bounds, one row each: every value of a
+        row flattened, or a table's number columns."""
+        return self.columns.range_values(rows) if self.columns is not None else rows.reshape(len(rows), -1)
 
     @functools.cached_property
     def batch_independent(self) -> bool | None:

@@ -65,6 +65,12 @@ def _check_columns(path: Path, metadata: dict[str, Any]) -> None:
     if not sound:
         raise DeployError(f"{path}: 'columns' must list {{\"name\", \"type\": one of {list(COLUMN_TYPES)}, ...}} for each column; "
                           f"got {_show(columns)}; is it a pipeline-core bundle's metadata?")
+    for column in columns:
+        bounds = [column.get(key) for key in ("min", "max")]
+        if column["type"] == "number" and bounds != [None, None] and not (
+                all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds) and bounds[0] <= bounds[1]):
+            raise DeployError(f"{path}: column {column['name']!r}'s training range must be finite numbers, min <= max; got {_show(bounds)}; "
+                              "is it a pipeline-core bundle's metadata?")
     names = [c["name"] for c in columns]
     if names != metadata.get("feature_names") or [len(names)] != metadata["input"]["shape"][1:] or metadata["input"]["dtype"] != "object":
         raise DeployError(f"{path}: 'columns' {_show(names)} disagree with 'feature_names' {_show(metadata.get('feature_names'))} or "

@@ -121,9 +121,6 @@ def predict(bundle_path: Path, input_path: Path, output: Path | None = None, bat
     if output is not None:
         check_output_path(Path(output), Path(input_path))
     bundle = open_bundle(bundle_path, device, verify_key=verify_key, variant=variant)
-    if range_check is not None and bundle.columns is not None:
-        raise DeployError(f"--range-check {range_check}: {bundle.folder}'s model takes raw table columns, for which no training range "
-                          "is recorded yet (blanks and categories have none); predict without --range-check")
     for message in bundle.warnings():
         warn(message)
     if is_image_input(Path(input_path)):  # an image file or a folder of them

@@ -85,7 +85,7 @@ def out_of_range(bundle: Bundle, rows: np.ndarray, margin: float = RANGE_MARGIN)
     """Which values of ``rows`` (checked by :func:`check_rows`) lie outside their training range by
     more than ``margin`` of it: a (rows, values) mask; None when the bundle records no range."""
     record = bundle.input_range
-    return None if record is None else record.outside(_flat(rows), margin)
+    return None if record is None else record.outside(bundle.range_values(rows), margin)
 
 
 def out_of_range_names(bundle: Bundle, rows: np.ndarray, margin: float = RANGE_MARGIN) -> list[list[str]] | None:
@@ -109,7 +109,7 @@ def refuse_out_of_range(bundle: Bundle, rows: np.ndarray, margin: float, source:
     if mask.any():
         row, index = (int(i) for i in np.argwhere(mask)[0])
         place = f"{source}{locate(first_row + row) if locate else ''}: data row {first_row + row + 1}"
-        raise DeployError(f"{place}: {record.describe(index, _flat(rows)[row, index].item(), margin)}; "
+        raise DeployError(f"{place}: {record.describe(index, bundle.range_values(rows)[row, index].item(), margin)}; "
                           "refusing it (strict range check); predictions this far from the training data are guesses")
 
 

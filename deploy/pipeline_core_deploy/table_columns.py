@@ -41,6 +41,9 @@ class TableColumn:
     kind: str
     #: a category's values seen in training; a yes/no column's accepted spellings (lower case)
     known: tuple[str, ...] = ()
+    #: a number column's training range (None when the bundle records none)
+    low: float | None = None
+    high: float | None = None
 
     def describe(self) -> str:
         if self.kind == "number":
@@ -61,8 +64,17 @@ class TableColumns:
         columns = []
         for entry in entries:
             known = entry.get("values", []) if entry["type"] == "category" else [*entry.get("true", []), *entry.get("false", [])]
-            columns.append(TableColumn(entry["name"], entry["type"], tuple(str(value) for value in known)))
+            columns.append(TableColumn(entry["name"], entry["type"], tuple(str(value) for value in known), entry.get("min"), entry.get("max")))
         return cls(tuple(columns))
+
+    @functools.cached_property
+    def ranged(self) -> list[int]:
+        """The positions of the number columns with a training range: what a range check looks at."""
+        return [i for i, column in enumerate(self.columns) if column.kind == "number" and column.low is not None and column.high is not None]
+
+    def range_values(self, rows: np.ndarray) -> np.ndarray:
+        """The ranged number columns of typed rows as float64 (NaN for a blank, which no range flags)."""
+        return rows[:, self.ranged].astype(np.float64)
 
     @functools.cached_property
     def names(self) -> list[str]:

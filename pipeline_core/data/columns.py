@@ -138,6 +138,9 @@ class ColumnEncoding:
     std: float = 1.0
     indicator: bool = False
     levels: tuple[str, ...] = ()
+    #: a number column's smallest and largest value in the training split (what the deploy side flags rows far outside of)
+    low: float = 0.0
+    high: float = 0.0
 
     @property
     def encoded_names(self) -> list[str]:
@@ -170,7 +173,7 @@ class ColumnEncoding:
         """This column for ``metadata.json``: its name, type, what it accepts and how it is encoded."""
         entry: dict[str, Any] = {"name": self.name, "type": self.kind, "encoded_as": self.encoded_names}
         if self.kind == "number":
-            entry.update(fill=self.fill, mean=self.mean, std=self.std)
+            entry.update(fill=self.fill, mean=self.mean, std=self.std, min=self.low, max=self.high)
         elif self.kind == "category":
             entry["values"] = [level for level in self.levels if level != MISSING_LEVEL]
         else:
@@ -189,7 +192,8 @@ def fit_column(name: str, kind: ColumnKind, train: np.ndarray, *, fill: Fill, mi
         filled = np.where(np.isnan(train), value, train).astype(np.float32)
         mean, std = (float(filled.mean(dtype=np.float64)), float(filled.std(dtype=np.float64))) if standardize else (0.0, 1.0)
         mean, std = float(np.float32(mean)), float(np.float32(std if std > 0 else 1.0))
-        return ColumnEncoding(name, kind, value, mean, std, missing_indicator and bool(np.isnan(train).any()))
+        return ColumnEncoding(name, kind, value, mean, std, missing_indicator and bool(np.isnan(train).any()),
+                              low=float(present.min()), high=float(present.max()))
     blanks = any(text == "" for text in train)
     if kind == "category":
         levels = tuple(sorted({str(text) for text in train if text != ""}))

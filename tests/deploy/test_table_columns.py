@@ -133,13 +133,22 @@ def test_bad_cells_are_refused_by_line_and_column(run_dir, tmp_path, text, messa
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_npy_and_range_checks_are_refused_with_the_reason(run_dir, tmp_path):
+def test_npy_is_refused_with_the_reason(run_dir, tmp_path):
     np.save(tmp_path / "rows.npy", np.zeros((2, 5), dtype=np.float32))
     with pytest.raises(predict.DeployError, match="raw table columns.*cannot hold"):
         predict.predict(run_dir, tmp_path / "rows.npy")
-    (tmp_path / "rows.csv").write_text(ROWS_CSV)
-    with pytest.raises(predict.DeployError, match="--range-check flag: .*raw table columns"):
-        predict.predict(run_dir, tmp_path / "rows.csv", range_check="flag")
+
+
+def test_numbers_far_outside_their_training_range_are_flagged_or_refused(run_dir, tmp_path):
+    (tmp_path / "rows.csv").write_text("island,bill,mass,sex,tagged\nNorth,40,3500,male,yes\nSouth,,900000,female,no\nNorth,,,,\n")
+    out = tmp_path / "out.json"
+    predict.predict(run_dir, tmp_path / "rows.csv", out, range_check="flag")
+    assert [record["out_of_range"] for record in json.loads(out.read_text())] == [[], ["mass"], []]  # a blank is never out of range
+    with pytest.raises(predict.DeployError, match=r"line 3: data row 2: 'mass' is 900000.0, outside the training range"):
+        predict.predict(run_dir, tmp_path / "rows.csv", tmp_path / "refused.json", range_check="refuse")
+    metadata = json.loads((run_dir / "bundle" / "metadata.json").read_text())
+    mass = next(c for c in metadata["columns"] if c["name"] == "mass")
+    assert 3000 < mass["min"] < mass["max"] < 5000
 
 
 def test_the_bundles_own_predict_script_reads_raw_columns_without_torch(run_dir, tmp_path):
@@ -284,3 +293,12 @@ def test_the_raw_check_fails_when_the_graph_encodes_differently(run_dir):
     assert check_raw_columns(answers(good), Reference(), right, rows, ("logits", "probabilities"), noise, Tolerance())["passed"]
     failed = check_raw_columns(answers(bad), Reference(), right, rows, ("logits", "probabilities"), noise, Tolerance())
     assert not failed["passed"] and "probe row" in failed["worst"]
+
+
+def test_the_server_flags_a_number_far_outside_its_training_range(served):
+    server, _ = served
+    far = {**{n: v.copy() for n, v in FEEDS.items()}, "mass": np.array([[3500], [9e5], [np.nan]], dtype=np.float32)}
+    body = {"inputs": [{"name": n, "datatype": "FP32" if v.dtype == np.float32 else "BYTES", "shape": list(v.shape),
+                        "data": [None if isinstance(x, float) and np.isnan(x) else x for x in v.reshape(-1).tolist()]} for n, v in far.items()]}
+    answer = httpx.post(f"{server.url}/v2/models/table/infer", json=body, timeout=30)
+    assert answer.status_code == 200 and answer.json()["parameters"]["out_of_range_rows"] == [1], answer.text
