@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline_core import Register, RunContext, RunFiles, __version__, hookimpl, scalars
-from pipeline_core.engine import PipelineConfig
+from pipeline_core import Register, RunFiles, __version__, hookimpl, scalars
 from pipeline_core_plugins.trackers import mlflow_runs as runs
 from pipeline_core_plugins.trackers.mlflow_settings import NAME, MlflowSettings, mlflow_settings
+
+if TYPE_CHECKING:  # the run's context imports torch: `pipeline plugins` and a cached `validate` do not
+    from pipeline_core import RunContext
+    from pipeline_core.engine import PipelineConfig
 
 #: run-folder entries not sent to MLflow: training's resumable state (the results are all logged)
 NOT_LOGGED = ("checkpoints", runs.RECORD)
