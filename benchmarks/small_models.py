@@ -14,6 +14,10 @@ falls on both alike. The sweep's goal (epochs per second against plain Optuna) i
 ``benchmarks/sweep.py``.
 
     python benchmarks/small_models.py [--rounds 4] [--short 200] [--long 4000] [--only moons,spirals,regression] [--skip-whole]
+                                      [--threads N]
+
+``--threads N`` gives both sides N threads (the regression net otherwise gets torch's default, two on
+this machine, where a second process's load moved its figures by 3x from round to round).
 """
 
 from __future__ import annotations
@@ -123,7 +127,10 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=4000)
     parser.add_argument("--only", default="moons,spirals,regression")
     parser.add_argument("--skip-whole", action="store_true", help="leave out part 3")
+    parser.add_argument("--threads", type=int, default=0, help="threads for both sides (0: as the train stage chooses)")
     args = parser.parse_args()
+    if args.threads:
+        THREADS.update(dict.fromkeys(THREADS, args.threads))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {load()}")
     with tempfile.TemporaryDirectory() as folder:
         for workload in [name.strip() for name in args.only.split(",") if name.strip()]:
