@@ -1,6 +1,6 @@
 """The moons sweep (pipelines/moons_sweep.toml) against its goals, side by side in one run.
 
-    python benchmarks/sweep.py [--seeds 0,1,2] [--trials 30] [--jobs-trials 16] [--skip-jobs | --only-jobs]
+    python benchmarks/sweep.py [--seeds 0,1,2] [--trials 30] [--jobs-trials 16] [--skip-jobs | --only-jobs | --only-optuna]
 
 1. Quality: the best trial's test accuracy (scored once, after selection on the validation split)
    within ``--trials`` trials; goal ≥ 0.97.
@@ -14,6 +14,10 @@
    (``--jobs 2`` gives each worker one core), so the figure says what the second process gives and
    what the thread count gives. The machine's load average is printed: this project's machine has 2
    cores, shared with other work.
+
+4. Against plain Optuna: the same sweep (median pruner, TPE seed) and ``benchmarks/optuna_moons.py``,
+   the same search, data, model and loop as a plain Optuna script writing no file, alternating, in
+   epochs trained per second of wall time (whole processes, and the trial phase alone); goal ≥ 0.8×.
 
 Every sweep runs as ``pipeline sweep`` does (a subprocess, its own study in a temporary folder).
 """
@@ -107,6 +111,35 @@ def workers(artifacts: Path, trials: int) -> None:
         )
 
 
+def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
+    # One thread on both sides: these models' steps are near the size where torch's second thread starts
+    # to pay, and on a loaded 2-core machine two threads per process ran either side up to 10x slower.
+    print(f"\n4. epochs trained per second: pipeline sweep against a plain Optuna script, {trials} trials, median pruner, "
+          f"OMP_NUM_THREADS=1 on both ({load()})")
+    print(f"{'seed':>4}  {'script':<12}  {'complete':>8}  {'pruned':>6}  {'epochs':>6}  {'seconds':>7}  {'epochs/s':>8}  "
+          f"{'trial phase s':>13}  {'epochs/s (phase)':>16}")
+    ratios, phase_ratios = [], []
+    for seed in seeds:
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "optuna_moons.py"), "--trials", str(trials), "--seed", str(seed)],
+                                capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        plain_seconds = time.perf_counter() - started
+        plain = json.loads(result.stdout.strip().splitlines()[-1])
+        piped = sweep(artifacts, f"optuna_{seed}", trials, overrides=(f"sweep.sampler.seed={seed}",), threads=1)
+        rates = {"optuna": plain["epochs"] / plain_seconds, "pipeline": piped["epochs"] / piped["seconds"]}
+        phases = {"optuna": plain["epochs"] / plain["seconds"], "pipeline": piped["epochs"] / piped["phase"]}
+        for label, counts, epochs, seconds, phase in (
+            ("plain optuna", plain, plain["epochs"], plain_seconds, plain["seconds"]),
+            ("pipeline", piped["trials"], piped["epochs"], piped["seconds"], piped["phase"]),
+        ):
+            print(f"{seed:>4}  {label:<12}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
+                  f"{phase:>13.1f}  {epochs / phase:>16.0f}", flush=True)
+        ratios.append(rates["pipeline"] / rates["optuna"])
+        phase_ratios.append(phases["pipeline"] / phases["optuna"])
+        print(f"      seed {seed}: pipeline/plain epochs per second {ratios[-1]:.2f} (whole processes), {phase_ratios[-1]:.2f} (trial phase); goal ≥ 0.8")
+    print(f"   median over seeds: {sorted(ratios)[len(ratios) // 2]:.2f} whole processes, {sorted(phase_ratios)[len(phase_ratios) // 2]:.2f} trial phase  ({load()})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="TPE sampler seeds, comma-separated")
@@ -114,13 +147,17 @@ def main() -> None:
     parser.add_argument("--jobs-trials", type=int, default=16, help="trials of each --jobs sweep")
     parser.add_argument("--skip-jobs", action="store_true", help="leave out part 3")
     parser.add_argument("--only-jobs", action="store_true", help="only part 3")
+    parser.add_argument("--only-optuna", action="store_true", help="only part 4")
     args = parser.parse_args()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as folder:
         artifacts = Path(folder)
-        if not args.only_jobs:
-            quality_and_pruning(artifacts, [int(seed) for seed in args.seeds.split(",")], args.trials)
-        if not args.skip_jobs:
+        if not (args.only_jobs or args.only_optuna):
+            quality_and_pruning(artifacts, seeds, args.trials)
+        if not (args.skip_jobs or args.only_optuna):
             workers(artifacts, args.jobs_trials)
+        if not args.only_jobs:
+            against_optuna(artifacts, seeds, args.trials)
 
 
 if __name__ == "__main__":

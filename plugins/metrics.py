@@ -45,28 +45,32 @@ def loss(predictions: Predictions) -> float:
     return float(predictions.loss_fn(predictions.outputs, predictions.targets))
 
 
+def _scores(predictions: Predictions, metric: str, average: Average) -> tuple[float, float, float]:
+    """Precision, recall and F1 as scikit-learn defines them (``zero_division=0``), computed from class
+    counts (:mod:`.class_scores` says why); scikit-learn itself for an empty split (its error)."""
+    from pipeline_core_plugins.class_scores import precision_recall_f1
+
+    true, predicted = _classes(predictions, metric)
+    if not len(true):
+        from sklearn.metrics import precision_recall_fscore_support
+
+        return precision_recall_fscore_support(true, predicted, average=average, zero_division=0)[:3]
+    return precision_recall_f1(true, predicted, average)
+
+
 def precision(predictions: Predictions, *, average: Average = "macro") -> float:
     """Precision: of the rows predicted as a class, the fraction that belong to it (averaged over classes)."""
-    from sklearn.metrics import precision_score
-
-    true, predicted = _classes(predictions, "precision")
-    return float(precision_score(true, predicted, average=average, zero_division=0))
+    return _scores(predictions, "precision", average)[0]
 
 
 def recall(predictions: Predictions, *, average: Average = "macro") -> float:
     """Recall: of the rows of a class, the fraction predicted as it (averaged over classes)."""
-    from sklearn.metrics import recall_score
-
-    true, predicted = _classes(predictions, "recall")
-    return float(recall_score(true, predicted, average=average, zero_division=0))
+    return _scores(predictions, "recall", average)[1]
 
 
 def f1(predictions: Predictions, *, average: Average = "macro") -> float:
     """F1: the harmonic mean of precision and recall (averaged over classes)."""
-    from sklearn.metrics import f1_score
-
-    true, predicted = _classes(predictions, "f1")
-    return float(f1_score(true, predicted, average=average, zero_division=0))
+    return _scores(predictions, "f1", average)[2]
 
 
 def confusion_matrix(predictions: Predictions) -> list[list[int]]:

@@ -70,7 +70,7 @@ def train(run: RunContext) -> None:
 
 def evaluate(run: RunContext) -> None:
     """Compute the configured metrics on every split (the test split is the headline), then draw the
-    registered plots."""
+    registered plots (unless ``evaluate.plots = false``)."""
     from pipeline_core.engine import Evaluator, draw_plots
 
     data, model = run.require_data("evaluate"), run.require_model("evaluate")
@@ -82,7 +82,8 @@ def evaluate(run: RunContext) -> None:
     for name in ordered:
         run.metrics[name] = evaluator(model, data.splits[name].to(run.device))
     run.write_json(RunFiles.METRICS, run.metrics)
-    draw_plots(run)
+    if run.config.evaluate.plots:
+        draw_plots(run)
 
 
 

@@ -15,6 +15,7 @@ import inspect
 import json
 import types
 import typing
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -169,8 +170,13 @@ def suggest(word: str, choices: typing.Iterable[str]) -> str:
     return f"did you mean {matches[0]!r}?" if matches else ""
 
 
+#: each factory's schema by context arity, kept as long as the factory lives
+_SCHEMAS: weakref.WeakKeyDictionary[Callable[..., Any], dict[int, Schema]] = weakref.WeakKeyDictionary()
+
+
 class Schema:
-    """A strict pydantic model and the annotations its error messages are phrased from."""
+    """A strict pydantic model and the annotations its error messages are phrased from (shared by
+    every host of a process that registers the same factory: it holds nothing of the registration)."""
 
     def __init__(self, model: type[pydantic.BaseModel], json_mode: bool = False) -> None:
         self.model = model
@@ -182,7 +188,23 @@ class Schema:
 
     @classmethod
     def from_signature(cls, factory: Callable[..., Any], context_arity: int, owner: str) -> Schema:
-        """The keyword-only parameters of ``factory`` as options; raises TypeError naming ``owner``."""
+        """The keyword-only parameters of ``factory`` as options; raises TypeError naming ``owner``.
+
+        Read once per factory: a sweep builds a plugin host for every trial, and making these
+        pydantic models was about 40% of building one (a factory that cannot be weakly referenced
+        is read each time)."""
+        try:
+            known = _SCHEMAS.get(factory)
+        except TypeError:
+            return cls._read(factory, context_arity, owner)
+        if known is None or context_arity not in known:
+            schema = cls._read(factory, context_arity, owner)
+            _SCHEMAS.setdefault(factory, {})[context_arity] = schema
+            return schema
+        return known[context_arity]
+
+    @classmethod
+    def _read(cls, factory: Callable[..., Any], context_arity: int, owner: str) -> Schema:
         signature = inspect.signature(factory)
         try:
             hints = option_hints(factory, [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY])

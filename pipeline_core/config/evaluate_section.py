@@ -17,6 +17,7 @@ class EvaluateSection(pydantic.BaseModel):
     model_config = STRICT
     split: str = "test"
     metrics: list[Annotated[ComponentConfig, component("metric")]] = []
+    plots: bool = True  # draw the registered plots (a sweep's trials do not: nobody looks at them)
 
     @field_validator("metrics", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ by batch as its workers decode it, so evaluating it never holds more than a batc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,17 +72,21 @@ class Evaluator:
         loss_fn = loss.to(run.device) if isinstance(loss, nn.Module) else loss
         return cls(run.host.registry, tuple(chosen), task, loss_fn)
 
-    def __call__(self, model: nn.Module, split: Split | StreamedSplit) -> dict[str, MetricValue]:
-        """``{metric name: value}`` for ``model`` on ``split`` (unaugmented; a streamed split batch by batch)."""
+    def __call__(self, model: nn.Module, split: Split | StreamedSplit, skip: Collection[str] = ()) -> dict[str, MetricValue]:
+        """``{metric name: value}`` for ``model`` on ``split`` (unaugmented; a streamed split batch by
+        batch), without the metrics named in ``skip``."""
         outputs = model_outputs(model, split)
-        return self.score(outputs, split.targets.to(outputs.device))
+        return self.score(outputs, split.targets.to(outputs.device), skip)
 
-    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, MetricValue]:
-        """``{metric name: value}`` for a model's raw ``outputs`` on a split with ``targets``: how the
-        same metrics are computed for a model that is not a PyTorch module (an ONNX variant)."""
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor, skip: Collection[str] = ()) -> dict[str, MetricValue]:
+        """``{metric name: value}`` for a model's raw ``outputs`` on a split with ``targets`` (without
+        the metrics named in ``skip``): how the same metrics are computed for a model that is not a
+        PyTorch module (an ONNX variant)."""
         predictions = Predictions(outputs, targets, self.task, self.loss_fn)
         values: dict[str, MetricValue] = {}
         for metric in self.metrics:
+            if metric.name in skip:
+                continue
             fn: Any = self.registry.get("metric", metric.name).factory
             value = fn(predictions, **metric.options)
             if isinstance(value, list):

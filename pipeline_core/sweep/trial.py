@@ -39,8 +39,12 @@ class TrialFailed(Exception):
 
 def trial_overrides(stages: list[str]) -> tuple[str, ...]:
     """What a trial changes besides its values: no export (the best trial's file is exported by
-    ``pipeline run``), and the evaluated split is the validation split."""
-    return (f"pipeline.stages={inline_toml([stage for stage in stages if stage != 'export'])}", f'evaluate.split="{VALIDATION}"')
+    ``pipeline run``), no plots (drawing them cost a moons trial more than its training), and the
+    evaluated split is the validation split."""
+    return (
+        f"pipeline.stages={inline_toml([stage for stage in stages if stage != 'export'])}", f'evaluate.split="{VALIDATION}"',
+        "evaluate.plots=false",
+    )
 
 
 class TrialReporter:

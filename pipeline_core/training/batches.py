@@ -11,6 +11,7 @@ the ranks, and each rank's loss is weighted by its share, so N processes take th
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,11 +42,18 @@ class EpochOutcome:
 
     @property
     def loss(self) -> float:
-        return float(self.totals[0] / (self.totals[3] if self.summed else self.totals[2]))
+        loss_sum, _, rows, batches = self._values
+        return loss_sum / (batches if self.summed else rows)  # float64 division, as torch's
 
     @property
     def accuracy(self) -> float:
-        return float(self.totals[1] / self.totals[2])
+        _, correct, rows, _ = self._values
+        return correct / rows
+
+    @functools.cached_property
+    def _values(self) -> list[float]:
+        """The totals read once (one host sync)."""
+        return self.totals.tolist()
 
     def first_bad_step(self) -> tuple[str, float]:
         """Where the loss stopped being finite (``step i of n``) and its value there."""
@@ -102,13 +110,13 @@ class BatchLoop:
         summed = self.summed
         losses: list[torch.Tensor] = []
         weights: list[float] = []
-        predictions: list[torch.Tensor] = []
-        rows: list[tuple[int, int]] = []  # this rank's rows of each batch, as positions in the epoch order
+        correct: list[torch.Tensor] = []  # a classifier's correct predictions in each batch (on the device)
+        rows = 0  # this rank's rows so far
 
         def outcome(totals: torch.Tensor, stopped_at: int | None = None) -> EpochOutcome:
             # an epoch resumed after its last step (a stop requested on that step) runs no batch: its
             # counts are all carried, and a classifier's accuracy still comes from them
-            classified = bool(predictions) or (self.classifies and not losses and bool(totals[2] > 0))
+            classified = bool(correct) or (self.classifies and not losses and bool(totals[2] > 0))
             return EpochOutcome(totals, losses, classified, summed, stopped_at)
 
         pending = 0
@@ -123,17 +131,18 @@ class BatchLoop:
                 steps.backward(loss * scale if scale != 1.0 else loss)
             losses.append(loss.detach())
             weights.append(1.0 if summed else float(high - low))
-            rows.append((low, high))
+            rows += high - low
             if self.classifies:
-                predictions.append(class_indices(outputs.detach(), self.task))
+                truth = targets[low:high].view(-1).long()
+                correct.append((class_indices(outputs.detach(), self.task) == truth).sum())
             pending += 1
             if final:
                 steps.step()
                 pending = 0
                 if stop.requested and not ranks.enabled:
-                    return outcome(self._totals(losses, weights, predictions, rows, order, carried), start + size)
+                    return outcome(self._totals(losses, weights, correct, rows, carried), start + size)
         # One reduction (and host sync) per epoch: loss and, for classifiers, accuracy over every rank.
-        totals = ranks.sum(self._totals(losses, weights, predictions, rows, order, carried))
+        totals = ranks.sum(self._totals(losses, weights, correct, rows, carried))
         if ranks.enabled and ranks.any(stop.requested, carried.device):  # several processes stop together, at an epoch's end
             stop.signal = stop.signal or signal.SIGTERM
             return outcome(totals if ranks.is_main else torch.zeros_like(totals), end)
@@ -146,24 +155,21 @@ class BatchLoop:
         return self.forward.no_sync()
 
     def _totals(
-        self,
-        losses: list[torch.Tensor],
-        weights: list[float],
-        predictions: list[torch.Tensor],
-        rows: list[tuple[int, int]],
-        order: torch.Tensor | None,
-        carried: torch.Tensor,
+        self, losses: list[torch.Tensor], weights: list[float], correct: list[torch.Tensor], rows: int, carried: torch.Tensor
     ) -> torch.Tensor:
-        """This rank's (loss sum, correct predictions, rows, batches) so far this epoch, plus ``carried``."""
+        """This rank's (loss sum, correct predictions, rows, batches) so far this epoch, plus ``carried``,
+        in as few tensor operations as the values allow: a full-batch epoch is one step, and every
+        operation here costs about as much as a small model's layer."""
+        if not losses:
+            return carried.clone()
         device = carried.device
-        totals = carried.clone()
-        if losses:
-            totals[0] += (torch.stack(losses).double() * torch.tensor(weights, dtype=torch.float64, device=device)).sum()
-            totals[2] += sum(high - low for low, high in rows)
-            totals[3] += len(losses) if self.ranks.is_main else 0
-        if predictions:
-            positions = torch.cat([torch.arange(low, high, device=device) for low, high in rows])
-            truth = self.feed.targets.view(-1).long()
-            seen = truth[order[positions]] if order is not None else truth[positions]
-            totals[1] += (torch.cat(predictions).long() == seen).sum()
-        return totals
+        if len(losses) == 1:  # the same value as the general sum below: a one-term sum is the term
+            loss_sum = losses[0].double() * weights[0]
+        else:
+            loss_sum = (torch.stack(losses).double() * torch.tensor(weights, dtype=torch.float64, device=device)).sum()
+        if not correct:
+            right = torch.zeros((), dtype=torch.float64, device=device)
+        else:
+            right = (correct[0] if len(correct) == 1 else torch.stack(correct).sum()).double()
+        counts = torch.tensor([rows, len(losses) if self.ranks.is_main else 0], dtype=torch.float64, device=device)
+        return torch.cat((torch.stack((loss_sum, right)), counts)) + carried

@@ -80,9 +80,12 @@ def _validation(run: RunContext, evaluator: Evaluator, settings: TrainSection) -
     if validation is None:
         return None
     split = validation.to(run.device)
+    matrices: set[str] = set()  # metrics that answered a matrix: no history column, so not computed again
 
     def validate(model: nn.Module) -> dict[str, float]:
-        return scalars(evaluator(model, split))
+        values = evaluator(model, split, skip=matrices)
+        matrices.update(name for name, value in values.items() if isinstance(value, list))
+        return scalars(values)
 
     return validate
 

@@ -67,6 +67,7 @@ class Trainer:
         self.feed = feed_for(train, device, seed)
         self.device, self.settings, self.distributed = device, settings, distributed
         self.model = model
+        self.modules = list(model.modules())  # to see cheaply whether a hook left a part in eval mode
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = OptimizerSteps(model, optimizer, schedule, settings, device)
         self.batches = BatchLoop(training_forward(model, settings, device, distributed), loss_fn, self.feed, settings, task, self.steps, distributed)
@@ -76,6 +77,7 @@ class Trainer:
         self.stop = StopRequest()
         self.epoch = 0  # epochs completed
         self.history: list[Row] = []
+        self.nothing_carried = torch.zeros(4, dtype=torch.float64, device=device)  # read, never written
         self.partial: dict[str, Any] | None = None  # an epoch stopped part-way: its order, position, totals
         self.resumed = False
 
@@ -138,7 +140,8 @@ class Trainer:
         epoch = self.epoch + 1
         started = time.perf_counter()
         order, first, carried = self._start()
-        self.model.train()
+        if not all(module.training for module in self.modules):  # train() walks every module: only when needed
+            self.model.train()
         outcome = self.batches.run(order, first, carried, self.stop, epoch)
         if outcome.stopped_at is not None:
             self._interrupt(epoch, order, outcome)
@@ -156,7 +159,7 @@ class Trainer:
         """The epoch's order, the row it starts from and what earlier parts of it added up to (an
         epoch a signal stopped part-way continues; only rank 0 carries its totals into the reduction)."""
         device = self.device
-        carried = torch.zeros(4, dtype=torch.float64, device=device)
+        carried = self.nothing_carried
         if self.partial is None:
             order = torch.randperm(len(self.feed), generator=self.generator).to(device) if self.settings.shuffle else None
             return order, 0, carried
