@@ -42,7 +42,7 @@ def cli() -> None:
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="Rows to predict: .csv, .npy or .json; or, for an image model, a .png/.jpg file or a folder of them.")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="Rows to predict: .csv, .npy, .json or .parquet (needs pyarrow); or, for an image model, a .png/.jpg file or a folder of them.")
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False), help="Write predictions here (.csv or .json); default: stdout as CSV.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True, help="Rows per onnxruntime call.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="onnxruntime provider.")

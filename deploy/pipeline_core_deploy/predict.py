@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     [--variant NAME] [--range-check flag|refuse] [--range-margin M]``."""
     parser = argparse.ArgumentParser(prog="predict.py", description="Predict with a pipeline-core bundle using onnxruntime.")
     parser.add_argument("bundle", type=Path, help="the bundle folder (or a run folder holding bundle/)")
-    parser.add_argument("--input", required=True, type=Path, help="rows to predict: .csv, .npy or .json; or a .png/.jpg image or a folder of them")
+    parser.add_argument("--input", required=True, type=Path, help="rows to predict: .csv, .npy, .json or .parquet (needs pyarrow); or a .png/.jpg image or a folder of them")
     parser.add_argument("--output", type=Path, help="where to write predictions (.csv or .json); default: stdout")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

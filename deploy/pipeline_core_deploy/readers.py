@@ -19,7 +19,7 @@ from pipeline_core_deploy.csv_input import _columns_by_name, _read_csv
 from pipeline_core_deploy.images import images_from_json
 from pipeline_core_deploy.row_checks import check_rows
 
-INPUT_FORMATS = (".csv", ".npy", ".json")
+INPUT_FORMATS = (".csv", ".npy", ".json", ".parquet")
 
 
 def _read_json_rows(path: Path, bundle: Bundle) -> tuple[np.ndarray, None]:
@@ -114,11 +114,38 @@ def _read_npy(path: Path, bundle: Bundle) -> tuple[np.ndarray, None]:
     return array, None
 
 
+def _read_parquet(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str]]:
+    """Rows from a Parquet file (needs pyarrow, imported only here): its columns by the bundle's
+    feature names, any order; a null is a blank (for a model of raw table columns) and is refused
+    by name for a model of numbers, like a NaN."""
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise DeployError(f"{path} is a Parquet file, which needs pyarrow: pip install pyarrow (or give a .csv or .json file)") from None
+    try:
+        table = parquet.read_table(path)
+    except (OSError, ValueError) as error:
+        raise DeployError(f"{path}: cannot read it as Parquet: {error}") from None
+    names = list(table.column_names)
+    order = _columns_by_name(names, bundle, str(path)) if bundle.feature_names else list(range(len(names)))
+    columns = [table.column(index).to_pylist() for index in order]
+    if not columns or not columns[0]:
+        raise DeployError(f"{path} holds no rows: expected rows of {bundle.describe_input()}")
+    if bundle.columns is not None:
+        return np.array(list(zip(*columns, strict=True)), dtype=object), lambda index: ""
+    rows = list(zip(*columns, strict=True))
+    culprit = _first_non_number([list(row) for row in rows])
+    if culprit is not None:
+        number, value = culprit
+        raise DeployError(f"{path}: data row {number} holds {value!r}, which is not a number; expected {bundle.describe_input()}")
+    return np.asarray(rows, dtype=np.float64), lambda index: ""
+
+
 def read_located(path: Path, bundle: Bundle) -> tuple[np.ndarray, Callable[[int], str] | None]:
     """Rows from a CSV, NPY or JSON file, checked and shaped to what the bundle's model takes, and
     what says where a row is in the file (a CSV's line), for later messages about it."""
     path = Path(path)
-    readers = {".csv": _read_csv, ".json": _read_json_rows, ".npy": _read_npy}
+    readers = {".csv": _read_csv, ".json": _read_json_rows, ".npy": _read_npy, ".parquet": _read_parquet}
     if path.suffix.lower() not in readers:
         raise DeployError(f"{path}: unsupported input format {path.suffix!r}; use one of {', '.join(INPUT_FORMATS)}")
     if not path.is_file():

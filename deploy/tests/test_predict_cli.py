@@ -88,3 +88,16 @@ def test_an_image_model_takes_a_folder_of_png_files(image_bundle, tmp_path):
     done = deploy("predict", image_bundle, "--input", folder, "--output", "out.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert_same_columns(read_columns(tmp_path / "out.csv"), {"file": names, **expected_predictions(image_bundle, rows)})
+
+
+def test_a_parquet_input_without_pyarrow_says_what_to_install(iris_bundle, tmp_path):
+    """The deploy environment does not carry pyarrow: a Parquet file is then one clear line, exit 2."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pyarrow is installed here; tests/deploy/test_predict_inputs.py reads Parquet with it")
+    (tmp_path / "rows.parquet").write_bytes(b"PAR1 not read")
+    done = deploy("predict", iris_bundle, "--input", "rows.parquet", cwd=tmp_path)
+    assert done.returncode == 2 and "needs pyarrow: pip install pyarrow" in done.stderr and "Traceback" not in done.stderr

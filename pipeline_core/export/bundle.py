@@ -322,7 +322,7 @@ quantized one scales each batch by its largest value) is run one row at a time b
 With only NumPy and onnxruntime installed (`pip install numpy onnxruntime`):
 
 ```sh
-python -P predict.py . --input rows.csv --output predictions.csv     # .csv, .npy or .json in
+python -P predict.py . --input rows.csv --output predictions.csv     # .csv, .npy, .json or .parquet in
 ```
 
 (`-P`: Python does not put this folder on its import path, so no file added to it can run; to trust

@@ -185,3 +185,16 @@ def test_an_npy_of_another_layout_with_the_same_count_is_refused_not_guessed(bun
     assert "square.npy: rows have shape [2, 2]; the bundle expects 4 float32 value(s) per row" in output
     np.save(tmp_path / "one.npy", np.array(ROWS[0], dtype=np.float32))  # one row without its batch axis is one row
     assert _predict(bundle, tmp_path / "one.npy").exit_code == 0
+
+
+def test_parquet_rows_answer_as_the_csv_rows_and_a_null_is_refused(bundle, tmp_path):
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as parquet
+
+    (tmp_path / "rows.csv").write_text(HEADER + "\n" + "\n".join(",".join(map(str, row)) for row in ROWS) + "\n")
+    columns = {name: [row[i] for row in ROWS] for i, name in reversed(list(enumerate(FEATURES)))}  # another column order
+    parquet.write_table(pyarrow.table(columns), tmp_path / "rows.parquet")
+    assert _predict(bundle, tmp_path / "rows.parquet").output == _predict(bundle, tmp_path / "rows.csv").output
+    columns[FEATURES[1]][1] = None
+    parquet.write_table(pyarrow.table(columns), tmp_path / "null.parquet")
+    assert "null.parquet: data row 2 holds None, which is not a number" in _error(bundle, tmp_path / "null.parquet")

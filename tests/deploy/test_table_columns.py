@@ -133,6 +133,19 @@ def test_bad_cells_are_refused_by_line_and_column(run_dir, tmp_path, text, messa
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_parquet_rows_with_nulls_answer_as_the_csv_does(run_dir, tmp_path):
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as parquet
+
+    (tmp_path / "rows.csv").write_text(ROWS_CSV)
+    predict.predict(run_dir, tmp_path / "rows.csv", tmp_path / "from_csv.json")
+    columns = {"tagged": ["yes", None, "NO", "True"], "mass": [3510.0, None, None, 4300.0], "bill": [40.1, None, 46.0, None],
+               "sex": ["male", None, None, "female"], "island": ["North", None, "Atlantis", "South"]}
+    parquet.write_table(pyarrow.table(columns), tmp_path / "rows.parquet")
+    predict.predict(run_dir, tmp_path / "rows.parquet", tmp_path / "from_parquet.json")
+    assert json.loads((tmp_path / "from_parquet.json").read_text()) == json.loads((tmp_path / "from_csv.json").read_text())
+
+
 def test_npy_is_refused_with_the_reason(run_dir, tmp_path):
     np.save(tmp_path / "rows.npy", np.zeros((2, 5), dtype=np.float32))
     with pytest.raises(predict.DeployError, match="raw table columns.*cannot hold"):
