@@ -51,7 +51,9 @@ def draw(study: optuna.Study, folder: SweepFolder) -> tuple[list[dict[str, str]]
             missing[title] = f"needs {needs} complete trial{'s' if needs > 1 else ''}, the study has {complete}"
             continue
         try:
-            with warnings.catch_warnings():
+            # Optuna's figures call plt.style.use("ggplot"), which would restyle every later plot of the
+            # process (a run's curves after a sweep, in one Python session): rc_context puts it back
+            with warnings.catch_warnings(), plt.rc_context():
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib figures experimental
                 axes = plot(study)
         except (ValueError, RuntimeError, ZeroDivisionError) as error:

@@ -456,3 +456,24 @@ def test_when_every_worker_dies_the_results_so_far_are_written_and_the_command_c
     trials = load_study(sqlite(folder)).trials
     assert not [trial for trial in trials if trial.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert json.loads(folder.record.read_text())["state"] == "finished" and (folder.root / "best.toml").is_file()
+
+
+def test_the_sweep_figures_leave_matplotlibs_style_as_it_was(tmp_path):
+    """Optuna's figures switch matplotlib to its ggplot style; a run's plots drawn later in the same
+    process (a sweep, then a run, in one Python session) must look as they always do."""
+    import matplotlib
+    import optuna
+
+    from pipeline_core.sweep import report
+    from pipeline_core.sweep.folder import SweepFolder
+
+    study = optuna.create_study()
+    for value in (3.0, 1.0, 2.0):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.report(value, 1)
+        study.tell(trial, value)
+    (tmp_path / SweepFolder.PLOTS).mkdir()
+    before = dict(matplotlib.rcParams)
+    drawn, _ = report.draw(study, SweepFolder(tmp_path))
+    assert {plot["file"] for plot in drawn} >= {"plots/optimization_history.png"}
+    assert dict(matplotlib.rcParams) == before
