@@ -1,13 +1,15 @@
 """The moons sweep written as a plain Optuna script: the search space, sampler and pruner of
 ``pipelines/moons_sweep.toml`` (TPE with its seed and 8 random trials, constant liar; the median pruner
 after 5 trials and 20 epochs; a value reported every 10 epochs), the same data and splits, the same
-MLP trained full batch with SGD and BCEWithLogits, scored on validation accuracy, in memory, writing
-no file. ``benchmarks/sweep.py`` measures the pipeline's sweep against it in epochs trained per
+MLP with the same initial weights, trained full batch on rows shuffled as the pipeline shuffles them
+with SGD and BCEWithLogits, scored on validation accuracy, in memory, writing no file: the same
+trials as the pipeline's sweep, pruned at the same epochs, so the two differ only in what they cost. ``benchmarks/sweep.py`` measures the pipeline's sweep against it in epochs trained per
 second of wall time.
 
     python benchmarks/optuna_moons.py [--trials 30] [--seed 0]
 
-Prints one JSON line: trials by state, epochs trained, the best validation accuracy, seconds.
+Prints one JSON line: trials by state, epochs trained, the best validation accuracy, seconds, and
+each trial's value (to check that the pipeline ran the same trials).
 """
 
 from __future__ import annotations
@@ -28,35 +30,38 @@ REPORT_EVERY = 10
 
 
 def splits(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """make_moons(1000, noise 0.03, random_state 42): 20% test, 20% validation, the rest to train."""
+    """make_moons(1000, noise 0.03, random_state 42) split as the pipeline splits it: 20% test drawn
+    with the run's seed, then a quarter of the rest (20% of all) for validation with the seed + 1."""
     x, y = make_moons(n_samples=1000, noise=0.03, random_state=42)
-    x_rest, x_test, y_rest, y_test = train_test_split(x.astype(np.float32), y, test_size=0.2, random_state=seed)
-    x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=0.25, random_state=seed)
-    as_tensors = lambda a, b: (torch.from_numpy(a), torch.from_numpy(b).float().view(-1, 1))  # noqa: E731
-    return {"train": as_tensors(x_train, y_train), "validation": as_tensors(x_val, y_val), "test": as_tensors(x_test, y_test)}
+    x, y = x.astype(np.float32), y
+    rest, test = train_test_split(np.arange(len(x)), test_size=0.2, random_state=seed)
+    train, validation = train_test_split(rest, test_size=0.25, random_state=seed + 1)
+    as_tensors = lambda rows: (torch.from_numpy(x[rows]), torch.as_tensor(y[rows], dtype=torch.float32).view(-1, 1))  # noqa: E731
+    return {"train": as_tensors(train), "validation": as_tensors(validation), "test": as_tensors(test)}
 
 
-def network(hidden: list[int], mean: torch.Tensor | None, std: torch.Tensor | None) -> nn.Module:
+class Standardized(nn.Module):
+    """``(x - mean) / std`` of the training inputs in front of the network, as the pipeline's data does."""
+
+    def __init__(self, network: nn.Module, inputs: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", inputs.mean(0))
+        self.register_buffer("std", inputs.std(0))
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network((x - self.mean) / self.std)
+
+
+def network(hidden: list[int], seed: int = 0) -> nn.Module:
+    """The MLP as the pipeline builds it: its layers drawn in order right after the run's seed is set."""
+    torch.manual_seed(seed)
     layers: list[nn.Module] = []
     width = 2
     for size in hidden:
         layers += [nn.Linear(width, size), nn.ReLU()]
         width = size
-    model = nn.Sequential(*layers, nn.Linear(width, 1))
-    if mean is None:
-        return model
-
-    class Standardized(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("mean", mean)
-            self.register_buffer("std", std)
-            self.network = model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.network((x - self.mean) / self.std)
-
-    return Standardized()
+    return nn.Sequential(*layers, nn.Linear(width, 1))
 
 
 def main() -> None:
@@ -73,7 +78,7 @@ def main() -> None:
     def accuracy(model: nn.Module) -> float:
         model.eval()
         with torch.no_grad():
-            value = float(((model(x_val) > 0).float() == y_val).float().mean())
+            value = float(((model(x_val) > 0).float() == y_val).float().mean())  # in float32, as the pipeline's metric
         model.train()
         return value
 
@@ -84,12 +89,14 @@ def main() -> None:
         hidden = HIDDEN[trial.suggest_categorical("model.hidden_sizes", list(HIDDEN))]
         standardize = trial.suggest_categorical("data.standardize", [True, False])
         epochs = trial.suggest_int("train.epochs", 100, 500, step=50)
-        torch.manual_seed(0)
-        model = network(hidden, x_train.mean(0), x_train.std(0)) if standardize else network(hidden, None, None)
+        model = network(hidden)
+        model = Standardized(model, x_train) if standardize else model
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
         loss_fn = nn.BCEWithLogitsLoss()
+        shuffle = torch.Generator().manual_seed(0)  # the rows in a new order each epoch, as the pipeline's loop takes them
         for epoch in range(1, epochs + 1):
-            loss = loss_fn(model(x_train), y_train)
+            order = torch.randperm(len(x_train), generator=shuffle)
+            loss = loss_fn(model(x_train[order]), y_train[order])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -101,13 +108,14 @@ def main() -> None:
         return accuracy(model)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=8, constant_liar=True)
+    sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=8, multivariate=False, constant_liar=True)  # as [sweep] builds it
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=20))
     study.optimize(objective, n_trials=args.trials)
     states = [trial.state.name.lower() for trial in study.trials]
     print(json.dumps({
         "complete": states.count("complete"), "pruned": states.count("pruned"), "epochs": epochs_trained,
         "best": study.best_value, "seconds": time.perf_counter() - started,
+        "values": [trial.value for trial in study.trials]
     }))
 
 

@@ -97,7 +97,9 @@ def on_pipeline_error(run: RunContext, error: BaseException) -> None:
 
 @hookspec
 def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
-    """Called after each training epoch with that epoch's row of the history (losses, metrics, lr)."""
+    """Called after each training epoch with that epoch's row of the history (losses, metrics, lr).
+    The ``val_`` columns are in the rows of validated epochs: every epoch unless ``train.validate_every``
+    (or a sweep's trial, see ``sweep.report_every``) says otherwise."""
 
 
 @hookspec

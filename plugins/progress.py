@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # rich loads with the first run, not when the plugin register
     from pipeline_core import RunContext
 
 HIDDEN = ("epoch", "seconds", "lr")
+VALIDATED = "val_"
 
 
 def _console() -> Console:
@@ -35,12 +36,19 @@ class Display:
     console: Console = field(default_factory=_console)
     mode: str = ""  # "bar", "lines" or "none" once settled
     bar: tuple[Progress, Any] | None = None
+    validated: dict[str, float] = field(default_factory=dict)  # the val_ values of the last validated epoch
+    validated_epoch: int = 0
 
-
-def _describe(metrics: dict[str, float]) -> str:
-    shown = [f"{name} {value:.4f}" for name, value in metrics.items() if name not in HIDDEN]
-    speed = f"{1 / metrics['seconds']:.1f} epochs/s" if metrics.get("seconds") else ""
-    return "  ".join(shown + [speed])
+    def describe(self, metrics: dict[str, float]) -> str:
+        """An epoch's row; an epoch that was not validated (``validate_every``) shows the last one that was."""
+        measured = {name: value for name, value in metrics.items() if name.startswith(VALIDATED)}
+        if measured:
+            self.validated, self.validated_epoch = measured, int(metrics.get("epoch", 0))
+        shown = [f"{name} {value:.4f}" for name, value in metrics.items() if name not in HIDDEN]
+        if self.validated and not measured:
+            shown.append(" ".join(f"{name} {value:.4f}" for name, value in self.validated.items()) + f" (epoch {self.validated_epoch})")
+        speed = f"{1 / metrics['seconds']:.1f} epochs/s" if metrics.get("seconds") else ""
+        return "  ".join(shown + [speed])
 
 
 def _display(run: RunContext) -> Display:
@@ -76,13 +84,14 @@ def on_epoch_end(run: RunContext, epoch: int, metrics: dict[str, float]) -> None
     train = run.config.train
     if display.mode == "none" or train is None:
         return
+    description = display.describe(metrics)  # every epoch: it keeps the last validated one
     if display.bar is not None:
         progress, task = display.bar
-        progress.update(task, completed=epoch, description=_describe(metrics))
+        progress.update(task, completed=epoch, description=description)
         return
     every = max(1, train.epochs // 10)
     if epoch == 1 or epoch % every == 0 or epoch == train.epochs:
-        display.console.print(f"  epoch {epoch:>{len(str(train.epochs))}}/{train.epochs}  {_describe(metrics)}", highlight=False)
+        display.console.print(f"  epoch {epoch:>{len(str(train.epochs))}}/{train.epochs}  {description}", highlight=False)
 
 
 def _stop_bar(run: RunContext) -> None:

@@ -89,6 +89,13 @@ class PipelineConfig(pydantic.BaseModel):
             self.sweep, lambda path, value: _problems_with(table, path, value, context), self.pipeline.stages, metrics,
             self.data.options if self.data else None, lambda path: _holds(table, path),
         )
+        train = self.train
+        if train is not None and self.sweep.report_every % train.validate_every:
+            found.append((("sweep", "report_every"), problem(
+                f"the pruner is told the objective every {self.sweep.report_every} epochs, but train.validate_every = "
+                f"{train.validate_every} scores the validation split only every {train.validate_every}: make report_every "
+                "a multiple of validate_every"
+            )))
         if found:
             raise problems(found, table)
         return self

@@ -10,7 +10,10 @@ import pydantic
 from pydantic import Field
 
 from pipeline_core.components.options import STRICT
-from pipeline_core.config.common import MAXIMIZED, ComponentConfig, component
+from pipeline_core.config.common import MAXIMIZED, ComponentConfig, component, problem, problems
+
+#: the prefix of the history columns scored on the validation split
+VALIDATION_PREFIX = "val_"
 
 
 class EarlyStoppingSection(pydantic.BaseModel):
@@ -65,6 +68,25 @@ class TrainSection(pydantic.BaseModel):
     loss: Annotated[ComponentConfig | None, component("loss")] = None
     scheduler: Annotated[ComponentConfig | None, component("scheduler")] = None
     early_stopping: EarlyStoppingSection | None = None
+    # epochs between passes over the validation split (the last epoch is always validated): a small
+    # model trained full batch can spend as long validating as stepping. Other epochs' history rows
+    # have no val_ columns, so nothing may watch one every epoch (early stopping, a plateau scheduler).
+    validate_every: Annotated[int, Field(ge=1)] = 1
+
+    @pydantic.model_validator(mode="after")
+    def _watched_every_epoch(self) -> TrainSection:
+        stopping = self.early_stopping
+        if self.validate_every > 1 and stopping is not None and stopping.monitor.startswith(VALIDATION_PREFIX):
+            raise problems([(("validate_every",), problem(
+                f"early_stopping.monitor is {stopping.monitor!r}, measured every epoch for patience to count epochs; "
+                f"validate_every = {self.validate_every} leaves it out of most epochs: set validate_every = 1, "
+                "or monitor a training column such as 'train_loss'"
+            ))], self)
+        return self
+
+    def validates(self, epoch: int) -> bool:
+        """Whether ``epoch`` (1-based) is scored on the validation split."""
+        return epoch % self.validate_every == 0 or epoch == self.epochs
 
     def batch_bounds(self, rows: int) -> tuple[int, int]:
         """The batch size for a split of ``rows`` rows (``"full"``: all of them) and the row where the

@@ -29,7 +29,7 @@ from pipeline_core.sweep import processes, report, results
 from pipeline_core.sweep import study as studies
 from pipeline_core.sweep.folder import SweepFolder
 from pipeline_core.sweep.storage import display_url, keeps_heartbeats, open_storage, storage_url
-from pipeline_core.sweep.trial import VALIDATION, TrialRunner
+from pipeline_core.sweep.trial import VALIDATION, TrialRunner, trial_validation
 from pipeline_core.sweep.worker import Worker
 from pipeline_core.training.threads import DEFAULT_THREADS
 
@@ -148,7 +148,7 @@ def work(prepared: Sweep, until: float | None, worker: int = 0) -> int:
     study = studies.open_study(storage, prepared.study_name, prepared.sweep, prepared.shown_storage, worker)
     objective = TrialRunner(
         prepared.source.pipeline_file, prepared.source.overrides, prepared.sweep, list(prepared.config.pipeline.stages),
-        prepared.folder, prepared.study_name, prepared.shown_storage,
+        prepared.folder, prepared.study_name, prepared.shown_storage, trial_validation(prepared.config, prepared.sweep),
     )
     loop = Worker(
         study, objective, budget(prepared.sweep), until, studies.dead_worker_callback(prepared.sweep.retries),

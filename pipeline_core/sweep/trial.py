@@ -21,13 +21,16 @@ from typing import Any
 
 import optuna
 
+from pipeline_core.config.file import PipelineConfig
 from pipeline_core.config.sweep_section import SweepSection, inline_toml
+from pipeline_core.config.train_section import VALIDATION_PREFIX
 from pipeline_core.errors import ConfigError, Interrupted, PipelineError, Pruned
 from pipeline_core.hookspecs import hookimpl
 from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 from pipeline_core.run.context import RunContext
 from pipeline_core.sweep import space
 from pipeline_core.sweep.folder import SweepFolder
+from pipeline_core.sweep.pruning import PruningCheck
 
 HELD_OUT = "test"
 VALIDATION = "validation"
@@ -37,14 +40,31 @@ class TrialFailed(Exception):
     """A trial that could not finish (its values diverged, a plugin raised): recorded, and the sweep goes on."""
 
 
-def trial_overrides(stages: list[str]) -> tuple[str, ...]:
+def trial_overrides(stages: list[str], validate_every: int | None = None) -> tuple[str, ...]:
     """What a trial changes besides its values: no export (the best trial's file is exported by
-    ``pipeline run``), no plots (drawing them cost a moons trial more than its training), and the
-    evaluated split is the validation split."""
+    ``pipeline run``), no plots (drawing them cost a moons trial more than its training), the
+    evaluated split is the validation split, and (``validate_every``) the epochs it is scored on."""
     return (
         f"pipeline.stages={inline_toml([stage for stage in stages if stage != 'export'])}", f'evaluate.split="{VALIDATION}"',
-        "evaluate.plots=false",
+        "evaluate.plots=false", *((f"train.validate_every={validate_every}",) if validate_every else ()),
     )
+
+
+def trial_validation(config: PipelineConfig, sweep: SweepSection) -> int | None:
+    """How often a trial scores the validation split where the file leaves it open: only on the
+    epochs it reports (``report_every``) and its last. Validation does not change the weights, so the
+    trial trains as ``pipeline run`` of its values does, and a small model's trial no longer spends as
+    long validating as training. ``None`` (every epoch, or as the file says) when something may read
+    a val_ column every epoch: early stopping on one, a scheduler (a plateau scheduler watches one),
+    or a searched value that could add either."""
+    train = config.train
+    if train is None or sweep.report_every == 1 or "validate_every" in train.model_fields_set or train.scheduler is not None:
+        return None
+    if train.early_stopping is not None and train.early_stopping.monitor.startswith(VALIDATION_PREFIX):
+        return None
+    if any(key.startswith(("train.early_stopping", "train.scheduler", "train.validate_every")) for key in sweep.parameters):
+        return None
+    return sweep.report_every
 
 
 class TrialReporter:
@@ -52,6 +72,7 @@ class TrialReporter:
 
     def __init__(self, trial: optuna.Trial, sweep: SweepSection) -> None:
         self.trial, self.objective, self.every = trial, sweep.objective, sweep.report_every
+        self.should_stop = PruningCheck(trial)
         self.epochs = 0
 
     @hookimpl(tryfirst=True)
@@ -62,16 +83,15 @@ class TrialReporter:
     @hookimpl(trylast=True)
     def on_epoch_end(self, run: RunContext, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs = epoch
-        if self.objective not in metrics:
-            raise ConfigError(
-                f"sweep.objective {self.objective!r} is not in the epoch's history row ({', '.join(metrics)}); "
-                "the validation split is scored with [evaluate] metrics (or the task's defaults): choose one of the val_ columns"
-            )
         if epoch % self.every:
             return
+        if self.objective not in metrics:
+            raise ConfigError(
+                f"sweep.objective {self.objective!r} is not in epoch {epoch}'s history row ({', '.join(metrics)}); "
+                "the validation split is scored with [evaluate] metrics (or the task's defaults): choose one of the val_ columns"
+            )
         value = metrics[self.objective]
-        self.trial.report(value, epoch)
-        if self.trial.should_prune():
+        if self.should_stop(value, epoch):
             raise Pruned(f"the pruner stopped trial {self.trial.number} at epoch {epoch} ({self.objective} {value:.6g})", epoch)
 
 
@@ -86,6 +106,7 @@ class TrialRunner:
     folder: SweepFolder
     study: str
     storage: str  # shown, without a password
+    validate_every: int | None = None  # the trials' validation cadence (trial_validation), None: the file's
     current: int | None = field(default=None, init=False)  # the trial this process runs now
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -97,7 +118,7 @@ class TrialRunner:
         reporter = TrialReporter(trial, self.sweep)
         started = time.perf_counter()
         try:
-            config, host = load_pipeline(self.pipeline_file, (*self.overrides, *trial_overrides(self.stages), *space.overrides(values)), plugins=[reporter])
+            config, host = load_pipeline(self.pipeline_file, (*self.overrides, *trial_overrides(self.stages, self.validate_every), *space.overrides(values)), plugins=[reporter])
             run = run_pipeline(config, host, out=run_dir, quiet=True, progress="none", provenance={"sweep": self._provenance(trial.number)})
             value = _objective(run, self.sweep.metric)
         except Pruned:

@@ -1,8 +1,9 @@
 """``fit(run)``: the training engine applied to a run, as the ``train`` stage uses it.
 
 It builds what ``[train]`` names (optimizer, loss, schedule, early stopping), validates on the
-validation split each epoch, continues from the run folder's last checkpoint when resuming, turns
-SIGINT/SIGTERM into a checkpoint and a clean stop, and fires ``on_epoch_end`` with each history row.
+validation split each epoch (or every ``validate_every`` epochs), continues from the run folder's
+last checkpoint when resuming, turns SIGINT/SIGTERM into a checkpoint and a clean stop, and fires
+``on_epoch_end`` with each history row.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pipeline_core.config.train_section import TrainSection
+from pipeline_core.config.train_section import VALIDATION_PREFIX, TrainSection
 from pipeline_core.errors import ConfigError, PipelineError, RunFailed
 from pipeline_core.model.evaluation import Evaluator
 from pipeline_core.run import checkpoint
@@ -21,7 +22,7 @@ from pipeline_core.run.results import TrainingSummary, scalars
 from pipeline_core.run.signals import stop_on_signals
 from pipeline_core.training.checkpointing import NONE_YET
 from pipeline_core.training.parallel import batchnorm_synchronized
-from pipeline_core.training.schedule import TrainingPlan
+from pipeline_core.training.schedule import LRSchedule, TrainingPlan
 from pipeline_core.training.threads import choose_threads
 from pipeline_core.training.trainer import Trainer
 
@@ -44,6 +45,7 @@ def fit(run: RunContext) -> TrainingSummary:
     run.threads = choose_threads(model, run.device, run.config.pipeline.threads, rows_per_step, run.distributed.local_world_size)
     plan = TrainingPlan(settings.epochs, settings.steps_per_epoch(len(train)))
     schedule = run.create(settings.scheduler, optimizer, plan) if settings.scheduler else None
+    _check_watched(schedule, settings)
     validate = _validation(run, evaluator, settings)
 
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
@@ -66,6 +68,17 @@ def fit(run: RunContext) -> TrainingSummary:
                 f"CUDA ran out of memory training with batch_size {size}; try batch_size = {max(1, size // 2)} "
                 f"(with accumulate_batches = {2 * settings.accumulate_batches} to keep the effective batch size)"
             ) from None
+
+
+def _check_watched(schedule: LRSchedule | None, settings: TrainSection) -> None:
+    """A plateau scheduler reads its column every epoch: not a val_ column left out of most of them."""
+    watched = schedule.monitor if schedule is not None else None
+    if watched and watched.startswith(VALIDATION_PREFIX) and settings.validate_every > 1 and settings.scheduler is not None:
+        raise ConfigError(
+            f"train.scheduler {settings.scheduler.name!r} watches {watched!r} every epoch, "
+            f"but train.validate_every = {settings.validate_every} scores the validation split only every {settings.validate_every} "
+            "epochs: set validate_every = 1, or have the scheduler watch a training column such as 'train_loss'"
+        )
 
 
 def _validation(run: RunContext, evaluator: Evaluator, settings: TrainSection) -> Any:

@@ -180,7 +180,7 @@ class Trainer:
         row: Row = {"epoch": epoch, "train_loss": train_loss}
         if outcome.classified:
             row["train_accuracy"] = outcome.accuracy
-        if self.validate is not None:
+        if self.validate is not None and self.settings.validates(epoch):
             row.update({f"val_{name}": value for name, value in self.validate(self.model).items()})
         row["lr"] = self.steps.lr
         row["seconds"] = time.perf_counter() - started

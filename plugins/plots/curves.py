@@ -35,7 +35,7 @@ def curves(run: RunContext) -> None:
 
     if not run.history:
         return
-    columns = list(run.history[0])
+    columns = list(dict.fromkeys(column for row in run.history for column in row))  # val_ columns may start later (validate_every)
     panels = quantities(columns)
     epochs = [int(row["epoch"]) for row in run.history]
     fig, axes = figures.figure(columns=len(panels))
@@ -44,9 +44,9 @@ def curves(run: RunContext) -> None:
         for prefix, label in (("train_", "train"), ("val_", "validation")):
             column = prefix + quantity
             if column in columns:
-                values = [row[column] for row in run.history]
-                series[column] = values
-                axis.plot(epochs, values, label=label)
+                series[column] = [row.get(column) for row in run.history]  # None where the epoch was not validated
+                measured = [(int(row["epoch"]), row[column]) for row in run.history if column in row]
+                axis.plot(*zip(*measured, strict=True), label=label, marker="." if len(measured) < len(epochs) else None)
         axis.set_title(quantity)
         axis.set_xlabel("epoch")
         axis.grid(True, alpha=0.3)

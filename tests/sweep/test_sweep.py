@@ -5,6 +5,7 @@ and a dead worker's trial failed and tried again on a storage without heartbeats
 
 from __future__ import annotations
 
+import csv
 import datetime
 import json
 import os
@@ -90,7 +91,7 @@ def sweep(*arguments: str) -> tuple[int, str]:
 
 
 def test_a_small_sweep_end_to_end(tmp_path, write_pipeline):
-    path = write_pipeline(SWEEP)
+    path = write_pipeline(SWEEP.replace('pruner = "none"', 'pruner = "none"\nreport_every = 4'))
     artifacts = tmp_path / "artifacts"
     code, output = sweep(str(path), "--artifacts", str(artifacts))
     assert code == 0, output
@@ -115,6 +116,12 @@ def test_a_small_sweep_end_to_end(tmp_path, write_pipeline):
         assert config["evaluate"]["split"] == "validation" and "export" not in config["pipeline"]["stages"] and "sweep" not in config
         assert config["evaluate"]["plots"] is False and not (run_dir / "plots").exists()  # drawing them cost more than training
         assert trial.user_attrs["epochs"] == 30
+        # validated only on the epochs it reports and its last: nothing else reads the val_ columns
+        assert config["train"]["validate_every"] == 4 and sorted(trial.intermediate_values) == list(range(4, 31, 4))
+        rows = list(csv.DictReader((run_dir / "history.csv").open(encoding="utf-8")))
+        assert [int(row["epoch"]) for row in rows if row["val_accuracy"]] == [*range(4, 31, 4), 30]
+        assert {float(row["val_accuracy"]) for row in rows if int(row["epoch"]) % 4 == 0} == {
+            trial.intermediate_values[int(row["epoch"])] for row in rows if int(row["epoch"]) % 4 == 0}
 
     record = json.loads(folder.record.read_text())
     assert record["state"] == "finished" and record["trials"]["complete"] == 4 and record["epochs"] == 120
@@ -132,7 +139,12 @@ def test_a_small_sweep_end_to_end(tmp_path, write_pipeline):
     assert table["evaluate"]["split"] == "test" and "export" in table["pipeline"]["stages"]
     result = CliRunner().invoke(cli, ["run", str(best_file), "--out", str(tmp_path / "best_run"), "-q"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "best_run" / "metrics.json").read_text())["test"] == best["test"]
+    rerun = json.loads((tmp_path / "best_run" / "metrics.json").read_text())
+    assert rerun["test"] == best["test"]
+    trial_dir = folder.trial_dir(best["trial"])
+    assert rerun["validation"] == json.loads((trial_dir / "metrics.json").read_text())["validation"]  # validated every epoch: the same weights
+    assert [row["train_loss"] for row in csv.DictReader((tmp_path / "best_run" / "history.csv").open(encoding="utf-8"))] == [
+        row["train_loss"] for row in csv.DictReader((trial_dir / "history.csv").open(encoding="utf-8"))]
 
     # the report: HTML with the figures embedded, and the figures as PNG files
     report = (folder.root / "report.html").read_text()
@@ -477,3 +489,25 @@ def test_the_sweep_figures_leave_matplotlibs_style_as_it_was(tmp_path):
     drawn, _ = report.draw(study, SweepFolder(tmp_path))
     assert {plot["file"] for plot in drawn} >= {"plots/optimization_history.png"}
     assert dict(matplotlib.rcParams) == before
+
+
+@pytest.mark.parametrize("report_every, train, searched, cadence", [
+    (1, "", "", None),  # every epoch is reported
+    (5, "", "", 5),
+    (5, "validate_every = 1", "", None),  # the file says so
+    (5, 'validate_every = 5\n[train.early_stopping]\nmonitor = "train_loss"', "", None),
+    (5, '[train.early_stopping]\nmonitor = "train_loss"', "", 5),
+    (5, '[train.early_stopping]\nmonitor = "val_loss"', "", None),  # patience counts validated epochs
+    (5, '[train.scheduler]\nname = "cosine"', "", None),  # a scheduler may watch a val_ column
+    (5, '[train.early_stopping]\nmonitor = "train_loss"', '"train.early_stopping.monitor" = { type = "categorical", choices = ["train_loss", "val_loss"] }', None),
+], ids=["every-epoch", "report-epochs", "file-says", "file-says-5", "stopping-on-train", "stopping-on-val", "scheduler", "searched"])
+def test_a_trial_validates_on_its_report_epochs_when_nothing_else_reads_them(write_pipeline, report_every, train, searched, cadence):
+    """The trials' cadence (``trial_validation``): ``report_every`` unless the file sets one, or early
+    stopping, a scheduler or a searched value may read a val_ column every epoch."""
+    from pipeline_core.sweep.trial import trial_validation
+
+    text = SWEEP.replace('pruner = "none"', f'pruner = "none"\nreport_every = {report_every}').replace(
+        'batch_size = "full"\n', f'batch_size = "full"\n{train}\n', 1) + searched + "\n"
+    config, _ = load_pipeline(write_pipeline(text))
+    assert config.sweep is not None
+    assert trial_validation(config, config.sweep) == cadence
