@@ -19,7 +19,8 @@
    the same search, data, model and loop as a plain Optuna script writing no file, alternating, in
    epochs trained per second of wall time (whole processes, and the trial phase alone); goal ≥ 0.8×.
    Both draw the same trials, get the same values and prune at the same epochs (checked and printed),
-   so the ratio is what the pipeline's bookkeeping costs.
+   so the ratio is what the pipeline's bookkeeping costs. The plain script runs a second time on a
+   SQLite study like the sweep's own (write-ahead log): what a durable, shared study costs by itself.
 
 Every sweep runs as ``pipeline sweep`` does (a subprocess, its own study in a temporary folder).
 """
@@ -118,30 +119,38 @@ def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
     # to pay, and on a loaded 2-core machine two threads per process ran either side up to 10x slower.
     print(f"\n4. epochs trained per second: pipeline sweep against a plain Optuna script, {trials} trials, median pruner, "
           f"OMP_NUM_THREADS=1 on both ({load()})")
-    print(f"{'seed':>4}  {'script':<12}  {'complete':>8}  {'pruned':>6}  {'epochs':>6}  {'seconds':>7}  {'epochs/s':>8}  "
+    print(f"{'seed':>4}  {'script':<20}  {'complete':>8}  {'pruned':>6}  {'epochs':>6}  {'seconds':>7}  {'epochs/s':>8}  "
           f"{'trial phase s':>13}  {'epochs/s (phase)':>16}")
-    ratios, phase_ratios = [], []
+    ratios: dict[str, list[float]] = {"memory": [], "memory phase": [], "sqlite": [], "sqlite phase": []}
     for seed in seeds:
-        started = time.perf_counter()
-        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "optuna_moons.py"), "--trials", str(trials), "--seed", str(seed)],
-                                capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        plain_seconds = time.perf_counter() - started
-        plain = json.loads(result.stdout.strip().splitlines()[-1])
+        runs = {"memory": plain(seed, trials), "sqlite": plain(seed, trials, f"sqlite:///{artifacts / f'plain_{seed}.db'}")}
         piped = sweep(artifacts, f"optuna_{seed}", trials, overrides=(f"sweep.sampler.seed={seed}",), threads=1)
-        rates = {"optuna": plain["epochs"] / plain_seconds, "pipeline": piped["epochs"] / piped["seconds"]}
-        phases = {"optuna": plain["epochs"] / plain["seconds"], "pipeline": piped["epochs"] / piped["phase"]}
         for label, counts, epochs, seconds, phase in (
-            ("plain optuna", plain, plain["epochs"], plain_seconds, plain["seconds"]),
-            ("pipeline", piped["trials"], piped["epochs"], piped["seconds"], piped["phase"]),
+            ("plain optuna, memory", runs["memory"], runs["memory"]["epochs"], runs["memory"]["wall"], runs["memory"]["seconds"]),
+            ("plain optuna, sqlite", runs["sqlite"], runs["sqlite"]["epochs"], runs["sqlite"]["wall"], runs["sqlite"]["seconds"]),
+            ("pipeline (sqlite)", piped["trials"], piped["epochs"], piped["seconds"], piped["phase"]),
         ):
-            print(f"{seed:>4}  {label:<12}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
+            print(f"{seed:>4}  {label:<20}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
                   f"{phase:>13.1f}  {epochs / phase:>16.0f}", flush=True)
-        ratios.append(rates["pipeline"] / rates["optuna"])
-        phase_ratios.append(phases["pipeline"] / phases["optuna"])
-        same = "the same trials" if plain["values"] == piped["values"] else "NOT the same trials (the ratio compares different work)"
-        print(f"      seed {seed}: pipeline/plain epochs per second {ratios[-1]:.2f} (whole processes), {phase_ratios[-1]:.2f} (trial phase); "
-              f"goal ≥ 0.8; {same}")
-    print(f"   median over seeds: {sorted(ratios)[len(ratios) // 2]:.2f} whole processes, {sorted(phase_ratios)[len(phase_ratios) // 2]:.2f} trial phase  ({load()})")
+        same = all(run["values"] == piped["values"] for run in runs.values())
+        for name, run in runs.items():
+            ratios[name].append(run["wall"] / piped["seconds"] * piped["epochs"] / run["epochs"])
+            ratios[f"{name} phase"].append(run["seconds"] / piped["phase"] * piped["epochs"] / run["epochs"])
+        print(f"      seed {seed}: pipeline / plain in memory {ratios['memory'][-1]:.2f} (whole processes), {ratios['memory phase'][-1]:.2f} "
+              f"(trial phase), goal ≥ 0.8; pipeline / plain on SQLite {ratios['sqlite'][-1]:.2f}, {ratios['sqlite phase'][-1]:.2f}; "
+              f"{'the same trials in all three' if same else 'NOT the same trials (the ratios compare different work)'}")
+    median = {name: sorted(values)[len(values) // 2] for name, values in ratios.items()}
+    print(f"   median over seeds: pipeline / plain in memory {median['memory']:.2f} whole, {median['memory phase']:.2f} phase; "
+          f"pipeline / plain on SQLite {median['sqlite']:.2f} whole, {median['sqlite phase']:.2f} phase  ({load()})")
+
+
+def plain(seed: int, trials: int, storage: str | None = None) -> dict[str, Any]:
+    """``optuna_moons.py``'s result, with its wall time as a process (``wall``)."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "optuna_moons.py"), "--trials", str(trials), "--seed", str(seed)]
+    started = time.perf_counter()
+    result = subprocess.run([*command, *(("--storage", storage) if storage else ())], capture_output=True, text=True, check=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "wall": time.perf_counter() - started}
 
 
 def main() -> None:
