@@ -87,6 +87,8 @@ def check_component(
         return None, [((), problem(f"expected a table with a 'name' and the {kind}'s options, got {table!r}"))]
     options = dict(table)
     name = options.pop("name", None)
+    if name is None and len(defaults := registry.defaults(kind)) == 1:
+        name = defaults[0].name  # options without a name (`--set train.optimizer.lr=0.1`) are the registered default's
     if name is None:
         return None, [((), problem(f"missing 'name': which {kind}? (available: {', '.join(registry.names(kind))})"))]
     if not isinstance(name, str) or name not in registry.components[kind]:

@@ -70,3 +70,16 @@ def test_two_defaults_for_one_task_are_refused_naming_both(tmp_path):
 def test_default_for_names_tasks():
     with pytest.raises(PluginError, match="default_for=\\('images',\\): expected a tuple of tasks"):
         Registry().add("loss", "odd", lambda: None, "mine", default_for=("images",))
+
+
+def test_options_without_a_name_are_the_default_optimizers(tmp_path):
+    """``--set train.optimizer.lr=...`` (or a sweep over it) on a file without ``[train.optimizer]``:
+    the default optimizer with that option; a loss has no default before the data's task is known."""
+    from pipeline_core.pipeline.load import load_pipeline
+
+    (tmp_path / "p.toml").write_text(MINIMAL.format(data="moons", options=""))
+    config, _ = load_pipeline(tmp_path / "p.toml", ("train.optimizer.lr=0.25",))
+    assert config.train is not None and config.train.optimizer is not None
+    assert (config.train.optimizer.name, config.train.optimizer.options["lr"]) == ("adam", 0.25)
+    result = invoke("validate", tmp_path / "p.toml", "--set", "train.loss.reduction=\"sum\"")
+    assert result.exit_code == 2 and "train.loss: missing 'name': which loss?" in result.output
