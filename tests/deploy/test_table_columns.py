@@ -315,3 +315,12 @@ def test_the_server_flags_a_number_far_outside_its_training_range(served):
                         "data": [None if isinstance(x, float) and np.isnan(x) else x for x in v.reshape(-1).tolist()]} for n, v in far.items()]}
     answer = httpx.post(f"{server.url}/v2/models/table/infer", json=body, timeout=30)
     assert answer.status_code == 200 and answer.json()["parameters"]["out_of_range_rows"] == [1], answer.text
+
+
+def test_deploy_reads_the_same_cells_as_blanks_as_training():
+    """The deploy side keeps its own copy of the blank tokens (it must not import the core): a token
+    added to one and not the other would train a blank as a category and serve it as missing."""
+    from pipeline_core.data.columns import BLANK_TOKENS as trained
+    from pipeline_core_deploy.table_columns import BLANK_TOKENS as served
+
+    assert served == trained
