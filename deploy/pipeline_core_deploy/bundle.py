@@ -195,13 +195,7 @@ class Bundle:
         call, or one row per call when the model is not known to be batch independent: each row then
         gets the answer it gets alone, whatever rows came with it. A model exported with a fixed batch
         size (``export.dynamic_batch = false``) takes exactly that many rows per call."""
-        step = batch_size if self.batch_independent else 1
-        fixed = self.metadata["input"]["shape"][0]
-        if isinstance(fixed, int):
-            if len(inputs) % fixed:
-                raise DeployError(f"{self.folder}: the model takes exactly {fixed} rows per call (exported with export.dynamic_batch = false), "
-                                  f"and {len(inputs)} rows are not a multiple of {fixed}; re-export it with export.dynamic_batch = true")
-            step = fixed
+        step = self._rows_per_call(len(inputs), batch_size)
         input_name = self.metadata["input"]["name"]
         names = [output["name"] for output in self.metadata["outputs"]]
         parts: list[list[np.ndarray]] = [[] for _ in names]
@@ -211,6 +205,21 @@ class Bundle:
             for index, value in enumerate(self.session.run(names, feeds)):
                 parts[index].append(value)
         return {name: part[0] if len(part) == 1 else np.concatenate(part) for name, part in zip(names, parts, strict=True)}
+
+    def call_sizes(self, rows: int, batch_size: int = 1024) -> list[int]:
+        """The rows of each onnxruntime call :meth:`run` makes for ``rows`` rows (what a server reports
+        as its batch sizes: one row per call for a model that runs each row alone)."""
+        step = self._rows_per_call(rows, batch_size)
+        return [min(step, rows - start) for start in range(0, rows, step)]
+
+    def _rows_per_call(self, rows: int, batch_size: int) -> int:
+        fixed = self.metadata["input"]["shape"][0]
+        if isinstance(fixed, int):
+            if rows % fixed:
+                raise DeployError(f"{self.folder}: the model takes exactly {fixed} rows per call (exported with export.dynamic_batch = false), "
+                                  f"and {rows} rows are not a multiple of {fixed}; re-export it with export.dynamic_batch = true")
+            return fixed
+        return batch_size if self.batch_independent else 1
 
 
 def variant_file(folder: Path, metadata: dict[str, Any], variant: str | None) -> str:

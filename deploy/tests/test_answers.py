@@ -147,6 +147,21 @@ def test_the_float_model_still_batches_requests_together(server):
     assert httpx.get(f"{server.url}/v2/models/iris").json()["parameters"]["requests_share_batches"] is True
 
 
+def test_a_model_whose_rows_run_alone_reports_one_row_per_call(server):
+    """``pipeline_serve_batch_size`` counts rows per onnxruntime call: a request of five rows to the
+    batch-dependent variant is five calls of one row each, not one batch of five."""
+    def batch_sizes() -> tuple[float, float]:
+        text = httpx.get(f"{server.url}/metrics").text
+        found = [re.search(rf'pipeline_serve_batch_size_{part}\{{model="iris_int8",version="1"\}} ([\d.e+]+)', text) for part in ("count", "sum")]
+        return (float(found[0].group(1)), float(found[1].group(1))) if found[0] and found[1] else (0.0, 0.0)
+
+    calls, rows = batch_sizes()
+    response = httpx.post(f"{server.url}/v2/models/iris_int8/infer", json=_infer_body([VICTIM] * 5))
+    assert response.status_code == 200, response.text
+    after = batch_sizes()
+    assert (after[0] - calls, after[1] - rows) == (5.0, 5.0)
+
+
 def test_rows_outside_the_training_range_are_flagged_in_the_answer_or_refused(server):
     flagged = httpx.post(f"{server.url}/v2/models/iris/infer", json=_infer_body([VICTIM, ATTACKER, VICTIM])).json()
     assert flagged["parameters"] == {"out_of_range_rows": [1]}

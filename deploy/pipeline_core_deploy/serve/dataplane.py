@@ -220,7 +220,7 @@ class DataPlane:
 
     def attach(self, model: ServedModel) -> None:
         assert self._executor is not None
-        model.attach(self._executor, self.metrics.observer(model.name, model.version, model.statistics))
+        model.attach(self._executor, self.metrics.observer(model.name, model.version, model.statistics, model.call_sizes))
         assert model.batcher is not None
         model.batcher.start()
 

@@ -14,6 +14,7 @@ of them (the queue depth gauge is summed over the workers alive).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -73,9 +74,12 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def observer(self, model: str, version: str, statistics: ModelStatistics | None = None) -> Observer:
-        """What one model's batcher reports to (and the model's statistics, for the statistics extension)."""
-        return _ModelObserver(self, model, version, statistics or ModelStatistics())
+    def observer(
+        self, model: str, version: str, statistics: ModelStatistics | None = None, call_sizes: Callable[[int], list[int]] | None = None
+    ) -> Observer:
+        """What one model's batcher reports to (and the model's statistics, for the statistics extension);
+        ``call_sizes`` splits a batch's rows into the onnxruntime calls that ran them."""
+        return _ModelObserver(self, model, version, statistics or ModelStatistics(), call_sizes or (lambda rows: [rows]))
 
     def render(self) -> bytes:
         if MULTIPROCESS_ENV in os.environ:  # --workers: every worker's values, merged from their files
@@ -86,7 +90,8 @@ class Metrics:
 
 
 class _ModelObserver(Observer):
-    def __init__(self, metrics: Metrics, model: str, version: str, statistics: ModelStatistics) -> None:
+    def __init__(self, metrics: Metrics, model: str, version: str, statistics: ModelStatistics, call_sizes: Callable[[int], list[int]]) -> None:
+        self._call_sizes = call_sizes
         self._depth = metrics.queue_depth.labels(model, version)
         self._rows = metrics.batch_size.labels(model, version)
         self._seconds = metrics.inference.labels(model, version)
@@ -96,6 +101,7 @@ class _ModelObserver(Observer):
         self._depth.set(requests)
 
     def executed(self, rows: int, requests: int, queued_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        self._rows.observe(rows)
+        for size in self._call_sizes(rows):  # rows per onnxruntime call: 1 each for a model whose rows run alone
+            self._rows.observe(size)
         self._seconds.observe(infer_ns / 1e9)
         self._statistics.executed(rows, requests, queued_ns, input_ns, infer_ns, output_ns)

@@ -111,6 +111,10 @@ class ServedModel:
     def _run(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         return self.bundle.run(rows, batch_size=self.batching.max_batch_size)
 
+    def call_sizes(self, rows: int) -> list[int]:
+        """The rows of each onnxruntime call that :meth:`_run` makes for ``rows`` rows."""
+        return self.bundle.call_sizes(rows, batch_size=self.batching.max_batch_size)
+
     def _screen(self, rows: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A batch's outputs screened for the whole batch at once (one NumPy pass per batch, not one per
         request), on the event loop: done on the inference threads, the same few NumPy calls cost
