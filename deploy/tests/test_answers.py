@@ -160,6 +160,9 @@ def test_a_model_whose_rows_run_alone_reports_one_row_per_call(server):
     assert response.status_code == 200, response.text
     after = batch_sizes()
     assert (after[0] - calls, after[1] - rows) == (5.0, 5.0)
+    statistics = httpx.get(f"{server.url}/v2/models/iris_int8/stats").json()["model_stats"][0]
+    assert (statistics["execution_count"], statistics["inference_count"]) == after  # the statistics extension agrees
+    assert {int(entry["batch_size"]) for entry in statistics["batch_stats"]} == {1}
 
 
 def test_rows_outside_the_training_range_are_flagged_in_the_answer_or_refused(server):

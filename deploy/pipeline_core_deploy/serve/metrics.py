@@ -101,7 +101,8 @@ class _ModelObserver(Observer):
         self._depth.set(requests)
 
     def executed(self, rows: int, requests: int, queued_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        for size in self._call_sizes(rows):  # rows per onnxruntime call: 1 each for a model whose rows run alone
+        calls = self._call_sizes(rows)  # rows per onnxruntime call: 1 each for a model whose rows run alone
+        for size in calls:
             self._rows.observe(size)
         self._seconds.observe(infer_ns / 1e9)
-        self._statistics.executed(rows, requests, queued_ns, input_ns, infer_ns, output_ns)
+        self._statistics.executed(rows, requests, queued_ns, input_ns, infer_ns, output_ns, calls)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,21 +73,27 @@ class ModelStatistics:
         else:
             self.fail.add(ns)
 
-    def executed(self, rows: int, requests: int, queued_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+    def executed(
+        self, rows: int, requests: int, queued_ns: int, input_ns: int, infer_ns: int, output_ns: int, calls: Sequence[int] | None = None
+    ) -> None:
         """One model execution of ``rows`` rows for ``requests`` requests, which had waited ``queued_ns``
-        in all before it began."""
+        in all before it began; ``calls`` are the rows of each onnxruntime call it made (one call of
+        ``rows`` when not given). Each call is an execution of its size, charged its rows' share of the time."""
+        sizes = list(calls) if calls else [rows]
         self.inference_count += rows
-        self.execution_count += 1
+        self.execution_count += len(sizes)
         self.queue.add(queued_ns, requests)
         self.compute_input.add(input_ns * requests, requests)
         self.compute_infer.add(infer_ns * requests, requests)
         self.compute_output.add(output_ns * requests, requests)
-        per_size = self.batches.get(rows)
-        if per_size is None:
-            per_size = self.batches[rows] = BatchStatistics()
-        per_size.compute_input.add(input_ns)
-        per_size.compute_infer.add(infer_ns)
-        per_size.compute_output.add(output_ns)
+        for size in sizes:
+            per_size = self.batches.get(size)
+            if per_size is None:
+                per_size = self.batches[size] = BatchStatistics()
+            share = size / rows if rows else 1.0
+            per_size.compute_input.add(round(input_ns * share))
+            per_size.compute_infer.add(round(infer_ns * share))
+            per_size.compute_output.add(round(output_ns * share))
 
     def as_json(self, name: str, version: str) -> dict[str, Any]:
         """Triton's ``ModelStatistics`` in its JSON form (the gRPC message has the same fields)."""
