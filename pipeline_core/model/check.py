@@ -140,8 +140,9 @@ def _dry_inputs(spec: DataSpec) -> tuple[torch.Tensor, bool]:
 
 def check_from_spec(config: PipelineConfig, host: Host) -> str:
     """``pipeline validate``'s model check: build the configured model from the dataset's ``spec``
-    (no data is loaded) and check its outputs; raises like ``build_model`` would. Returns a line
-    saying what was checked, or why it was not (the dataset has no ``spec``)."""
+    (no training; a spec reads at most what it needs, a table of typed columns whole) and check its
+    outputs; raises like ``build_model`` would. Returns a line saying what was checked, or why it was
+    not (the dataset has no ``spec``)."""
     if config.data is None or config.model is None or "build_model" not in config.pipeline.stages:
         return ""
     registry = host.registry
@@ -161,7 +162,7 @@ def check_from_spec(config: PipelineConfig, host: Host) -> str:
     check_data_spec(spec, owner=data_owner)
     count, why = needed_outputs(spec)
     passed = (f"model {model!r}: outputs (N, {count}) as the data needs: {why} (checked on the spec of dataset "
-              f"{config.data.name!r}, no data loaded)")
+              f"{config.data.name!r}, before any training)")
     key = check_cache.model_check_key(config, host, spec)
     remembered = check_cache.recall(key)
     if remembered is not None and remembered["outputs"] == count:

@@ -359,7 +359,7 @@ def test_validate_builds_image_models_from_the_mnist_spec(tmp_path):
     absent = ["--set", f'data.root="{tmp_path / "absent"}"']
     result = CliRunner().invoke(cli, ["validate", str(pipeline), *absent])
     assert result.exit_code == 0, result.output
-    assert "model 'cnn': outputs (N, 10) as the data needs" in result.output and "checked on the spec of dataset 'mnist', no data loaded" in result.output
+    assert "model 'cnn': outputs (N, 10) as the data needs" in result.output and "checked on the spec of dataset 'mnist', before any training" in result.output
     result = CliRunner().invoke(cli, ["validate", str(pipeline), *absent, "--set", "model.channels=[8, 8, 8, 8, 8]"])
     assert result.exit_code == 2 and "model.channels: block 5 of 5 leaves no image" in result.output
     result = CliRunner().invoke(cli, ["validate", str(pipeline), *absent, "--set", 'model={name="torchvision", arch="resnet18"}'])

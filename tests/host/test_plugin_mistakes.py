@@ -106,7 +106,7 @@ def test_validate_says_what_it_checked(write_pipeline, tmp_path):
     result = invoke("validate", _pipeline(write_pipeline, tmp_path, 'name = "wide"\noutputs = 3'))
     assert result.exit_code == 0
     assert ("model 'wide': outputs (N, 3) as the data needs: multiclass, one score per class (3 classes: setosa, versicolor, "
-            "virginica) (checked on the spec of dataset 'iris', no data loaded)") in result.output
+            "virginica) (checked on the spec of dataset 'iris', before any training)") in result.output
 
 
 FILTERED = '''
