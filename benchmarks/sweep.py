@@ -19,8 +19,9 @@
    the same search, data, model and loop as a plain Optuna script writing no file, alternating, in
    epochs trained per second of wall time (whole processes, and the trial phase alone); goal ≥ 0.8×.
    Both draw the same trials, get the same values and prune at the same epochs (checked and printed),
-   so the ratio is what the pipeline's bookkeeping costs. The plain script runs a second time on a
-   SQLite study like the sweep's own (write-ahead log): what a durable, shared study costs by itself.
+   so the ratio is what the pipeline's bookkeeping costs. The plain script also runs on a SQLite study
+   like the sweep's own (write-ahead log) and on Optuna's journal file: what a durable, shared study
+   costs by itself.
 
 Every sweep runs as ``pipeline sweep`` does (a subprocess, its own study in a temporary folder).
 """
@@ -119,18 +120,22 @@ def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
     # to pay, and on a loaded 2-core machine two threads per process ran either side up to 10x slower.
     print(f"\n4. epochs trained per second: pipeline sweep against a plain Optuna script, {trials} trials, median pruner, "
           f"OMP_NUM_THREADS=1 on both ({load()})")
-    print(f"{'seed':>4}  {'script':<20}  {'complete':>8}  {'pruned':>6}  {'epochs':>6}  {'seconds':>7}  {'epochs/s':>8}  "
+    print(f"{'seed':>4}  {'script':<21}  {'complete':>8}  {'pruned':>6}  {'epochs':>6}  {'seconds':>7}  {'epochs/s':>8}  "
           f"{'trial phase s':>13}  {'epochs/s (phase)':>16}")
-    ratios: dict[str, list[float]] = {"memory": [], "memory phase": [], "sqlite": [], "sqlite phase": []}
+    ratios: dict[str, list[float]] = {f"{name}{phase}": [] for name in ("memory", "sqlite", "journal") for phase in ("", " phase")}
     for seed in seeds:
-        runs = {"memory": plain(seed, trials), "sqlite": plain(seed, trials, f"sqlite:///{artifacts / f'plain_{seed}.db'}")}
+        runs = {
+            "memory": plain(seed, trials), "sqlite": plain(seed, trials, f"sqlite:///{artifacts / f'plain_{seed}.db'}"),
+            "journal": plain(seed, trials, f"journal:{artifacts / f'plain_{seed}.log'}"),
+        }
         piped = sweep(artifacts, f"optuna_{seed}", trials, overrides=(f"sweep.sampler.seed={seed}",), threads=1)
         for label, counts, epochs, seconds, phase in (
             ("plain optuna, memory", runs["memory"], runs["memory"]["epochs"], runs["memory"]["wall"], runs["memory"]["seconds"]),
             ("plain optuna, sqlite", runs["sqlite"], runs["sqlite"]["epochs"], runs["sqlite"]["wall"], runs["sqlite"]["seconds"]),
+            ("plain optuna, journal", runs["journal"], runs["journal"]["epochs"], runs["journal"]["wall"], runs["journal"]["seconds"]),
             ("pipeline (sqlite)", piped["trials"], piped["epochs"], piped["seconds"], piped["phase"]),
         ):
-            print(f"{seed:>4}  {label:<20}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
+            print(f"{seed:>4}  {label:<21}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
                   f"{phase:>13.1f}  {epochs / phase:>16.0f}", flush=True)
         same = all(run["values"] == piped["values"] for run in runs.values())
         for name, run in runs.items():
@@ -138,10 +143,13 @@ def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
             ratios[f"{name} phase"].append(run["seconds"] / piped["phase"] * piped["epochs"] / run["epochs"])
         print(f"      seed {seed}: pipeline / plain in memory {ratios['memory'][-1]:.2f} (whole processes), {ratios['memory phase'][-1]:.2f} "
               f"(trial phase), goal ≥ 0.8; pipeline / plain on SQLite {ratios['sqlite'][-1]:.2f}, {ratios['sqlite phase'][-1]:.2f}; "
+              f"plain on SQLite / in memory {ratios['memory'][-1] / ratios['sqlite'][-1]:.2f}, on a journal file / in memory "
+              f"{ratios['memory'][-1] / ratios['journal'][-1]:.2f} (whole processes); "
               f"{'the same trials in all three' if same else 'NOT the same trials (the ratios compare different work)'}")
     median = {name: sorted(values)[len(values) // 2] for name, values in ratios.items()}
     print(f"   median over seeds: pipeline / plain in memory {median['memory']:.2f} whole, {median['memory phase']:.2f} phase; "
-          f"pipeline / plain on SQLite {median['sqlite']:.2f} whole, {median['sqlite phase']:.2f} phase  ({load()})")
+          f"pipeline / plain on SQLite {median['sqlite']:.2f} whole, {median['sqlite phase']:.2f} phase; "
+          f"pipeline / plain on a journal file {median['journal']:.2f} whole, {median['journal phase']:.2f} phase  ({load()})")
 
 
 def plain(seed: int, trials: int, storage: str | None = None) -> dict[str, Any]:
