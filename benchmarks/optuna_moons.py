@@ -3,10 +3,11 @@
 after 5 trials and 20 epochs; a value reported every 10 epochs), the same data and splits, the same
 MLP with the same initial weights, trained full batch on rows shuffled as the pipeline shuffles them
 with fused SGD and BCEWithLogits, scored on validation accuracy, in memory, writing no file: the same
-trials as the pipeline's sweep, pruned at the same epochs, so the two differ only in what they cost. ``benchmarks/sweep.py`` measures the pipeline's sweep against it in epochs trained per
-second of wall time.
+trials as the pipeline's sweep, pruned at the same epochs, so the two differ only in what they cost.
+``benchmarks/sweep.py`` measures the pipeline's sweep against it in epochs trained per second of
+wall time.
 
-    python benchmarks/optuna_moons.py [--trials 30] [--seed 0] [--storage sqlite:///study.db]
+    python benchmarks/optuna_moons.py [--trials 30] [--seed 0] [--storage sqlite:///study.db | journal:study.log]
 
 Prints one JSON line: trials by state, epochs trained, the best validation accuracy, seconds, and
 each trial's value (to check that the pipeline ran the same trials).
