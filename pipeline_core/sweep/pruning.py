@@ -64,5 +64,5 @@ class PruningCheck:
         return FrozenTrial(
             number=trial.number, state=TrialState.RUNNING, value=None, datetime_start=trial.datetime_start, datetime_complete=None,
             params=trial.params, distributions=trial.distributions, user_attrs={}, system_attrs={},
-            intermediate_values=dict(self.reported), trial_id=trial.number,
+            intermediate_values=dict(self.reported), trial_id=trial.number,  # an id the percentile pruners never read
         )
