@@ -4,6 +4,7 @@ plugins, threads and model-check cache. Shared functions are in helpers.py."""
 
 from __future__ import annotations
 
+import copy
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,37 @@ import torch
 from pipeline_core import RunContext
 
 from helpers import IRIS_FAST, run_file
+
+
+def _build_the_onnx_registry_once() -> None:
+    """Every ONNX export builds torch's exporter registry afresh (``ONNXRegistry.from_torchlib``): it
+    re-reads the source of onnxscript's ~500 torchlib functions and infers ~2,700 signatures, about
+    0.9 s on this machine, the same each time, and this process exports a few hundred times. Here it is
+    built once per opset, and each export gets its own copy (its own dict and lists, so a custom op an
+    export registers stays in that export); the export itself, its checks and the files are as before.
+    A ``pipeline`` subprocess exports once and builds its own. With another torch that has no such
+    method, nothing is changed and exports are only slower."""
+    try:
+        from torch.onnx._internal.exporter._registration import ONNXRegistry
+    except ImportError:
+        return
+    build = getattr(ONNXRegistry.__dict__.get("from_torchlib"), "__func__", None)
+    if build is None:
+        return
+    built: dict[tuple, object] = {}
+
+    def from_torchlib(cls, *args, **kwargs):
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in built:
+            built[key] = build(cls, *args, **kwargs)
+        registry = copy.copy(built[key])
+        registry.functions = {target: list(decompositions) for target, decompositions in built[key].functions.items()}
+        return registry
+
+    ONNXRegistry.from_torchlib = classmethod(from_torchlib)
+
+
+_build_the_onnx_registry_once()
 
 
 @pytest.fixture(autouse=True)

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+import torch
+from click.testing import CliRunner, Result
 
 from pipeline_core.cli import cli
 
 from helpers import IRIS_FAST, invoke
 
 
-def test_progress_is_quiet_off_a_terminal_and_lines_on_request(write_pipeline, tmp_path):
-    quiet = invoke("run", write_pipeline(), "--out", tmp_path / "auto", "--set", "train.epochs=4")
+@pytest.fixture(scope="module")
+def four_epochs(tmp_path_factory) -> tuple[Result, Path]:
+    """``pipeline run FILE --out DIR --set train.epochs=4`` (no progress option), run once for the
+    tests that read its output and run folder: (the result, DIR)."""
+    folder = tmp_path_factory.mktemp("cli_run")  # a name without "epoch" or "stage", which the output must not hold
+    path = folder / "pipeline.toml"
+    path.write_text(textwrap.dedent(IRIS_FAST).lstrip(), encoding="utf-8")
+    threads = torch.get_num_threads()
+    result = invoke("run", path, "--out", folder / "run", "--set", "train.epochs=4")
+    torch.set_num_threads(threads)  # a run sets torch's thread count; keep it from leaking into later tests
+    return result, folder / "run"
+
+
+def test_progress_is_quiet_off_a_terminal_and_lines_on_request(four_epochs, write_pipeline, tmp_path):
+    quiet, _ = four_epochs
     assert quiet.exit_code == 0, quiet.output
     assert "epoch" not in quiet.output and "stage" not in quiet.output  # CliRunner output is not a terminal
     lines = invoke("run", write_pipeline(), "--out", tmp_path / "lines", "--set", "train.epochs=4", "--progress", "lines")
@@ -22,14 +37,14 @@ def test_progress_is_quiet_off_a_terminal_and_lines_on_request(write_pipeline, t
     assert "epoch 4/4  train_loss" in lines.output and "epochs/s" in lines.output
 
 
-def test_run_prints_a_summary(write_pipeline, tmp_path):
-    result = invoke("run", write_pipeline(), "--out", tmp_path / "run", "--set", "train.epochs=4")
+def test_run_prints_a_summary(four_epochs):
+    result, run_dir = four_epochs
     assert result.exit_code == 0, result.output
     assert "iris_fast: metrics" in result.output
     assert "export checks (bundle/)" in result.output
     assert result.output.count("passed") == 3
-    assert f"run folder: {tmp_path / 'run'}" in result.output.replace("\n", "")
-    assert len(open(tmp_path / "run" / "history.csv").read().splitlines()) == 5
+    assert f"run folder: {run_dir}" in result.output.replace("\n", "")
+    assert len(open(run_dir / "history.csv").read().splitlines()) == 5
 
 
 def test_quiet_run_has_no_progress(write_pipeline, tmp_path):

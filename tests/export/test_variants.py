@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -285,9 +288,22 @@ def test_regression_variants_are_held_to_a_relative_error(tmp_path):
     _assert_every_file_passes_the_full_checker(run.run_dir / "bundle")  # not only iris's: a regressor's files too
 
 
-def test_reexport_adds_a_variant_to_a_finished_run_without_training(tmp_path, write_pipeline):
-    run_dir = tmp_path / "run"
-    assert invoke("run", write_pipeline(), "--out", run_dir, "--quiet", "--set", 'export.formats=["onnx"]').exit_code == 0
+@pytest.fixture(scope="module")
+def onnx_only_run(tmp_path_factory):
+    """``pipeline run`` of the small iris pipeline with ``export.formats=["onnx"]`` and no variants, once
+    for the module: its run folder. Read it only; a test that exports it again copies it."""
+    folder = tmp_path_factory.mktemp("onnx_only")
+    path = folder / "pipeline.toml"
+    path.write_text(textwrap.dedent(IRIS_FAST).lstrip(), encoding="utf-8")
+    threads = torch.get_num_threads()
+    result = invoke("run", path, "--out", folder / "run", "--quiet", "--set", 'export.formats=["onnx"]')
+    torch.set_num_threads(threads)  # a run sets torch's thread count; keep it from leaking into later tests
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def test_reexport_adds_a_variant_to_a_finished_run_without_training(onnx_only_run, tmp_path):
+    run_dir = Path(shutil.copytree(onnx_only_run, tmp_path / "run", symlinks=True))
     weights, history = _sha256(run_dir / "weights.pt"), (run_dir / "history.csv").read_text()
     assert not list((run_dir / "bundle").glob("model.*.onnx"))
     result = invoke("export", run_dir, "--set", 'export.optimize.variants=["int8_dynamic"]')
@@ -401,9 +417,8 @@ def test_an_unknown_variant_is_refused_with_the_bundles_variants(iris_run, rows_
         "int8_dynamic (model.int8_dynamic.onnx), int8_static (model.int8_static.onnx), fp16 (model.fp16.onnx)" in result.output
 
 
-def test_a_bundle_without_variants_says_how_to_add_one(tmp_path, write_pipeline):
-    run_dir = tmp_path / "run"
-    assert invoke("run", write_pipeline(), "--out", run_dir, "--quiet", "--set", 'export.formats=["onnx"]').exit_code == 0
+def test_a_bundle_without_variants_says_how_to_add_one(onnx_only_run, tmp_path):
+    run_dir = onnx_only_run
     rows = tmp_path / "rows.csv"
     rows.write_text("5.1,3.5,1.4,0.2\n")
     result = CliRunner().invoke(cli, ["predict", str(run_dir), "--input", str(rows), "--variant", "fp16"])

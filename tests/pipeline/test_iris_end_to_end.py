@@ -1,17 +1,23 @@
-"""An end-to-end iris run with few epochs: the run folder contract, export checks, reproducibility."""
+"""An end-to-end iris run with few epochs: the run folder contract, export checks, reproducibility.
+
+The small iris pipeline as written is run once for the module (:func:`iris_run`); the tests that only
+read a run of it share that one."""
 
 from __future__ import annotations
 
 import csv
 import json
+import textwrap
 import tomllib
 
+import pytest
 import torch
 
+from pipeline_core import RunContext
 from pipeline_core.pipeline.runner import load_pipeline, run_pipeline
 from pipeline_core.run.artifacts import sha256
 
-from helpers import run_file
+from helpers import IRIS_FAST, run_file
 
 REQUIRED_FILES = {
     "config.toml", "metrics.json", "history.csv", "weights.pt", "export_report.json", "manifest.json",
@@ -20,10 +26,20 @@ REQUIRED_FILES = {
 }
 
 
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory: pytest.TempPathFactory) -> RunContext:
+    """IRIS_FAST (3 epochs) run once into ``<folder>/run`` from ``<folder>/pipeline.toml``. Read it only."""
+    folder = tmp_path_factory.mktemp("iris")
+    path = folder / "pipeline.toml"
+    path.write_text(textwrap.dedent(IRIS_FAST).lstrip(), encoding="utf-8")
+    threads = torch.get_num_threads()
+    run = run_file(path, folder / "run")
+    torch.set_num_threads(threads)  # a run sets torch's thread count; keep it from leaking into later tests
+    return run
 
-def test_run_folder_holds_the_contract(write_pipeline, tmp_path):
-    run = run_file(write_pipeline(), tmp_path / "run")
-    folder = run.run_dir
+
+def test_run_folder_holds_the_contract(iris_run):
+    folder = iris_run.run_dir
     assert REQUIRED_FILES <= {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
 
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -61,16 +77,16 @@ def test_run_folder_holds_the_contract(write_pipeline, tmp_path):
     assert resolved["data"]["test_size"] == 0.25  # defaults are written out
 
 
-def test_weights_reload_safely_and_reproduce_the_metrics(write_pipeline, tmp_path):
-    run = run_file(write_pipeline(), tmp_path / "run")
+def test_weights_reload_safely_and_reproduce_the_metrics(iris_run):
+    run = iris_run
     state = torch.load(run.run_dir / "weights.pt", weights_only=True)
     assert state.keys() == run.model.state_dict().keys()
     assert "preprocess.mean" in state  # standardization statistics travel with the weights
 
 
-def test_same_seed_same_metrics_and_other_seed_differs(write_pipeline, tmp_path):
-    path = write_pipeline()
-    first = run_file(path, tmp_path / "a").metrics
+def test_same_seed_same_metrics_and_other_seed_differs(iris_run, tmp_path):
+    path = iris_run.run_dir.parent / "pipeline.toml"  # the file iris_run ran, run twice more
+    first = iris_run.metrics
     second = run_file(path, tmp_path / "b").metrics
     other = run_file(path, tmp_path / "c", "pipeline.seed=4").metrics
     assert first == second
@@ -95,8 +111,8 @@ def test_validation_split_is_scored_every_epoch(write_pipeline, tmp_path):
     assert not any(key.startswith("test") for row in run.history for key in row)
 
 
-def test_standardization_uses_training_statistics_only(write_pipeline, tmp_path):
-    run = run_file(write_pipeline(), tmp_path / "run")
+def test_standardization_uses_training_statistics_only(iris_run):
+    run = iris_run
     train_inputs = run.data.splits["train"].inputs
     assert torch.allclose(run.model.preprocess.mean, train_inputs.mean(dim=0))
     standardized = run.model.preprocess(train_inputs)

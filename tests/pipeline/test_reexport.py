@@ -1,12 +1,21 @@
 """`pipeline export RUN`: a run whose export failed keeps its weights and is exported again without
-training; the old bundle stays until a new one passed; only export settings may change."""
+training; the old bundle stays until a new one passed; only export settings may change.
+
+The small iris pipeline is run twice for the whole module, once with an export check that cannot
+pass (:func:`failed_once`) and once as written (:func:`finished_once`); a test that exports again or
+edits the run folder works on its own copy of it."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
+from pathlib import Path
 
 import onnx
 import pytest
+import torch
+from click.testing import Result
 
 from helpers import IRIS_FAST, invoke
 
@@ -15,21 +24,44 @@ IMPOSSIBLE = ("--set", "export.atol=0.0", "--set", "export.rtol=0.0", "--set", "
 DEFAULTS = ("--set", "export.atol=1e-6", "--set", "export.rtol=1e-6", "--set", "export.noise_factor=4.0")
 
 
+def _run_once(folder: Path, *options: str) -> tuple[Path, Result]:
+    """``pipeline run`` of IRIS_FAST into ``<folder>/run``: the run folder and the command's result."""
+    path = folder / "pipeline.toml"
+    path.write_text(textwrap.dedent(IRIS_FAST).lstrip(), encoding="utf-8")
+    threads = torch.get_num_threads()
+    result = invoke("run", path, "--out", folder / "run", "--quiet", *options)
+    torch.set_num_threads(threads)  # a run sets torch's thread count; keep it from leaking into later tests
+    return folder / "run", result
 
-@pytest.fixture
-def failed_run(write_pipeline, tmp_path):
-    run_dir = tmp_path / "run"
-    result = invoke("run", write_pipeline(), "--out", run_dir, "--quiet", *IMPOSSIBLE)
+
+@pytest.fixture(scope="module")
+def failed_once(tmp_path_factory):
+    """A run whose export check failed (exit 1): (its folder, the output). Read it only."""
+    run_dir, result = _run_once(tmp_path_factory.mktemp("failed"), *IMPOSSIBLE)
     assert result.exit_code == 1, result.output
     return run_dir, result.output
+
+
+@pytest.fixture(scope="module")
+def finished_once(tmp_path_factory):
+    """A run that passed its export checks and sealed its bundle. Read it only; :func:`finished_run` copies it."""
+    run_dir, result = _run_once(tmp_path_factory.mktemp("finished"))
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+@pytest.fixture
+def finished_run(finished_once, tmp_path) -> Path:
+    """This test's own copy of :func:`finished_once`'s run folder, at ``tmp_path / "run"``."""
+    return Path(shutil.copytree(finished_once, tmp_path / "run", symlinks=True))
 
 
 def _status(run_dir):
     return json.loads((run_dir / "status.json").read_text())
 
 
-def test_a_failed_export_keeps_the_training_and_names_the_command(failed_run):
-    run_dir, output = failed_run
+def test_a_failed_export_keeps_the_training_and_names_the_command(failed_once):
+    run_dir, output = failed_once
     assert "error: export check failed: onnx: batch 1: 'logits' differs from eager PyTorch" in output
     assert f"export them again with `pipeline export {run_dir}`" in output
     for name in ("weights.pt", "history.csv", "metrics.json", "training.json", "config.toml"):
@@ -40,8 +72,8 @@ def test_a_failed_export_keeps_the_training_and_names_the_command(failed_run):
     assert _status(run_dir)["status"] == "failed" and _status(run_dir)["stage"] == "export"
 
 
-def test_export_again_seals_a_bundle_without_training(failed_run, tmp_path):
-    run_dir, _ = failed_run
+def test_export_again_seals_a_bundle_without_training(failed_once, tmp_path):
+    run_dir = Path(shutil.copytree(failed_once[0], tmp_path / "run", symlinks=True))
     weights = (run_dir / "weights.pt").read_bytes()
     history = (run_dir / "history.csv").read_text()
     result = invoke("export", run_dir, *DEFAULTS)
@@ -62,9 +94,8 @@ def test_export_again_seals_a_bundle_without_training(failed_run, tmp_path):
     assert predicted.output.startswith("label,probability_setosa")
 
 
-def test_a_failed_reexport_keeps_the_sealed_bundle(write_pipeline, tmp_path):
-    run_dir = tmp_path / "run"
-    assert invoke("run", write_pipeline(), "--out", run_dir, "--quiet").exit_code == 0
+def test_a_failed_reexport_keeps_the_sealed_bundle(finished_run):
+    run_dir = finished_run
     sealed = {path.name: path.read_bytes() for path in (run_dir / "bundle").iterdir()}
     run_manifest = (run_dir / "manifest.json").read_bytes()
     result = invoke("export", run_dir, *IMPOSSIBLE)
@@ -76,9 +107,8 @@ def test_a_failed_reexport_keeps_the_sealed_bundle(write_pipeline, tmp_path):
     assert _status(run_dir)["status"] == "succeeded"  # the run itself did not fail
 
 
-def test_export_with_other_formats_and_opset(write_pipeline, tmp_path):
-    run_dir = tmp_path / "run"
-    assert invoke("run", write_pipeline(), "--out", run_dir, "--quiet").exit_code == 0
+def test_export_with_other_formats_and_opset(finished_run):
+    run_dir = finished_run
     result = invoke("export", run_dir, "--set", 'export.formats=["onnx"]', "--set", "export.onnx.opset=17")
     assert result.exit_code == 0, result.output
     files = json.loads((run_dir / "bundle" / "manifest.json").read_text())["files"]
@@ -88,17 +118,15 @@ def test_export_with_other_formats_and_opset(write_pipeline, tmp_path):
 
 
 @pytest.mark.parametrize("setting", ["train.epochs=9", "model.hidden_sizes=[4]", "pipeline.seed=1"])
-def test_only_export_settings_can_change(write_pipeline, tmp_path, setting):
-    run_dir = tmp_path / "run"
-    assert invoke("run", write_pipeline(), "--out", run_dir, "--quiet").exit_code == 0
+def test_only_export_settings_can_change(finished_run, setting):
+    run_dir = finished_run
     result = invoke("export", run_dir, "--set", setting)
     assert result.exit_code == 2
     assert f"--set {setting}: `pipeline export` changes only the export settings" in result.output
 
 
-def test_a_run_without_trained_weights_is_refused(write_pipeline, tmp_path):
-    run_dir = tmp_path / "run"
-    assert invoke("run", write_pipeline(), "--out", run_dir, "--quiet").exit_code == 0
+def test_a_run_without_trained_weights_is_refused(finished_run, tmp_path):
+    run_dir = finished_run
     (run_dir / "weights.pt").unlink()
     result = invoke("export", run_dir)
     assert result.exit_code == 2

@@ -19,7 +19,7 @@ from torch import nn
 
 from pipeline_core.run.distributed import synchronized_batchnorm
 
-from helpers import IRIS_FAST
+from helpers import IRIS_FAST, run_file
 
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
 DDP = IRIS_FAST.replace("batch_norm = [true, false]", "batch_norm = false").replace(
@@ -52,10 +52,14 @@ def pipeline_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single(pipeline_file, tmp_path_factory):
-    """The same pipeline in one process (same global batch of 16)."""
+    """The same pipeline in one process (same global batch of 16): run here, in the test process, as
+    ``pipeline run FILE --set train.strategy=single`` runs it (the data-parallel runs it is compared
+    with are the ones launched for real)."""
     out = tmp_path_factory.mktemp("single") / "run"
-    result = _pipeline_run(str(pipeline_file), "--out", str(out), "--set", "train.strategy=single", "-q")
-    assert result.returncode == 0, result.stderr
+    threads = torch.get_num_threads()
+    run = run_file(pipeline_file, out, "train.strategy=single")
+    torch.set_num_threads(threads)  # a run sets torch's thread count; keep it from leaking into later tests
+    assert json.loads((out / "status.json").read_text())["status"] == "succeeded" and run.run_dir == out
     return out
 
 
