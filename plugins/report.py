@@ -8,6 +8,7 @@ checks, the model summary and the resolved configuration. It runs after every ot
 from __future__ import annotations
 
 import base64
+import functools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """One per process: jinja2 compiles a template once per environment, and compiling this one
+    costs more than a small model's run spends writing its other files (a sweep writes one per trial)."""
     import jinja2
 
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)

@@ -8,6 +8,7 @@ a half-written artifact and never destroys the previous good copy.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -142,6 +143,14 @@ def point_latest(run_dir: Path) -> None:
 
 
 def versions(packages: Iterable[str] = ("pipeline-core", "torch", "onnx", "onnxruntime-gpu", "onnxruntime", "numpy", "scikit-learn")) -> dict[str, str]:
+    """The Python, platform and package versions a manifest records (a copy: callers may add to it)."""
+    return dict(_versions(tuple(packages)))
+
+
+@functools.cache
+def _versions(packages: tuple[str, ...]) -> dict[str, str]:
+    # looked up once per process: each lookup scans the installed distributions (about 3 ms for all,
+    # paid by every trial of a sweep), and what is installed does not change under a running process
     found = {"python": sys.version.split()[0], "platform": platform.platform()}
     for package in packages:
         try:
