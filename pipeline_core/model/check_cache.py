@@ -19,6 +19,7 @@ atomically, and an entry that cannot be read or parsed is ignored (the check run
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -81,6 +82,7 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
+@functools.cache  # once per process: a lookup scans the installed distributions (a sweep keys every trial)
 def _version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,24 @@ def test_entry_point_command_through_the_console_script(demo_site):
     assert entries["demo_ep_plugin"]["version"] == "1.2.3"
     assert entries["demo_ep_plugin"]["components"] == {"model": ["demo_linear"]}
     assert entries["demo_ep_plugin"]["hooks"] == ["register_commands", "register_models"]
+
+
+def test_a_distribution_installed_or_removed_in_a_running_process_is_seen(tmp_path, monkeypatch, isolated_plugins):
+    """Entry points are read once per import path (a sweep builds a host per trial); a distribution
+    installed into, or removed from, a folder already on the path is seen by the next host."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    assert "late_ep_plugin" not in build_host().plugins
+    time.sleep(0.05)  # a folder's modification time moves in ticks of a few milliseconds
+    make_distribution(site, "late_ep_plugin", DEMO_PLUGIN, dist="late-plugin")
+    try:
+        assert build_host().plugins["late_ep_plugin"].version == "1.2.3"
+        time.sleep(0.05)
+        shutil.rmtree(site / "late_plugin-1.2.3.dist-info")
+        assert "late_ep_plugin" not in build_host().plugins
+    finally:
+        sys.modules.pop("late_ep_plugin", None)
 
 
 def test_entry_point_that_fails_to_import_is_named(tmp_path, monkeypatch, isolated_plugins):
