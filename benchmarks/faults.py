@@ -18,7 +18,7 @@ Faults, each drawn at a random moment from a seeded generator:
 ``checkpoint-damage``     the newest checkpoint overwritten in place after a kill -9, then ``--resume``
 ``bundle-damage``         a byte flipped in a random file of a sealed bundle, then ``verify``/``predict``
 ``sweep-worker-kill``     SIGKILL of one ``--jobs 2`` worker at a random moment of the sweep
-``study-write-lost``      the study database rolled back past a trial's last write, then the sweep again
+``study-write-lost``      the study's SQLite database rolled back past a trial's last write, then the sweep again
 ``serve-kill``            SIGKILL of ``pipeline-deploy serve`` under load, then a restarted server
 ========================  ====================================================================
 
@@ -379,7 +379,11 @@ def _workers(process: subprocess.Popen[str], count: int, deadline: float) -> lis
 
 
 def _study(folder: Path) -> optuna.Study:
-    return optuna.load_study(study_name="faults_sweep", storage=f"sqlite:///{folder / 'study.db'}")
+    """The sweep folder's study, from the file it has: the journal file (the default) or study.db."""
+    from pipeline_core.sweep.folder import SweepFolder
+    from pipeline_core.sweep.storage import folder_url, plain_storage
+
+    return optuna.load_study(study_name="faults_sweep", storage=plain_storage(folder_url(SweepFolder(folder))))
 
 
 def sweep_worker_kill(work: Path, rng: random.Random) -> Outcome:
@@ -420,12 +424,15 @@ def _sweep_whole(folder: Path, outcome: Outcome) -> None:
 
 
 def study_write_lost(work: Path, rng: random.Random) -> Outcome:
-    """The study database rolled back to a copy taken while a trial ran (its last write lost): the
-    same sweep again fails that trial by its heartbeat, tries it again once, and counts it once."""
+    """The study's SQLite database rolled back to a copy taken while a trial ran (its last write lost):
+    the same sweep again fails that trial by its heartbeat, tries it again once, and counts it once.
+    SQLite is named with --storage (the default is a journal file): what is tested is an RDB storage's
+    lost writes and its heartbeats."""
     artifacts, path = work / f"lost-write-{rng.random():.6f}", work / "faults_sweep.toml"
     path.write_text(textwrap.dedent(SWEEP).lstrip())
     folder = artifacts / "faults_sweep" / "sweeps" / "faults_sweep"
-    process = start("sweep", path, "--artifacts", artifacts)
+    storage = ("--storage", f"sqlite:///{folder / 'study.db'}")
+    process = start("sweep", path, "--artifacts", artifacts, *storage)
     deadline = time.monotonic() + COMMAND_SECONDS
     while not list(folder.glob("trials/*/events.jsonl")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -438,7 +445,7 @@ def study_write_lost(work: Path, rng: random.Random) -> Outcome:
         journal.unlink()
     shutil.copy(snapshot, folder / "study.db")
     running = [t.number for t in _study(folder).trials if t.state == optuna.trial.TrialState.RUNNING]
-    again = pipeline("sweep", path, "--artifacts", artifacts)
+    again = pipeline("sweep", path, "--artifacts", artifacts, *storage)
     outcome = Outcome("study-write-lost", f"rolled back with trial(s) {running} running; the sweep again exits {again.returncode}")
     outcome.check(again.returncode == 0, f"the sweep again failed: {again.stderr.strip()[-300:]}")
     _sweep_whole(folder, outcome)

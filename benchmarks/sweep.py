@@ -19,9 +19,9 @@
    the same search, data, model and loop as a plain Optuna script writing no file, alternating, in
    epochs trained per second of wall time (whole processes, and the trial phase alone); goal ≥ 0.8×.
    Both draw the same trials, get the same values and prune at the same epochs (checked and printed),
-   so the ratio is what the pipeline's bookkeeping costs. The plain script also runs on a SQLite study
-   like the sweep's own (write-ahead log) and on Optuna's journal file: what a durable, shared study
-   costs by itself.
+   so the ratio is what the pipeline's bookkeeping costs. The plain script also runs on Optuna's
+   journal file, like the sweep's own study, and on a SQLite study (write-ahead log, as the sweep's
+   with ``--storage sqlite:///``): what a durable, shared study costs by itself.
 
 Every sweep runs as ``pipeline sweep`` does (a subprocess, its own study in a temporary folder).
 """
@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+
+from pipeline_core.sweep.folder import SweepFolder
+from pipeline_core.sweep.storage import folder_url, plain_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipelines" / "moons_sweep.toml"
@@ -58,7 +61,7 @@ def sweep(
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     folder = artifacts / "moons_sweep" / "sweeps" / study
     record = json.loads((folder / "sweep.json").read_text())
-    frozen = optuna.load_study(study_name=study, storage=f"sqlite:///{folder / 'study.db'}").trials
+    frozen = optuna.load_study(study_name=study, storage=plain_storage(folder_url(SweepFolder(folder)))).trials  # study.log, or study.db
     phase = (max(t.datetime_complete for t in frozen) - min(t.datetime_start for t in frozen)).total_seconds()
     return {**record, "seconds": seconds, "phase": phase, "values": [trial.value for trial in frozen]}
 
@@ -133,7 +136,7 @@ def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
             ("plain optuna, memory", runs["memory"], runs["memory"]["epochs"], runs["memory"]["wall"], runs["memory"]["seconds"]),
             ("plain optuna, sqlite", runs["sqlite"], runs["sqlite"]["epochs"], runs["sqlite"]["wall"], runs["sqlite"]["seconds"]),
             ("plain optuna, journal", runs["journal"], runs["journal"]["epochs"], runs["journal"]["wall"], runs["journal"]["seconds"]),
-            ("pipeline (sqlite)", piped["trials"], piped["epochs"], piped["seconds"], piped["phase"]),
+            (f"pipeline ({piped['storage'].split(':')[0]})", piped["trials"], piped["epochs"], piped["seconds"], piped["phase"]),
         ):
             print(f"{seed:>4}  {label:<21}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
                   f"{phase:>13.1f}  {epochs / phase:>16.0f}", flush=True)
@@ -142,7 +145,8 @@ def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
             ratios[name].append(run["wall"] / piped["seconds"] * piped["epochs"] / run["epochs"])
             ratios[f"{name} phase"].append(run["seconds"] / piped["phase"] * piped["epochs"] / run["epochs"])
         print(f"      seed {seed}: pipeline / plain in memory {ratios['memory'][-1]:.2f} (whole processes), {ratios['memory phase'][-1]:.2f} "
-              f"(trial phase), goal ≥ 0.8; pipeline / plain on SQLite {ratios['sqlite'][-1]:.2f}, {ratios['sqlite phase'][-1]:.2f}; "
+              f"(trial phase), goal ≥ 0.8; pipeline / plain on a journal file {ratios['journal'][-1]:.2f}, {ratios['journal phase'][-1]:.2f}; "
+              f"pipeline / plain on SQLite {ratios['sqlite'][-1]:.2f}, {ratios['sqlite phase'][-1]:.2f}; "
               f"plain on SQLite / in memory {ratios['memory'][-1] / ratios['sqlite'][-1]:.2f}, on a journal file / in memory "
               f"{ratios['memory'][-1] / ratios['journal'][-1]:.2f} (whole processes); "
               f"{'the same trials in all three' if same else 'NOT the same trials (the ratios compare different work)'}")

@@ -238,8 +238,8 @@ class SweepSection(pydantic.BaseModel):
     sampler: SamplerConfig = Field("tpe", validate_default=True)  # type: ignore[assignment]
     pruner: PrunerConfig = Field("median", validate_default=True)  # type: ignore[assignment]
     report_every: Annotated[int, Field(ge=1)] = 1  # epochs between values reported to the pruner
-    heartbeat_seconds: Annotated[int, Field(ge=1)] = 10  # a running trial's heartbeat (RDB storages)
-    grace_seconds: Annotated[int, Field(ge=1)] = 30  # without a heartbeat this long, a trial is failed and tried again
+    heartbeat_seconds: Annotated[int, Field(ge=1)] = 10  # a running trial's heartbeat; RDB storages only (--storage sqlite:///, postgresql://)
+    grace_seconds: Annotated[int, Field(ge=1)] = 30  # RDB storages only: without a heartbeat this long, a trial is failed and tried again
     retries: Annotated[int, Field(ge=0)] = 1  # times a trial whose worker died is tried again
     parameters: dict[str, Parameter]
 

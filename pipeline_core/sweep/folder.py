@@ -2,7 +2,8 @@
 
 Optuna-free, so ``pipeline runs`` lists sweeps from ``sweep.json`` without importing it::
 
-    study.db        the study (SQLite through Optuna's RDB storage), unless --storage names another
+    study.log       the study (Optuna's journal file: one fsynced append per write), unless --storage
+                    names another; a folder begun by an earlier version keeps its SQLite study.db
     sweep.json      the study, its objective, trial counts, the best trial and its test metrics
     best.toml       the best trial's pipeline, without [sweep]: `pipeline run best.toml`
     report.html     optimization history, parameter importances, parallel coordinates, the trials
@@ -28,7 +29,8 @@ class SweepFolder:
 
     root: Path
 
-    STUDY_DB = "study.db"
+    STUDY_LOG = "study.log"  # a new sweep's study: Optuna's journal file
+    STUDY_DB = "study.db"  # a sweep begun on SQLite (earlier versions' default): continued on it
     RECORD = "sweep.json"
     BEST_PIPELINE = "best.toml"
     REPORT = "report.html"

@@ -11,7 +11,8 @@ stop early (``coordinator.WorkersDied``).
 
 The workers end with the command: on Linux each asks the kernel to kill it when its parent dies
 (``PR_SET_PDEATHSIG``), so a sweep killed with SIGKILL leaves no worker behind; its trials are
-failed by their heartbeat and tried again when the same command is started again. Ctrl-C reaches
+failed and tried again when the same command is started again (on the journal file because their
+processes are gone, on an RDB storage by their heartbeat). Ctrl-C reaches
 every worker (one process group); SIGTERM to the command is passed on to them.
 """
 

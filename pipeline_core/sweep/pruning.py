@@ -1,7 +1,7 @@
 """Asking the pruner, at the cost of an in-memory study.
 
 ``Trial.should_prune`` hands the pruner the study, and the median and percentile pruners read every
-complete trial from the storage on each call: on the sweep's SQLite file about 5 ms, several times
+complete trial from the storage on each call: on a SQLite study about 5 ms, several times
 the epoch of a small model it judges. Those pruners look at nothing else than the complete trials'
 reported values and the running trial's own, so :class:`PruningCheck` gives them a copy of the
 complete trials in an in-memory study, read again from the storage when it is older than

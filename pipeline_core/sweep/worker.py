@@ -4,8 +4,9 @@ Every worker of a study, in this process, another process or on another machine,
 against the same storage; Optuna hands each a distinct trial. The budget is the study's, not the
 worker's: ``trials`` finished (complete, pruned or failed) trials in all, counting those running
 and queued, so a sweep killed and started again runs only what is missing. When nothing is left to
-start, a worker waits for the trials still running elsewhere (a dead worker's trial is failed after
-the grace period and tried again), so the command that ends last sees the whole study.
+start, a worker waits for the trials still running elsewhere (a dead worker's trial is failed and
+tried again: on an RDB storage after its heartbeat's grace period, on a journal file as soon as its
+process on this machine is gone), so the command that ends last sees the whole study.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`pipeline sweep`: a small sweep end to end (one run folder per trial, linked both ways, scored on
 the validation split only; the best trial's pipeline, its test metrics once, the report), pruning,
-a failing trial, two worker processes on one study, a sweep killed with SIGKILL and started again,
-and a dead worker's trial failed and tried again on a storage without heartbeats."""
+a failing trial, two worker processes on one study, a sweep killed with SIGKILL and started again
+(on the default journal file and on SQLite's heartbeats), a dead worker's trial failed and tried
+again on a storage without heartbeats, and which study a sweep folder's files make it continue."""
 
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from pipeline_core.cli import cli
+from pipeline_core.config.sweep_section import SweepSection
+from pipeline_core.errors import ConfigError
 from pipeline_core.pipeline.runner import load_pipeline
 from pipeline_core.sweep import study as studies
 from pipeline_core.sweep.folder import SweepFolder
+from pipeline_core.sweep.storage import storage_url, unused_heartbeat_settings
 
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
 
@@ -82,7 +86,13 @@ def load_study(url: str, name: str = "moons_small") -> optuna.Study:
 
 
 def sqlite(folder: SweepFolder) -> str:
-    return f"sqlite:///{folder.root / SweepFolder.STUDY_DB}"
+    """The URL of the sweep folder's SQLite study (the default of earlier versions; heartbeats)."""
+    return f"sqlite:///{folder.root.resolve() / SweepFolder.STUDY_DB}"
+
+
+def journal(folder: SweepFolder) -> str:
+    """The URL of the sweep folder's journal file: a new sweep's study without --storage."""
+    return f"journal:{folder.root.resolve() / SweepFolder.STUDY_LOG}"
 
 
 def sweep(*arguments: str) -> tuple[int, str]:
@@ -96,7 +106,10 @@ def test_a_small_sweep_end_to_end(tmp_path, write_pipeline):
     code, output = sweep(str(path), "--artifacts", str(artifacts))
     assert code == 0, output
     folder = sweep_folder(artifacts)
-    study = load_study(sqlite(folder))
+    # a new sweep's study is the journal file in its folder, and the default settings call for no note
+    assert (folder.root / SweepFolder.STUDY_LOG).is_file() and not (folder.root / SweepFolder.STUDY_DB).exists()
+    assert f"(storage {journal(folder)}, 0 trials so far)" in output and "note:" not in output
+    study = load_study(journal(folder))
     assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 4
 
     # each trial is an ordinary run folder, named by its number, that names its trial back
@@ -105,7 +118,7 @@ def test_a_small_sweep_end_to_end(tmp_path, write_pipeline):
         run_dir = Path(trial.user_attrs["run_dir"])
         assert run_dir == folder.trial_dir(trial.number).resolve()
         assert json.loads((run_dir / "run.json").read_text())["sweep"] == {
-            "study": "moons_small", "storage": sqlite(folder), "trial": trial.number, "sweep_folder": str(folder.root.resolve())
+            "study": "moons_small", "storage": journal(folder), "trial": trial.number, "sweep_folder": str(folder.root.resolve())
         }
         assert json.loads((run_dir / "status.json").read_text())["status"] == "succeeded"
         assert (run_dir / "report.html").is_file() and (run_dir / "manifest.json").is_file()
@@ -125,6 +138,7 @@ def test_a_small_sweep_end_to_end(tmp_path, write_pipeline):
 
     record = json.loads(folder.record.read_text())
     assert record["state"] == "finished" and record["trials"]["complete"] == 4 and record["epochs"] == 120
+    assert record["storage"] == journal(folder)
     best = record["best"]
     assert best["trial"] == study.best_trial.number and best["value"] == study.best_trial.value
     assert set(best["test"]) == {"loss", "accuracy"} and 0.5 <= best["test"]["accuracy"] <= 1.0
@@ -156,7 +170,7 @@ def test_a_small_sweep_end_to_end(tmp_path, write_pipeline):
     # started again with --trials 0: no new trial, and the test split is not scored again
     code, output = sweep(str(path), "--artifacts", str(artifacts), "--trials", "0")
     assert code == 0, output
-    assert len(load_study(sqlite(folder)).trials) == 4
+    assert len(load_study(journal(folder)).trials) == 4
     assert json.loads(folder.record.read_text())["best"]["test_scored"] == best["test_scored"]
 
     listing = CliRunner().invoke(cli, ["runs", "--artifacts", str(artifacts)])
@@ -175,7 +189,7 @@ def test_the_pruner_stops_poor_trials_before_their_last_epoch(tmp_path, write_pi
     code, output = sweep(str(path), "--artifacts", str(tmp_path))
     assert code == 0, output
     folder = sweep_folder(tmp_path)
-    study = load_study(sqlite(folder))
+    study = load_study(journal(folder))
     pruned = [trial for trial in study.trials if trial.state == TrialState.PRUNED]
     assert pruned, output  # eight learning rates over five decades: some lose to the median early
     for trial in pruned:
@@ -214,7 +228,7 @@ def test_the_other_samplers_and_pruners_run_int_and_linear_parameters(tmp_path, 
     code, output = sweep(str(path), "--artifacts", str(tmp_path))
     assert code == 0, output
     folder = sweep_folder(tmp_path)
-    trials = load_study(sqlite(folder)).trials
+    trials = load_study(journal(folder)).trials
     assert len(trials) == 5 and all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in trials), output
     for trial in trials:
         lr, momentum, epochs = (trial.params[key] for key in ("train.optimizer.lr", "train.optimizer.momentum", "train.epochs"))
@@ -239,7 +253,7 @@ def test_a_time_budget_starts_no_trial_after_it(tmp_path, write_pipeline):
     assert code == 0, output
     assert (datetime.datetime.now() - started).total_seconds() >= 4
     folder = sweep_folder(tmp_path)
-    trials = load_study(sqlite(folder)).trials
+    trials = load_study(journal(folder)).trials
     assert trials and all(trial.state == TrialState.COMPLETE for trial in trials), output
     assert all((trial.datetime_start - started).total_seconds() < 4 + CHECK_TO_START for trial in trials), output
     record = json.loads(folder.record.read_text())
@@ -252,7 +266,7 @@ def test_a_worker_keeps_the_deadline_of_the_command_that_started_it(tmp_path, wr
     path = write_pipeline(SWEEP.replace("trials = 4", "timeout = 600"))
     code, output = sweep(str(path), "--artifacts", str(tmp_path), "--worker", "0", "--until", str(time.time() - 1))
     assert code == 0, output
-    assert load_study(sqlite(sweep_folder(tmp_path))).trials == []
+    assert load_study(journal(sweep_folder(tmp_path))).trials == []
 
 
 DIVERGING = SWEEP.replace('sampler = { name = "random", seed = 0 }', 'sampler = "grid"').replace("trials = 4\n", "").replace(
@@ -266,7 +280,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, write_pipel
     code, output = sweep(str(path), "--artifacts", str(tmp_path))
     assert code == 0, output  # the grid (2 trials) is the budget; one trial completed
     folder = sweep_folder(tmp_path)
-    study = load_study(sqlite(folder))
+    study = load_study(journal(folder))
     failed = [trial for trial in study.trials if trial.state == TrialState.FAIL]
     assert len(failed) == 1 and failed[0].params["train.optimizer.lr"] == 1e12
     assert "training diverged" in failed[0].user_attrs["error"] and "training diverged" in output
@@ -293,6 +307,59 @@ def test_a_study_continued_with_another_search_space_is_refused(tmp_path, write_
     assert "study 'moons_small'" in output and "searches another direction and objective than this file's [sweep]" in output
     code, output = sweep(str(path), "--artifacts", str(tmp_path), "--study", "by_loss")
     assert code == 0, output
+
+
+def test_a_sweep_folder_begun_on_sqlite_is_continued_on_it(tmp_path, write_pipeline):
+    """A sweep folder holding study.db (begun on SQLite, the default of earlier versions): the same
+    command without --storage adds its trials to that study, and makes no journal file."""
+    path = write_pipeline(SWEEP.replace("trials = 4", "trials = 1"))
+    folder = sweep_folder(tmp_path)
+    code, output = sweep(str(path), "--artifacts", str(tmp_path), "--storage", sqlite(folder))
+    assert code == 0, output
+    code, output = sweep(str(path), "--artifacts", str(tmp_path), "--trials", "2")
+    assert code == 0, output
+    assert f"(storage {sqlite(folder)}, 1 trials so far)" in output
+    assert not (folder.root / SweepFolder.STUDY_LOG).exists()
+    trials = load_study(sqlite(folder)).trials
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 2
+    assert json.loads((folder.trial_dir(1) / "run.json").read_text())["sweep"]["storage"] == sqlite(folder)
+    assert json.loads(folder.record.read_text())["storage"] == sqlite(folder)
+
+
+def test_a_sweep_folder_with_a_sqlite_and_a_journal_study_is_refused_unless_storage_names_one(tmp_path, write_pipeline):
+    """study.db and study.log side by side are two studies: continuing either one unasked could split
+    a sweep's trials between them, so the command refuses, naming both and the --storage for each."""
+    path = write_pipeline(SWEEP)
+    folder = sweep_folder(tmp_path)
+    folder.root.mkdir(parents=True)
+    optuna.create_study(storage=sqlite(folder), study_name="moons_small")
+    optuna.create_study(storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(folder.root / SweepFolder.STUDY_LOG))), study_name="moons_small")
+    code, output = sweep(str(path), "--artifacts", str(tmp_path))
+    assert code == 2, output
+    assert f"{folder.root} holds two studies: study.db (SQLite" in output and "and study.log (a journal file" in output
+    assert f"name the one to continue with --storage {sqlite(folder)} or --storage {journal(folder)}" in output
+    assert sorted(p.name for p in folder.root.iterdir()) == ["study.db", "study.log"]  # nothing written
+    with pytest.raises(ConfigError, match="holds two studies"):
+        storage_url(None, folder)
+    # --storage decides, whatever the folder holds
+    assert storage_url(journal(folder), folder) == journal(folder) and storage_url(sqlite(folder), folder) == sqlite(folder)
+
+
+def test_heartbeat_settings_on_a_journal_file_get_a_note_only_when_changed():
+    """heartbeat_seconds and grace_seconds work on RDB storages only: changed on a journal file they
+    would do nothing, so the command notes it; at their defaults, or on an RDB storage, no note."""
+    def section(**settings: int) -> SweepSection:
+        return SweepSection.model_validate({"objective": "val_loss", "trials": 1, **settings,
+                                            "parameters": {"train.optimizer.lr": {"type": "float", "low": 0.01, "high": 1.0}}})
+
+    log = "journal:/sweeps/study.log"
+    assert unused_heartbeat_settings(log, section()) is None
+    assert unused_heartbeat_settings(log, section(heartbeat_seconds=10, grace_seconds=30)) is None  # the defaults, written out
+    assert unused_heartbeat_settings("sqlite:///sweeps/study.db", section(heartbeat_seconds=1, grace_seconds=2)) is None
+    note = unused_heartbeat_settings(log, section(grace_seconds=60))
+    assert note is not None and note.startswith("note: sweep.grace_seconds = 60 applies to RDB storages only; the study is the journal file /sweeps/study.log")
+    assert "For heartbeats, give --storage sqlite:///PATH or a database URL" in note
 
 
 def test_two_worker_processes_share_one_study(tmp_path, write_pipeline):
@@ -322,17 +389,23 @@ def test_two_worker_processes_share_one_study(tmp_path, write_pipeline):
     assert json.loads(folder.record.read_text())["trials"]["complete"] == len(trials)
 
 
-SLOW = SWEEP.replace("epochs = 30", "epochs = 400").replace(
-    'pruner = "none"', 'pruner = "none"\nheartbeat_seconds = 1\ngrace_seconds = 2'
+# Trials long enough to be killed in. They report every 50 epochs (validating every epoch, as
+# before): a process SIGKILLed while it appends to the journal file leaves Optuna's lock behind,
+# and the next writer waits 30 s for it; with a report every epoch, a kill would hit it often.
+SLOW = SWEEP.replace("epochs = 30", "epochs = 400\nvalidate_every = 1").replace(
+    'pruner = "none"', 'pruner = "none"\nreport_every = 50\nheartbeat_seconds = 1\ngrace_seconds = 2'
 ).replace("trials = 4", "trials = 3")
 
 
-def test_a_sweep_killed_with_sigkill_continues_when_started_again(tmp_path, write_pipeline):
-    """SIGKILL in the middle of trial 1; the same command again runs what is missing, and the
-    killed trial, silent since, is failed by its heartbeat and tried again."""
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_a_sweep_killed_with_sigkill_continues_when_started_again(tmp_path, write_pipeline, storage):
+    """SIGKILL in the middle of trial 1; the same command again runs what is missing, and the killed
+    trial is failed and tried again: on the default journal file because its process is gone (a
+    journal keeps no heartbeats), on SQLite (given with --storage) by its heartbeat, silent since."""
     path = write_pipeline(SLOW)
-    command = [PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path)]
     folder = sweep_folder(tmp_path)
+    url = journal(folder) if storage == "journal" else sqlite(folder)
+    command = [PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path), *(["--storage", url] if storage == "sqlite" else [])]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     events = folder.trial_dir(1) / "events.jsonl"
     deadline = time.monotonic() + 300
@@ -342,13 +415,18 @@ def test_a_sweep_killed_with_sigkill_continues_when_started_again(tmp_path, writ
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    killed = load_study(sqlite(folder)).trials[1]
+    other = SweepFolder.STUDY_LOG if storage == "sqlite" else SweepFolder.STUDY_DB
+    assert not (folder.root / other).exists()  # one study file, the one the command was given or chose
+    killed = load_study(url).trials[1]
     assert killed.state == TrialState.RUNNING  # nobody told the study
     assert json.loads((folder.trial_dir(1) / "status.json").read_text())["status"] == "running"
 
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    trials = load_study(sqlite(folder)).trials
+    # heartbeat_seconds and grace_seconds, set in SLOW, do nothing on the journal file: a note says so
+    noted = "note: sweep.heartbeat_seconds = 1 and grace_seconds = 2 apply to RDB storages only" in result.stderr
+    assert noted == (storage == "journal"), result.stderr
+    trials = load_study(url).trials
     assert trials[1].state == TrialState.FAIL
     retries = [trial for trial in trials if trial.system_attrs.get("failed_trial") == 1]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == trials[1].params
@@ -425,7 +503,7 @@ def test_a_worker_killed_with_sigkill_does_not_end_the_sweep(tmp_path, write_pip
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workers = _workers(command, 2, deadline)
     _training(folder, deadline, command)
-    running = {trial.user_attrs.get("pid") for trial in load_study(sqlite(folder)).trials if trial.state == TrialState.RUNNING}
+    running = {trial.user_attrs.get("pid") for trial in load_study(journal(folder)).trials if trial.state == TrialState.RUNNING}
     victim = next(pid for pid in workers if pid in running)
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = command.communicate(timeout=600)
@@ -433,7 +511,7 @@ def test_a_worker_killed_with_sigkill_does_not_end_the_sweep(tmp_path, write_pip
     index = workers.index(victim)
     assert f"worker {index} (process {victim}) was killed by SIGKILL; its running trial is failed and queued again" in stderr
     assert f"1 of 2 workers died during the sweep (worker {index} (process {victim}) was killed by SIGKILL); the others completed" in stderr
-    trials = load_study(sqlite(folder)).trials
+    trials = load_study(journal(folder)).trials
     killed = [trial for trial in trials if trial.state == TrialState.FAIL]
     assert len(killed) == 1 and killed[0].user_attrs["pid"] == victim
     retry = next(trial for trial in trials if trial.system_attrs.get("failed_trial") == killed[0].number)
@@ -465,7 +543,7 @@ def test_when_every_worker_dies_the_results_so_far_are_written_and_the_command_c
     assert record["state"] == "stopped"
     again = subprocess.run(arguments, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    trials = load_study(sqlite(folder)).trials
+    trials = load_study(journal(folder)).trials
     assert not [trial for trial in trials if trial.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert json.loads(folder.record.read_text())["state"] == "finished" and (folder.root / "best.toml").is_file()
 
