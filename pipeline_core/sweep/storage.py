@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline_core.config.sweep_section import SweepSection
 from pipeline_core.errors import ConfigError
 from pipeline_core.sweep.folder import SweepFolder
+from pipeline_core.sweep.journal_lock import journal_storage
 
 JOURNAL = "journal:"
 OnStale = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
@@ -146,5 +147,5 @@ def plain_storage(url: str) -> optuna.storages.BaseStorage:
     """The storage at ``url`` as it is, without heartbeats or connection settings: to read a study a
     sweep wrote (benchmarks, tools). Opening a journal file that does not exist creates it empty."""
     if url.startswith(JOURNAL):
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url[len(JOURNAL):]))
+        return journal_storage(Path(url[len(JOURNAL):]))
     return optuna.storages.RDBStorage(url)

@@ -29,6 +29,7 @@ from pipeline_core.errors import ConfigError
 from pipeline_core.pipeline.runner import load_pipeline
 from pipeline_core.sweep import study as studies
 from pipeline_core.sweep.folder import SweepFolder
+from pipeline_core.sweep.journal_lock import journal_storage
 from pipeline_core.sweep.storage import storage_url, unused_heartbeat_settings
 
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
@@ -81,7 +82,7 @@ def sweep_folder(artifacts: Path, study: str = "moons_small") -> SweepFolder:
 
 
 def load_study(url: str, name: str = "moons_small") -> optuna.Study:
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url[len("journal:"):])) if url.startswith("journal:") else url
+    storage = journal_storage(Path(url[len("journal:"):])) if url.startswith("journal:") else url
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -333,13 +334,12 @@ def test_a_sweep_folder_with_a_sqlite_and_a_journal_study_is_refused_unless_stor
     folder = sweep_folder(tmp_path)
     folder.root.mkdir(parents=True)
     optuna.create_study(storage=sqlite(folder), study_name="moons_small")
-    optuna.create_study(storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
-        str(folder.root / SweepFolder.STUDY_LOG))), study_name="moons_small")
+    optuna.create_study(storage=journal_storage(folder.root / SweepFolder.STUDY_LOG), study_name="moons_small")
     code, output = sweep(str(path), "--artifacts", str(tmp_path))
     assert code == 2, output
     assert f"{folder.root} holds two studies: study.db (SQLite" in output and "and study.log (a journal file" in output
     assert f"name the one to continue with --storage {sqlite(folder)} or --storage {journal(folder)}" in output
-    assert sorted(p.name for p in folder.root.iterdir()) == ["study.db", "study.log"]  # nothing written
+    assert sorted(p.name for p in folder.root.iterdir()) == ["study.db", "study.log", "study.log.flock"]  # nothing more written
     with pytest.raises(ConfigError, match="holds two studies"):
         storage_url(None, folder)
     # --storage decides, whatever the folder holds
@@ -389,11 +389,10 @@ def test_two_worker_processes_share_one_study(tmp_path, write_pipeline):
     assert json.loads(folder.record.read_text())["trials"]["complete"] == len(trials)
 
 
-# Trials long enough to be killed in. They report every 50 epochs (validating every epoch, as
-# before): a process SIGKILLed while it appends to the journal file leaves Optuna's lock behind,
-# and the next writer waits 30 s for it; with a report every epoch, a kill would hit it often.
-SLOW = SWEEP.replace("epochs = 30", "epochs = 400\nvalidate_every = 1").replace(
-    'pruner = "none"', 'pruner = "none"\nreport_every = 50\nheartbeat_seconds = 1\ngrace_seconds = 2'
+# Trials long enough to be killed in, reporting every epoch: a kill often lands while the process
+# appends to the study, and on the journal file the kernel releases its lock (journal_lock).
+SLOW = SWEEP.replace("epochs = 30", "epochs = 400").replace(
+    'pruner = "none"', 'pruner = "none"\nheartbeat_seconds = 1\ngrace_seconds = 2'
 ).replace("trials = 4", "trials = 3")
 
 
