@@ -97,26 +97,6 @@ def _load_local(reference: str, base_dir: Path, where: str = "") -> ModuleType:
         raise PluginError(f"{where}pipeline.plugins: {error}") from error
 
 
-def installed_plugins() -> list[importlib.metadata.EntryPoint]:
-    """The entry points of the project's group, read again only when the import path changed: a
-    folder on it that gains or loses a distribution (an install, an upgrade, an uninstall) gets a
-    new modification time. Reading them scans every installed distribution, about 7 ms, which a
-    sweep paid once per trial."""
-    return list(_entry_points_on(tuple((entry, _modified(entry)) for entry in sys.path)))
-
-
-@functools.lru_cache(maxsize=8)
-def _entry_points_on(path: tuple[tuple[str, int | None], ...]) -> tuple[importlib.metadata.EntryPoint, ...]:
-    return tuple(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
-
-
-def _modified(entry: str) -> int | None:
-    try:
-        return os.stat(entry or ".").st_mtime_ns
-    except OSError:
-        return None
-
-
 def _import_local(reference: str, base_dir: Path) -> ModuleType:
     if builtins.is_builtin(reference):
         return import_plugin(builtins.module_of(reference), "plugin module", reference)
@@ -231,7 +211,7 @@ def build_host(
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     host = Host(manager, Registry())
-    entry_points = installed_plugins()
+    entry_points = builtins.plugin_entry_points()
     known = [*builtins.DEFAULT_PLUGINS, *(ep.name for ep in entry_points)]
 
     def resolved(name: str) -> str:

@@ -19,15 +19,15 @@ atomically, and an entry that cannot be read or parsed is ignored (the check run
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import importlib.metadata
 import inspect
 import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pipeline_core.version import installed_version
 
 if TYPE_CHECKING:
     from pipeline_core.components.host import Host
@@ -82,14 +82,6 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-@functools.cache  # once per process: a lookup scans the installed distributions (a sweep keys every trial)
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def spec_fields(spec: DataSpec) -> dict[str, Any]:
     """The spec's fields, its dtype by name (reading ``input_dtype`` would import torch)."""
     fields = {field.name: getattr(spec, field.name) for field in dataclasses.fields(spec) if field.name != "input_dtype"}
@@ -112,7 +104,7 @@ def model_check_key(config: PipelineConfig, host: Host, spec: DataSpec) -> str |
         "model": [component.name, component.plugin, info.version if info else None, sources],
         "options": config.model.resolved_options(config.root),
         "spec": spec_fields(spec),
-        "versions": {name: _version(name) for name in ("torch", "torchvision", "pipeline-core")},
+        "versions": {name: installed_version(name) for name in ("torch", "torchvision", "pipeline-core")},
         "check": [_stat(here / name) for name in _CHECK_MODULES],
     }
     try:

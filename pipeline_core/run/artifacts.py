@@ -8,7 +8,6 @@ a half-written artifact and never destroys the previous good copy.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import io
 import json
@@ -19,11 +18,11 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pipeline_core.errors import PipelineError
+from pipeline_core.version import installed_version
 
 #: Where run folders go unless ``--out`` or ``--artifacts`` says otherwise: ``<root>/<pipeline>/<timestamp>``.
 DEFAULT_ROOT = Path("artifacts")
@@ -143,20 +142,12 @@ def point_latest(run_dir: Path) -> None:
 
 
 def versions(packages: Iterable[str] = ("pipeline-core", "torch", "onnx", "onnxruntime-gpu", "onnxruntime", "numpy", "scikit-learn")) -> dict[str, str]:
-    """The Python, platform and package versions a manifest records (a copy: callers may add to it)."""
-    return dict(_versions(tuple(packages)))
-
-
-@functools.cache
-def _versions(packages: tuple[str, ...]) -> dict[str, str]:
-    # looked up once per process: each lookup scans the installed distributions (about 3 ms for all,
-    # paid by every trial of a sweep), and what is installed does not change under a running process
+    """The Python, platform and installed package versions a manifest records."""
     found = {"python": sys.version.split()[0], "platform": platform.platform()}
     for package in packages:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
+        version = installed_version(package)
+        if version is not None:
+            found[package] = version
     return found
 
 

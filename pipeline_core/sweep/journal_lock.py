@@ -9,7 +9,7 @@ process's files: the next writer goes on at once. Linux NFS clients (2.6.12 on) 
 the server as a whole-file lock, so a journal on a shared disk is still locked across machines.
 
 Every process that writes the journal must take the same lock: every ``pipeline sweep`` does, and a
-plain Optuna script joining the study opens it with :func:`journal_backend` too.
+plain Optuna script joining the study opens it with :func:`journal_storage` too.
 """
 
 from __future__ import annotations
