@@ -23,6 +23,11 @@
    journal file, like the sweep's own study, and on a SQLite study (write-ahead log, as the sweep's
    with ``--storage sqlite:///``): what a durable, shared study costs by itself.
 
+   A third measurement bounds what leaner trials could give: the same sweep with no report at its end
+   and the built-in per-run plugins (events log, run report, progress display, MLflow tracker)
+   blocked in every trial (``PIPELINE_CORE_BLOCK_PLUGINS``), its "floor". It is an experiment, not
+   a way to run a sweep: the report is switched off by replacing its writer in that process.
+
 Every sweep runs as ``pipeline sweep`` does (a subprocess, its own study in a temporary folder).
 """
 
@@ -46,15 +51,22 @@ from pipeline_core.sweep.storage import folder_url, plain_storage
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipelines" / "moons_sweep.toml"
 COMMAND = [sys.executable, "-m", "pipeline_core", "sweep", str(PIPELINE)]
+#: The floor experiment: ``pipeline sweep`` in a process whose sweep report is not written.
+WITHOUT_REPORT = [sys.executable, "-c", "import sys; import pipeline_core.sweep.report as report; report.write = lambda *a, **k: None; "
+                  "from pipeline_core.cli import main; sys.argv[0] = 'pipeline'; main()", "sweep", str(PIPELINE)]
+#: The built-in plugins a trial could do without: what the floor experiment blocks.
+PER_RUN_PLUGINS = "plugins.trackers.jsonl,plugins.report,plugins.progress,plugins.trackers.mlflow"
 
 
 def sweep(
-    artifacts: Path, study: str, trials: int, jobs: int = 1, overrides: tuple[str, ...] = (), threads: int | None = None
+    artifacts: Path, study: str, trials: int, jobs: int = 1, overrides: tuple[str, ...] = (), threads: int | None = None,
+    floor: bool = False,
 ) -> dict[str, Any]:
-    """Run one sweep; its sweep.json, wall seconds and trial phase (seconds from the first trial's start to the last one's end)."""
+    """Run one sweep; its sweep.json, wall seconds and trial phase (seconds from the first trial's start to the last one's end).
+    ``floor``: without its report and with :data:`PER_RUN_PLUGINS` blocked (the floor experiment)."""
     started = time.perf_counter()
-    command = [*COMMAND, "--artifacts", str(artifacts), "--study", study, "--trials", str(trials), "--jobs", str(jobs)]
-    environment = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    command = [*(WITHOUT_REPORT if floor else COMMAND), "--artifacts", str(artifacts), "--study", study, "--trials", str(trials), "--jobs", str(jobs)]
+    environment = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), **({"PIPELINE_CORE_BLOCK_PLUGINS": PER_RUN_PLUGINS} if floor else {})}
     result = subprocess.run([*command, *(f"--set={item}" for item in overrides)], capture_output=True, text=True, env=environment)
     seconds = time.perf_counter() - started
     if result.returncode != 0:
@@ -123,24 +135,28 @@ def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
     # to pay, and on a loaded 2-core machine two threads per process ran either side up to 10x slower.
     print(f"\n4. epochs trained per second: pipeline sweep against a plain Optuna script, {trials} trials, median pruner, "
           f"OMP_NUM_THREADS=1 on both ({load()})")
-    print(f"{'seed':>4}  {'script':<21}  {'complete':>8}  {'pruned':>6}  {'epochs':>6}  {'seconds':>7}  {'epochs/s':>8}  "
+    print(f"{'seed':>4}  {'script':<23}  {'complete':>8}  {'pruned':>6}  {'epochs':>6}  {'seconds':>7}  {'epochs/s':>8}  "
           f"{'trial phase s':>13}  {'epochs/s (phase)':>16}")
-    ratios: dict[str, list[float]] = {f"{name}{phase}": [] for name in ("memory", "sqlite", "journal") for phase in ("", " phase")}
+    ratios: dict[str, list[float]] = {f"{name}{phase}": [] for name in ("memory", "sqlite", "journal", "floor") for phase in ("", " phase")}
     for seed in seeds:
         runs = {
             "memory": plain(seed, trials), "sqlite": plain(seed, trials, f"sqlite:///{artifacts / f'plain_{seed}.db'}"),
             "journal": plain(seed, trials, f"journal:{artifacts / f'plain_{seed}.log'}"),
         }
         piped = sweep(artifacts, f"optuna_{seed}", trials, overrides=(f"sweep.sampler.seed={seed}",), threads=1)
+        floor = sweep(artifacts, f"floor_{seed}", trials, overrides=(f"sweep.sampler.seed={seed}",), threads=1, floor=True)
         for label, counts, epochs, seconds, phase in (
             ("plain optuna, memory", runs["memory"], runs["memory"]["epochs"], runs["memory"]["wall"], runs["memory"]["seconds"]),
             ("plain optuna, sqlite", runs["sqlite"], runs["sqlite"]["epochs"], runs["sqlite"]["wall"], runs["sqlite"]["seconds"]),
             ("plain optuna, journal", runs["journal"], runs["journal"]["epochs"], runs["journal"]["wall"], runs["journal"]["seconds"]),
             (f"pipeline ({piped['storage'].split(':')[0]})", piped["trials"], piped["epochs"], piped["seconds"], piped["phase"]),
+            ("floor: no report, lean", floor["trials"], floor["epochs"], floor["seconds"], floor["phase"]),
         ):
-            print(f"{seed:>4}  {label:<21}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
+            print(f"{seed:>4}  {label:<23}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
                   f"{phase:>13.1f}  {epochs / phase:>16.0f}", flush=True)
-        same = all(run["values"] == piped["values"] for run in runs.values())
+        same = all(run["values"] == piped["values"] for run in (*runs.values(), floor))
+        ratios["floor"].append(runs["memory"]["wall"] / floor["seconds"] * floor["epochs"] / runs["memory"]["epochs"])
+        ratios["floor phase"].append(runs["memory"]["seconds"] / floor["phase"] * floor["epochs"] / runs["memory"]["epochs"])
         for name, run in runs.items():
             ratios[name].append(run["wall"] / piped["seconds"] * piped["epochs"] / run["epochs"])
             ratios[f"{name} phase"].append(run["seconds"] / piped["phase"] * piped["epochs"] / run["epochs"])
@@ -149,11 +165,13 @@ def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
               f"pipeline / plain on SQLite {ratios['sqlite'][-1]:.2f}, {ratios['sqlite phase'][-1]:.2f}; "
               f"plain on SQLite / in memory {ratios['memory'][-1] / ratios['sqlite'][-1]:.2f}, on a journal file / in memory "
               f"{ratios['memory'][-1] / ratios['journal'][-1]:.2f} (whole processes); "
-              f"{'the same trials in all three' if same else 'NOT the same trials (the ratios compare different work)'}")
+              f"floor (no report, lean trials) / plain in memory {ratios['floor'][-1]:.2f}, {ratios['floor phase'][-1]:.2f}; "
+              f"{'the same trials in all five' if same else 'NOT the same trials (the ratios compare different work)'}")
     median = {name: sorted(values)[len(values) // 2] for name, values in ratios.items()}
     print(f"   median over seeds: pipeline / plain in memory {median['memory']:.2f} whole, {median['memory phase']:.2f} phase; "
           f"pipeline / plain on SQLite {median['sqlite']:.2f} whole, {median['sqlite phase']:.2f} phase; "
-          f"pipeline / plain on a journal file {median['journal']:.2f} whole, {median['journal phase']:.2f} phase  ({load()})")
+          f"pipeline / plain on a journal file {median['journal']:.2f} whole, {median['journal phase']:.2f} phase; "
+          f"floor / plain in memory {median['floor']:.2f} whole, {median['floor phase']:.2f} phase  ({load()})")
 
 
 def plain(seed: int, trials: int, storage: str | None = None) -> dict[str, Any]:

@@ -170,6 +170,30 @@ def test_resume_from_a_mid_epoch_stop_is_bit_identical():
     assert torch.equal(resumed.linear.bias, reference.linear.bias)
 
 
+@pytest.mark.parametrize("batch_size", [None, 40])  # "full", and one batch larger than the split: one step an epoch
+def test_a_stop_during_a_full_batch_epoch_resumes_bit_identical(batch_size):
+    split = _problem(23)
+    settings = _settings(5, batch_size)
+    reference = CountingModel()
+    finished = _trainer(reference, split, settings)
+    finished.fit()
+
+    stopped = CountingModel()
+    saved: list[dict] = []
+    trainer = _trainer(stopped, split, settings, checkpoint=lambda payload: saved.append(copy.deepcopy(payload)) or "memory")
+    with pytest.raises(Interrupted, match="stopped by SIGTERM in epoch 3 after step 3"):
+        trainer.fit(StopAfterSteps(trainer, 3))
+    assert saved[-1]["epoch"] == 2 and saved[-1]["partial"]["next_start"] == (batch_size or 23)  # the epoch's one step is taken
+
+    resumed = CountingModel()
+    fresh = _trainer(resumed, split, settings)
+    fresh.load_state_dict(saved[-1])
+    fresh.fit()
+    assert torch.equal(resumed.linear.weight, reference.linear.weight) and torch.equal(resumed.linear.bias, reference.linear.bias)
+    without_time = [{key: value for key, value in row.items() if key != "seconds"} for row in fresh.history]
+    assert without_time == [{key: value for key, value in row.items() if key != "seconds"} for row in finished.history]
+
+
 def test_small_cpu_steps_train_on_one_thread():
     assert choose_threads(nn.Linear(3, 2), torch.device("cpu"), "auto", rows_per_step=4) == 1
     assert torch.get_num_threads() == 1
