@@ -95,13 +95,15 @@ def run_pipeline(
     progress: str = "auto",
     resume: bool = False,
     provenance: Mapping[str, Any] | None = None,
+    checkpoints: bool = True,
 ) -> RunContext:
     """Run every stage of ``config``; returns the finished context. Errors propagate after the
     ``on_stage_error`` hook; the run folder then holds what completed, never a half-written file.
 
     With ``resume``, ``out`` is an existing run folder of the same configuration: stages run again
     and training continues from the folder's last checkpoint. ``provenance`` is recorded in the run
-    folder's ``run.json`` and manifest (a sweep names the study and trial a run belongs to)."""
+    folder's ``run.json`` and manifest (a sweep names the study and trial a run belongs to). Without
+    ``checkpoints``, training writes none: a run that is never continued (a sweep's trial)."""
     device = resolve_device(config.pipeline.device)
     strategy = config.train.strategy if config.train else "single"
     check_sync_batchnorm(strategy, config.train.sync_batchnorm if config.train else False, device)
@@ -112,7 +114,7 @@ def run_pipeline(
     try:
         if not distributed.is_main:
             return _run_as_worker(config, host, out, device, distributed, resume)
-        return _run_as_main(config, host, out, artifacts_root, quiet, progress, resume, device, distributed, dict(provenance or {}))
+        return _run_as_main(config, host, out, artifacts_root, quiet, progress, resume, device, distributed, dict(provenance or {}), checkpoints)
     finally:
         leave()
 
@@ -141,6 +143,7 @@ def _run_as_main(
     device: torch.device,
     distributed: Distributed,
     provenance: dict[str, Any],
+    checkpoints: bool = True,
 ) -> RunContext:
     if resume:
         if out is None:
@@ -156,7 +159,9 @@ def _run_as_main(
             **provenance,
         })
         artifacts.write_text(run_dir / RunFiles.CONFIG, tomli_w.dumps(config.resolved()))
-    run = RunContext(config, host, run_dir, device, progress="none" if quiet else progress, resuming=resume, distributed=distributed)
+    run = RunContext(
+        config, host, run_dir, device, progress="none" if quiet else progress, resuming=resume, checkpoints=checkpoints, distributed=distributed
+    )
     artifacts.write_json(run.path(RunFiles.STATUS), {"status": "running", "resumed": resume})
     seed_everything(config.pipeline.seed)
 

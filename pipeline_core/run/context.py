@@ -39,6 +39,7 @@ class RunContext:
     device: torch.device
     progress: str = "auto"  # "auto" (a live bar on a terminal, else quiet), "bar", "lines" or "none"
     resuming: bool = False  # continuing an earlier run of this folder from its last checkpoint
+    checkpoints: bool = True  # training writes checkpoints (not a sweep's trial: a stopped trial runs again from its start)
     distributed: Distributed = SINGLE  # this process's rank in a data-parallel job
     data: LoadedData | None = None
     model: nn.Module | None = None

@@ -2,8 +2,9 @@
 validation split; the test split is held out of it.
 
 The trial is an ordinary run (``config.toml``, ``history.csv``, ``metrics.json``, ``report.html``)
-of the file with ``--set`` items for the drawn values, without the export stage and with
-``evaluate.split = "validation"``. A plugin of the sweep (:class:`TrialReporter`) takes the test
+of the file with ``--set`` items for the drawn values, without the export stage, with
+``evaluate.split = "validation"``, and without checkpoints: a trial is never continued (one that was
+stopped runs again from its start, as a new trial), so they would only fill the disk. A plugin of the sweep (:class:`TrialReporter`) takes the test
 split out of the data as soon as it is loaded, and reports the objective to Optuna at the end of
 each epoch (``on_epoch_end``), so the pruner can stop a poor trial; the run folder then says
 ``pruned``. The trial number and the folder name each other: the folder is ``trials/<number>``, the
@@ -119,7 +120,9 @@ class TrialRunner:
         started = time.perf_counter()
         try:
             config, host = load_pipeline(self.pipeline_file, (*self.overrides, *trial_overrides(self.stages, self.validate_every), *space.overrides(values)), plugins=[reporter])
-            run = run_pipeline(config, host, out=run_dir, quiet=True, progress="none", provenance={"sweep": self._provenance(trial.number)})
+            run = run_pipeline(
+                config, host, out=run_dir, quiet=True, progress="none", provenance={"sweep": self._provenance(trial.number)}, checkpoints=False
+            )
             value = _objective(run, self.sweep.metric)
         except Pruned:
             self._record(trial, reporter.epochs, started)

@@ -55,7 +55,7 @@ def fit(run: RunContext) -> TrainingSummary:
     with batchnorm_synchronized(model, settings, run.distributed):
         trainer = Trainer(
             model, optimizer, evaluator.loss_fn, train, settings, data.spec.task, run.config.pipeline.seed, device=run.device,
-            schedule=schedule, validate=validate, on_epoch_end=on_epoch_end, checkpoint=_saver(run, settings) if run.is_main else None,
+            schedule=schedule, validate=validate, on_epoch_end=on_epoch_end, checkpoint=_saver(run, settings) if run.is_main and run.checkpoints else None,
             distributed=run.distributed,
         )
         trainer.resume(*_checkpoint_to_resume(run))

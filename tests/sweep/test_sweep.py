@@ -122,7 +122,8 @@ def test_a_small_sweep_end_to_end(tmp_path, write_pipeline):
             "study": "moons_small", "storage": journal(folder), "trial": trial.number, "sweep_folder": str(folder.root.resolve())
         }
         assert json.loads((run_dir / "status.json").read_text())["status"] == "succeeded"
-        assert (run_dir / "report.html").is_file() and (run_dir / "manifest.json").is_file()
+        assert (run_dir / "report.html").is_file() and (run_dir / "manifest.json").is_file() and (run_dir / "weights.pt").is_file()
+        assert not (run_dir / "checkpoints").exists()  # a trial is never continued: it keeps no checkpoints
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert set(metrics) == {"validation", "train"}  # a trial never scores (or sees) the test split
         assert trial.value == metrics["validation"]["accuracy"]
