@@ -52,6 +52,11 @@ def build_model(run: RunContext) -> None:
     remember_model_check(run, data.spec, outputs[-1])  # pipeline validate answers from it, without torch
 
 
+#: history.csv's last columns, where every epoch's row ends (the val_ columns of a run that validates
+#: every N epochs come before them, as in a run that validates every epoch)
+HISTORY_LAST = ("lr", "seconds")
+
+
 def train(run: RunContext) -> None:
     """Fit the model on the train split (validation each epoch, checkpoints, resumable, signal-safe),
     then keep the history, the weights and what training did in the run folder."""
@@ -63,7 +68,7 @@ def train(run: RunContext) -> None:
         run.training = fit(run)
     finally:
         if run.history:
-            run.write_csv(RunFiles.HISTORY, run.history)
+            run.write_csv(RunFiles.HISTORY, run.history, last=HISTORY_LAST)
     run.write_file(RunFiles.WEIGHTS, lambda temp: temp.write_bytes(_serialized(model.state_dict())))
     run.write_json(RunFiles.TRAINING, run.training.as_dict())
 

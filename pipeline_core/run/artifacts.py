@@ -92,11 +92,14 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    """Rows with possibly different keys as CSV; columns are the union, in first-seen order."""
+def csv_text(rows: list[dict[str, Any]], last: tuple[str, ...] = ()) -> str:
+    """Rows with possibly different keys as CSV; columns are the union, in first-seen order, except
+    those named in ``last``, which end the row in that order (where a column that only some rows have
+    appears after them, as a history's val_ columns when the first epoch was not validated)."""
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
+    columns = [key for key in columns if key not in last] + [key for key in last if key in columns]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

@@ -150,10 +150,10 @@ class RunContext:
         """Write a JSON file of the run folder atomically (rank 0 only, like :meth:`write_file`)."""
         return self.write_text(name, artifacts.json_text(value))
 
-    def write_csv(self, name: str, rows: list[dict[str, Any]]) -> Path:
+    def write_csv(self, name: str, rows: list[dict[str, Any]], last: tuple[str, ...] = ()) -> Path:
         """Write rows as a CSV file of the run folder atomically; columns are the union of the rows'
-        keys, in first-seen order (rank 0 only, like :meth:`write_file`)."""
-        return self.write_text(name, artifacts.csv_text(rows))
+        keys, in first-seen order, those in ``last`` at the end (rank 0 only, like :meth:`write_file`)."""
+        return self.write_text(name, artifacts.csv_text(rows, last))
 
 
 def _warn_state() -> None:

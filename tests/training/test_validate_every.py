@@ -63,6 +63,8 @@ def test_validated_epochs_train_the_same_model(tmp_path, write_pipeline):
     assert code == 0, output
     each, seventh = history(tmp_path / "each"), history(tmp_path / "seventh")
     assert len(each) == len(seventh) == 20
+    assert list(seventh[0]) == list(each[0]) == [  # the same columns in the same order, though epoch 1 had no val_ ones
+        "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr", "seconds"]
     validated = [int(row["epoch"]) for row in seventh if row["val_loss"]]
     assert validated == [7, 14, 20]  # every 7th epoch and the last
     for row, full in zip(seventh, each, strict=True):
