@@ -14,6 +14,7 @@ trial's user attributes hold the folder, and the folder's ``run.json`` holds the
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -127,7 +128,13 @@ class TrialRunner:
         except Pruned:
             self._record(trial, reporter.epochs, started)
             raise optuna.TrialPruned() from None
-        except (Interrupted, KeyboardInterrupt):
+        except Interrupted as stopped:  # the run's own message would say --resume, which a sweep does not have
+            signal_number = stopped.exit_code - 128
+            raise Interrupted(
+                f"trial {trial.number} was stopped by {signal.Signals(signal_number).name} at epoch {reporter.epochs}; it is failed and "
+                "queued again with the same values: run the same `pipeline sweep` command to continue the study", signal_number,
+            ) from None
+        except KeyboardInterrupt:
             raise
         except Exception as error:  # a trial's failure is its result: recorded, and the sweep goes on
             self._record(trial, reporter.epochs, started, error)

@@ -397,6 +397,26 @@ SLOW = SWEEP.replace("epochs = 30", "epochs = 400").replace(
 ).replace("trials = 4", "trials = 3")
 
 
+def test_sigterm_during_a_trial_queues_it_again_and_says_how_to_continue(tmp_path, write_pipeline):
+    path = write_pipeline(SLOW)
+    folder = sweep_folder(tmp_path)
+    process = subprocess.Popen([PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    events = folder.trial_dir(1) / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while not (events.is_file() and '"epoch"' in events.read_text()):
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "trial 1 never started training"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "trial 1 was stopped by SIGTERM at epoch" in stderr and "run the same `pipeline sweep` command to continue" in stderr
+    assert "--resume" not in stderr  # the run's own advice, which a sweep does not take
+    trials = load_study(journal(folder)).trials
+    assert trials[1].state == TrialState.FAIL and not (folder.trial_dir(1) / "checkpoints").exists()
+    assert [trial.params for trial in trials if trial.state == TrialState.WAITING] == [trials[1].params]  # queued again
+
+
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])
 def test_a_sweep_killed_with_sigkill_continues_when_started_again(tmp_path, write_pipeline, storage):
     """SIGKILL in the middle of trial 1; the same command again runs what is missing, and the killed
