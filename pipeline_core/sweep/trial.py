@@ -4,11 +4,12 @@ validation split; the test split is held out of it.
 The trial is an ordinary run (``config.toml``, ``history.csv``, ``metrics.json``, ``report.html``)
 of the file with ``--set`` items for the drawn values, without the export stage, with
 ``evaluate.split = "validation"``, and without checkpoints: a trial is never continued (one that was
-stopped runs again from its start, as a new trial), so they would only fill the disk. A plugin of the sweep (:class:`TrialReporter`) takes the test
-split out of the data as soon as it is loaded, and reports the objective to Optuna at the end of
-each epoch (``on_epoch_end``), so the pruner can stop a poor trial; the run folder then says
-``pruned``. The trial number and the folder name each other: the folder is ``trials/<number>``, the
-trial's user attributes hold the folder, and the folder's ``run.json`` holds the study and trial.
+stopped runs again from its start, as a new trial), so they would only fill the disk. A plugin of
+the sweep (:class:`TrialReporter`) takes the test split out of the data as soon as it is loaded, and
+reports the objective to Optuna at the end of each epoch (``on_epoch_end``), so the pruner can stop
+a poor trial; the run folder then says ``pruned``. The trial number and the folder name each other:
+the folder is ``trials/<number>``, the trial's user attributes hold the folder, and the folder's
+``run.json`` holds the study and trial.
 """
 
 from __future__ import annotations
