@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalFileSymlinkLock
 
 try:
     import fcntl
@@ -85,12 +85,16 @@ class JournalFile(JournalFileBackend):
     again when the sweep continues. A reported value then costs a tenth of a millisecond instead of
     about half of one, which matters when a full-batch trial reports every millisecond epoch."""
 
+    def __init__(self, file_path: str, lock_obj: KernelFileLock | JournalFileSymlinkLock | None = None) -> None:
+        self.appends_to, self.append_lock = file_path, lock_obj or JournalFileSymlinkLock(file_path)  # its own: Optuna's are private
+        super().__init__(file_path, lock_obj=self.append_lock)
+
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         payload = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
         durable = REPORTED_VALUE is None or any(log.get("op_code") != REPORTED_VALUE for log in logs)
-        self._lock.acquire()
+        self.append_lock.acquire()
         try:
-            descriptor = os.open(self._file_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            descriptor = os.open(self.appends_to, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
             try:
                 whole = _whole_lines_end(descriptor)
                 try:
@@ -103,7 +107,7 @@ class JournalFile(JournalFileBackend):
             finally:
                 os.close(descriptor)
         finally:
-            self._lock.release()
+            self.append_lock.release()
 
 
 def _whole_lines_end(descriptor: int) -> int:
