@@ -180,15 +180,17 @@ def launch(worker_args: Sequence[str], nproc_per_node: int, nnodes: str, rdzv_en
     try:
         torchrun.run(torchrun.parse_args(arguments))
     except ChildFailedError as error:
+        # the story is the first rank that neither merely lost its peers nor was stopped by the launcher's
+        # SIGTERM, killed by it or stopping cleanly on it (any may carry the same second-resolution
+        # timestamp as the real failure)
+        secondary = (PEER_LOST_EXIT, -signal.SIGTERM, 128 + signal.SIGTERM)
+        causes = {rank: failure for rank, failure in error.failures.items() if failure.exitcode not in secondary}
         main = error.failures.get(0)
-        if main is not None and main.exitcode > 0 and main.exitcode != PEER_LOST_EXIT:  # rank 0 printed its own error already
-            failed = PipelineError(f"rank 0 exited with code {main.exitcode}")
+        stopped_after_another = main is not None and main.exitcode == 128 + signal.SIGTERM and bool(causes)
+        if main is not None and main.exitcode > 0 and main.exitcode != PEER_LOST_EXIT and not stopped_after_another:
+            failed = PipelineError(f"rank 0 exited with code {main.exitcode}")  # rank 0 printed its own error already
             failed.exit_code, failed.reported = main.exitcode, True
             raise failed from None
-        # the story is the first rank that neither merely lost its peers nor was stopped by the launcher's
-        # SIGTERM (either may carry the same second-resolution timestamp as the real failure)
-        secondary = (PEER_LOST_EXIT, -signal.SIGTERM)
-        causes = {rank: failure for rank, failure in error.failures.items() if failure.exitcode not in secondary}
         rank, failure = min((causes or error.failures).items(), key=lambda item: item[1].timestamp)
         code = failure.exitcode
         if code == PEER_LOST_EXIT:

@@ -126,6 +126,7 @@ def test_killing_one_rank_fails_the_run_cleanly(pipeline_file, tmp_path):
 @pytest.mark.parametrize("rank0, expected", [
     ("peer", "rank 1 was killed by signal 9 (SIGKILL)"),  # rank 0 noticed first and, a peer failure, said nothing
     ("sigterm", "rank 1 was killed by signal 9 (SIGKILL)"),  # rank 0 stopped by the launcher in the same second
+    ("stopped", "rank 1 was killed by signal 9 (SIGKILL)"),  # rank 0 caught the launcher's SIGTERM and stopped cleanly (143)
 ])
 def test_the_launcher_names_the_rank_that_failed_not_the_ones_that_followed(monkeypatch, rank0, expected):
     from torch.distributed import run as torchrun
@@ -134,7 +135,7 @@ def test_the_launcher_names_the_rank_that_failed_not_the_ones_that_followed(monk
     from pipeline_core.errors import PipelineError
     from pipeline_core.run import distributed
 
-    code = distributed.PEER_LOST_EXIT if rank0 == "peer" else -signal.SIGTERM
+    code = {"peer": distributed.PEER_LOST_EXIT, "sigterm": -signal.SIGTERM, "stopped": 128 + signal.SIGTERM}[rank0]
     failures = {0: ProcessFailure(0, 100, code, "<none>"), 1: ProcessFailure(1, 101, -signal.SIGKILL, "<none>")}
     failures[0].timestamp = failures[1].timestamp  # second-resolution timestamps: a tie
 
