@@ -397,16 +397,22 @@ SLOW = SWEEP.replace("epochs = 30", "epochs = 400").replace(
 ).replace("trials = 4", "trials = 3")
 
 
-def test_sigterm_during_a_trial_queues_it_again_and_says_how_to_continue(tmp_path, write_pipeline):
-    path = write_pipeline(SLOW)
-    folder = sweep_folder(tmp_path)
-    process = subprocess.Popen([PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def started_until_trial_1_trains(command: list[str], folder: SweepFolder) -> subprocess.Popen[str]:
+    """``command`` (a sweep) started, once its trial 1 has trained an epoch (its events log says so)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     events = folder.trial_dir(1) / "events.jsonl"
     deadline = time.monotonic() + 300
     while not (events.is_file() and '"epoch"' in events.read_text()):
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         assert time.monotonic() < deadline, "trial 1 never started training"
         time.sleep(0.05)
+    return process
+
+
+def test_sigterm_during_a_trial_queues_it_again_and_says_how_to_continue(tmp_path, write_pipeline):
+    path = write_pipeline(SLOW)
+    folder = sweep_folder(tmp_path)
+    process = started_until_trial_1_trains([PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path)], folder)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
@@ -426,13 +432,7 @@ def test_a_sweep_killed_with_sigkill_continues_when_started_again(tmp_path, writ
     folder = sweep_folder(tmp_path)
     url = journal(folder) if storage == "journal" else sqlite(folder)
     command = [PIPELINE, "sweep", str(path), "--artifacts", str(tmp_path), *(["--storage", url] if storage == "sqlite" else [])]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    events = folder.trial_dir(1) / "events.jsonl"
-    deadline = time.monotonic() + 300
-    while not (events.is_file() and '"epoch"' in events.read_text()):
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        assert time.monotonic() < deadline, "trial 1 never started training"
-        time.sleep(0.05)
+    process = started_until_trial_1_trains(command, folder)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     other = SweepFolder.STUDY_LOG if storage == "sqlite" else SweepFolder.STUDY_DB
