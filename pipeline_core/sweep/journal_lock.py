@@ -111,21 +111,27 @@ class JournalFile(JournalFileBackend):
 
 
 def _whole_lines_end(descriptor: int) -> int:
-    """The size of the file's whole lines; anything after the last newline is cut off."""
+    """The size of the file's whole lines; anything after the last newline is cut off. The usual file
+    ends with its newline: one byte read says so, and only a cut-short tail is searched."""
     size = os.fstat(descriptor).st_size
+    if size == 0 or _read_at(descriptor, size - 1, 1) == b"\n":
+        return size
     end = size
     while end > 0:
         start = max(0, end - _TAIL_CHUNK)
-        os.lseek(descriptor, start, os.SEEK_SET)
-        chunk = os.read(descriptor, end - start)
+        chunk = _read_at(descriptor, start, end - start)
         newline = chunk.rfind(b"\n")
         if newline >= 0:
             end = start + newline + 1
             break
         end = start
-    if end < size:
-        os.ftruncate(descriptor, end)
+    os.ftruncate(descriptor, end)
     return end
+
+
+def _read_at(descriptor: int, offset: int, count: int) -> bytes:
+    os.lseek(descriptor, offset, os.SEEK_SET)  # not os.pread, which Windows lacks
+    return os.read(descriptor, count)
 
 
 def _write_all(descriptor: int, payload: bytes) -> None:
