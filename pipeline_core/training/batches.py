@@ -105,7 +105,7 @@ class BatchLoop:
         ranks, steps, accumulate = self.ranks, self.steps, self.settings.accumulate_batches
         targets = self.feed.targets[order] if order is not None else self.feed.targets
         size, end = self.settings.batch_bounds(len(self.feed))
-        if first == 0 and size >= end and accumulate == 1 and not ranks.enabled:
+        if first == 0 and 0 < end <= size and not ranks.enabled:
             return self._whole(order, targets, size, end, epoch, stop, carried)
         starts = range(first, end, size)
         spans = []  # this process's rows of each batch, as positions in the epoch's order
@@ -147,8 +147,6 @@ class BatchLoop:
                 pending = 0
                 if stop.requested and not ranks.enabled:
                     return outcome(self._totals(losses, weights, correct, rows, carried), start + size)
-        if len(losses) == 1 and first == 0 and not ranks.enabled:
-            return EpochOutcome(None, losses, bool(correct), summed, read=self._read_one(losses[0], weights[0], correct, rows))
         # One reduction (and host sync) per epoch: loss and, for classifiers, accuracy over every rank.
         totals = ranks.sum(self._totals(losses, weights, correct, rows, carried))
         if ranks.enabled and ranks.any(stop.requested, carried.device):  # several processes stop together, at an epoch's end
@@ -161,15 +159,16 @@ class BatchLoop:
     ) -> EpochOutcome:
         """An epoch that is one batch of every row in one process (a full-batch epoch, one optimizer
         step): what the general loop does in that case, step for step, without its per-batch
-        bookkeeping (a few percent of a small model's epoch). The loss weighs 1 (one
-        process's whole batch), and the values are read to the host at once: the same numbers. A stop
-        requested during the step ends the epoch as the general loop does (it continues from ``size``)."""
-        steps = self.steps
+        bookkeeping (a few percent of a small model's epoch). The loss is scaled only by
+        ``accumulate_batches``, as there (one process's whole batch weighs 1), and the values are read
+        to the host at once: the same numbers. A stop requested during the step ends the epoch as the
+        general loop does (it continues from ``size``)."""
+        steps, accumulate = self.steps, self.settings.accumulate_batches
         (inputs,) = self.feed.batches(order, [(0, rows)], epoch)  # to its end: a streamed feed's workers finish the epoch
         with steps.autocast():
             outputs = self.forward(inputs)
             loss = self.loss_fn(outputs, targets)
-        steps.backward(loss)
+        steps.backward(loss * (1.0 / accumulate) if accumulate != 1 else loss)  # the general loop's scale, bit for bit
         losses = [loss.detach()]
         correct = [(class_indices(outputs.detach(), self.task) == targets.view(-1).long()).sum()] if self.classifies else []
         steps.step()

@@ -194,6 +194,24 @@ def test_a_stop_during_a_full_batch_epoch_resumes_bit_identical(batch_size):
     assert without_time == [{key: value for key, value in row.items() if key != "seconds"} for row in finished.history]
 
 
+def test_a_full_batch_epoch_with_accumulation_steps_as_the_hand_written_loop():
+    """accumulate_batches over a single batch: the loss scaled by 1/accumulate, one step an epoch."""
+    split = _problem(23)
+    model = CountingModel()
+    trainer = _trainer(model, split, _settings(4, None, accumulate_batches=3))
+    trainer.fit()
+
+    reference = CountingModel()
+    optimizer, loss_fn, generator = torch.optim.SGD(reference.parameters(), lr=0.1), nn.CrossEntropyLoss(), torch.Generator().manual_seed(1)
+    for _ in range(4):
+        order = torch.randperm(23, generator=generator)
+        (loss_fn(reference(split.inputs[order]), split.targets[order]) * (1.0 / 3)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    assert torch.equal(model.linear.weight, reference.linear.weight) and torch.equal(model.linear.bias, reference.linear.bias)
+    assert trainer.steps.count == 4
+
+
 def test_small_cpu_steps_train_on_one_thread():
     assert choose_threads(nn.Linear(3, 2), torch.device("cpu"), "auto", rows_per_step=4) == 1
     assert torch.get_num_threads() == 1
