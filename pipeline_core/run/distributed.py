@@ -186,9 +186,9 @@ def launch(worker_args: Sequence[str], nproc_per_node: int, nnodes: str, rdzv_en
         secondary = (PEER_LOST_EXIT, -signal.SIGTERM, 128 + signal.SIGTERM)
         causes = {rank: failure for rank, failure in error.failures.items() if failure.exitcode not in secondary}
         main = error.failures.get(0)
-        stopped_after_another = main is not None and main.exitcode == 128 + signal.SIGTERM and bool(causes)
-        if main is not None and main.exitcode > 0 and main.exitcode != PEER_LOST_EXIT and not stopped_after_another:
-            failed = PipelineError(f"rank 0 exited with code {main.exitcode}")  # rank 0 printed its own error already
+        # rank 0 printed its own error already, unless it only lost its peers, or stopped on the SIGTERM after another rank failed
+        if main is not None and main.exitcode > 0 and main.exitcode != PEER_LOST_EXIT and (main.exitcode not in secondary or not causes):
+            failed = PipelineError(f"rank 0 exited with code {main.exitcode}")
             failed.exit_code, failed.reported = main.exitcode, True
             raise failed from None
         rank, failure = min((causes or error.failures).items(), key=lambda item: item[1].timestamp)
