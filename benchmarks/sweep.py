@@ -155,11 +155,10 @@ def against_optuna(artifacts: Path, seeds: list[int], trials: int) -> None:
             print(f"{seed:>4}  {label:<23}  {counts['complete']:>8}  {counts['pruned']:>6}  {epochs:>6}  {seconds:>7.1f}  {epochs / seconds:>8.0f}  "
                   f"{phase:>13.1f}  {epochs / phase:>16.0f}", flush=True)
         same = all(run["values"] == piped["values"] for run in (*runs.values(), floor))
-        ratios["floor"].append(runs["memory"]["wall"] / floor["seconds"] * floor["epochs"] / runs["memory"]["epochs"])
-        ratios["floor phase"].append(runs["memory"]["seconds"] / floor["phase"] * floor["epochs"] / runs["memory"]["epochs"])
-        for name, run in runs.items():
-            ratios[name].append(run["wall"] / piped["seconds"] * piped["epochs"] / run["epochs"])
-            ratios[f"{name} phase"].append(run["seconds"] / piped["phase"] * piped["epochs"] / run["epochs"])
+        # each sweep's epochs per second over the plain script's: whole processes, and the trial phase alone
+        for name, run, swept in (*((name, run, piped) for name, run in runs.items()), ("floor", runs["memory"], floor)):
+            ratios[name].append(run["wall"] / swept["seconds"] * swept["epochs"] / run["epochs"])
+            ratios[f"{name} phase"].append(run["seconds"] / swept["phase"] * swept["epochs"] / run["epochs"])
         print(f"      seed {seed}: pipeline / plain in memory {ratios['memory'][-1]:.2f} (whole processes), {ratios['memory phase'][-1]:.2f} "
               f"(trial phase), goal ≥ 0.8; pipeline / plain on a journal file {ratios['journal'][-1]:.2f}, {ratios['journal phase'][-1]:.2f}; "
               f"pipeline / plain on SQLite {ratios['sqlite'][-1]:.2f}, {ratios['sqlite phase'][-1]:.2f}; "
